@@ -1,0 +1,75 @@
+"""decart-widget: realtime AI video (Decart's Lucy models) in Jupyter.
+
+The heavy parts (aiortc, the emulator, the widget) load on first use, so ``import decart_widget``
+stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from . import models
+from .backends import Backend, Decart
+from .models import RealtimeModel
+from .protocol.errors import (
+    AckTimeout,
+    AuthenticationError,
+    ConcurrencyLimit,
+    ConnectionLost,
+    DecartError,
+    InsufficientCredits,
+    InvalidInput,
+    ModerationError,
+    ProtocolError,
+    SessionEnded,
+)
+from .tokens import ClientToken, TokenMinter
+
+if TYPE_CHECKING:
+    from .client import RealtimeSession
+    from .emulator import Emulator
+    from .widget import RealtimeWidget
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "Emulator": "decart_widget.emulator",
+    "RealtimeSession": "decart_widget.client",
+    "RealtimeWidget": "decart_widget.widget",
+    "proxy": "decart_widget.proxy",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'decart_widget' has no attribute {name!r}")
+    module = importlib.import_module(module_name)
+    value = module if name == "proxy" else getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+__all__ = [
+    "AckTimeout",
+    "AuthenticationError",
+    "Backend",
+    "ClientToken",
+    "ConcurrencyLimit",
+    "ConnectionLost",
+    "Decart",
+    "DecartError",
+    "Emulator",
+    "InsufficientCredits",
+    "InvalidInput",
+    "ModerationError",
+    "ProtocolError",
+    "RealtimeModel",
+    "RealtimeSession",
+    "RealtimeWidget",
+    "SessionEnded",
+    "TokenMinter",
+    "__version__",
+    "models",
+]

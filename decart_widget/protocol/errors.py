@@ -1,0 +1,152 @@
+"""The typed error taxonomy: every failure a user can see is one of these.
+
+Server error strings are free text ("Invalid API key", "insufficient_credits", ...). `classify`
+turns such a string into the right exception class, and `is_permanent` says whether retrying can
+ever help (PROTOCOL §5).
+"""
+
+from __future__ import annotations
+
+
+class DecartError(Exception):
+    """Base of every error decart-widget raises on purpose."""
+
+    #: A stable short name, also used by the front end (``last_error_type``).
+    kind = "error"
+    #: True when retrying the same request cannot succeed.
+    permanent = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class AuthenticationError(DecartError):
+    """The key or client token was refused (invalid, expired, wrong origin or model)."""
+
+    kind = "authentication"
+    permanent = True
+
+
+class ModerationError(DecartError):
+    """A prompt or image was rejected by moderation; the previous state stays in force."""
+
+    kind = "moderation"
+    permanent = True
+
+
+class InsufficientCredits(DecartError):
+    """The account has no credits left."""
+
+    kind = "credits"
+    permanent = True
+
+
+class ConcurrencyLimit(DecartError):
+    """Too many sessions at once for this key (WebSocket close 1013)."""
+
+    kind = "concurrency"
+    permanent = True
+
+
+class AckTimeout(DecartError):
+    """The server did not acknowledge a prompt or image in time."""
+
+    kind = "ack_timeout"
+
+
+class ConnectionLost(DecartError):
+    """The connection to the service could not be made or was lost for good."""
+
+    kind = "connection"
+
+
+class SessionEnded(DecartError):
+    """The server ended the generation (time limit, server error, shutdown)."""
+
+    kind = "session_ended"
+
+    def __init__(self, message: str, reason: str = "error") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class InvalidInput(DecartError):
+    """The request was malformed: bad prompt, image, model name or option."""
+
+    kind = "invalid_input"
+    permanent = True
+
+
+class ProtocolError(DecartError):
+    """A frame on the wire did not follow the protocol."""
+
+    kind = "protocol"
+
+
+ERROR_KINDS: dict[str, type[DecartError]] = {
+    cls.kind: cls
+    for cls in (
+        DecartError,
+        AuthenticationError,
+        ModerationError,
+        InsufficientCredits,
+        ConcurrencyLimit,
+        AckTimeout,
+        ConnectionLost,
+        SessionEnded,
+        InvalidInput,
+        ProtocolError,
+    )
+}
+
+_PERMANENT_MARKERS = (
+    "401",
+    "unauthorized",
+    "invalid api key",
+    "invalid_api_key",
+    "permission denied",
+    "not allowed",
+    "not_allowed",
+    "invalid session",
+    "expired",
+)
+_MODEL_MARKERS = ("invalid_model", "removed_model", "unknown model", "invalid model")
+_CREDIT_MARKERS = ("insufficient_credits", "insufficient credits", "out of credits")
+_CONCURRENCY_MARKERS = ("concurrent session limit", "concurrency")
+_MODERATION_MARKERS = ("moderation",)
+
+
+def is_permanent(error_text: str) -> bool:
+    """True when an error text means a retry cannot help (the SDKs' rule, plus ours)."""
+    lowered = error_text.lower()
+    return any(
+        marker in lowered
+        for marker in (
+            *_PERMANENT_MARKERS,
+            *_MODEL_MARKERS,
+            *_CREDIT_MARKERS,
+            *_MODERATION_MARKERS,
+        )
+    )
+
+
+def classify(error_text: str) -> DecartError:
+    """Turn a server error string into the matching typed exception."""
+    lowered = error_text.lower()
+    if any(marker in lowered for marker in _CREDIT_MARKERS):
+        return InsufficientCredits(error_text)
+    if any(marker in lowered for marker in _CONCURRENCY_MARKERS):
+        return ConcurrencyLimit(error_text)
+    if any(marker in lowered for marker in _MODERATION_MARKERS):
+        return ModerationError(error_text)
+    if any(marker in lowered for marker in _MODEL_MARKERS):
+        return InvalidInput(error_text)
+    if any(marker in lowered for marker in _PERMANENT_MARKERS) or "origin" in lowered:
+        return AuthenticationError(error_text)
+    return DecartError(error_text)
+
+
+def from_kind(kind: str, message: str) -> DecartError:
+    """Rebuild an error from its ``kind`` (as sent by the front end or over a comm)."""
+    return ERROR_KINDS.get(kind, DecartError)(message)

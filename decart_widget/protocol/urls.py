@@ -1,0 +1,54 @@
+"""Building realtime URLs, and redacting credentials from anything printed or logged.
+
+Browsers cannot set WebSocket headers, so the key travels in the query string (PROTOCOL §2).
+Every URL that reaches a log, a repr or an exception goes through `redact` first.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+STREAM_PATH = "/v1/stream"
+_SECRET_PARAMS = ("api_key", "token", "key", "access_token")
+_SECRET_QUERY = re.compile(
+    r"(?P<name>(?:" + "|".join(_SECRET_PARAMS) + r"))=(?P<value>[^&#\s'\"]+)", re.IGNORECASE
+)
+_SECRET_WORD = re.compile(r"\b(?:dct|ek)_[A-Za-z0-9_\-]{4,}")
+
+
+def build_stream_url(
+    realtime_base: str,
+    api_key: str,
+    model: str,
+    *,
+    resolution: str | None = None,
+    user_agent: str | None = None,
+) -> str:
+    """The `/v1/stream` URL with every parameter encoded (the model name is opaque)."""
+    parts = urlsplit(realtime_base)
+    if parts.scheme not in ("ws", "wss"):
+        raise ValueError(
+            f"realtime URL must start with ws:// or wss://, got {redact(realtime_base)!r}"
+        )
+    params: dict[str, str] = {"api_key": api_key, "model": model}
+    if resolution is not None:
+        params["resolution"] = resolution
+    if user_agent is not None:
+        params["user_agent"] = user_agent
+    path = parts.path.rstrip("/") + STREAM_PATH
+    return urlunsplit((parts.scheme, parts.netloc, path, urlencode(params), ""))
+
+
+def redact(text: str) -> str:
+    """Replace every credential in a URL or message by `***`."""
+    text = _SECRET_QUERY.sub(lambda m: f"{m.group('name')}=***", text)
+    return _SECRET_WORD.sub("***", text)
+
+
+def redact_key(key: str) -> str:
+    """A safe way to show which key is in use: its prefix and last 4 characters."""
+    if len(key) <= 8:
+        return "***"
+    prefix = key.split("_", 1)[0] + "_" if "_" in key[:5] else ""
+    return f"{prefix}***{key[-4:]}"

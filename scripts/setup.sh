@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Set up everything decart-widget needs on a fresh Debian machine (or CI): system packages,
+# the package itself (editable, which builds the JS bundle) with its dev extras, and the JS deps.
+# Installs into the active Python; activate a virtualenv first if you want isolation.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+need_apt=()
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "setup: installing ${need_apt[*]} with apt-get"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+echo "setup: JS dependencies"
+(cd js && npm ci --no-audit --no-fund --loglevel=error)
+
+echo "setup: Python package (editable) with dev extras"
+# Rebuild the bundle from js/ on every setup so it never lags behind the sources.
+rm -f decart_widget/widget/static/widget.js
+python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+echo "setup: done"

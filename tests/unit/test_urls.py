@@ -1,0 +1,50 @@
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from decart_widget.protocol.urls import build_stream_url, redact, redact_key
+
+
+def test_stream_url_encodes_every_parameter() -> None:
+    url = build_stream_url("wss://api3.decart.ai/", "ek_abc&x=1", "my model/v2", resolution="720p")
+    parts = urlsplit(url)
+    assert parts.path == "/v1/stream"
+    query = parse_qs(parts.query)
+    assert query == {"api_key": ["ek_abc&x=1"], "model": ["my model/v2"], "resolution": ["720p"]}
+
+
+def test_stream_url_keeps_a_base_path() -> None:
+    url = build_stream_url("ws://127.0.0.1:9000/prefix", "k", "lucy-2.1")
+    assert urlsplit(url).path == "/prefix/v1/stream"
+
+
+def test_stream_url_rejects_http_scheme_without_leaking_the_key() -> None:
+    with pytest.raises(ValueError, match="ws://") as info:
+        build_stream_url("https://api.decart.ai?api_key=dct_secretsecret", "k", "m")
+    assert "secretsecret" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "wss://x/v1/stream?api_key=dct_live_123456&model=lucy",
+        "ws://x/v1/stream?model=lucy&token=abcdef123",
+        "failed: key ek_0123456789abcdef was refused",
+    ],
+)
+def test_redact_removes_credentials(text: str) -> None:
+    out = redact(text)
+    for secret in ("dct_live_123456", "abcdef123", "ek_0123456789abcdef"):
+        assert secret not in out
+    assert "***" in out
+
+
+def test_redact_keeps_the_rest() -> None:
+    assert redact("ws://x/v1/stream?api_key=s3cr3t&model=lucy-2.1") == (
+        "ws://x/v1/stream?api_key=***&model=lucy-2.1"
+    )
+
+
+def test_redact_key_shows_only_prefix_and_tail() -> None:
+    assert redact_key("dct_abcdefghijklmnop") == "dct_***mnop"
+    assert redact_key("short") == "***"
