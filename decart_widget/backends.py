@@ -6,6 +6,7 @@ A backend is anything with ``api_url`` (HTTP), ``realtime_url`` (WebSocket base)
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
@@ -88,6 +89,7 @@ def shared_emulator() -> Emulator:
             from .emulator import Emulator
 
             _shared_emulator = Emulator().start()
+            atexit.register(_shared_emulator.stop)
             log.info("started the local emulator at %s", _shared_emulator.api_url)
         return _shared_emulator
 

@@ -1,0 +1,310 @@
+"""`RealtimeWidget`: the camera and its live transformation in a notebook output cell.
+
+The front end (js/, bundled into ``static/``) runs the camera, the session state machine and the
+WebRTC peer. The kernel side holds the state as traitlets, validates what users set, and answers
+the front end's token requests, so the permanent key never leaves the kernel: tokens travel by
+custom message, never as traitlets (widget state is saved into notebooks).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import anywidget
+import traitlets
+
+from ..backends import Backend, Decart, default_backend, is_emulator
+from ..images import MAX_IMAGE_BYTES, check_image_bytes, image_bytes
+from ..models import DEFAULT_MODEL, RealtimeModel
+from ..models import get as get_model
+from ..protocol.errors import DecartError, InvalidInput
+from ..tokens import TokenMinter
+
+log = logging.getLogger("decart_widget.widget")
+
+STATIC = Path(__file__).parent / "static"
+SOURCES = ("camera", "screen", "video", "synthetic")
+SIGNALING = ("direct", "kernel", "proxy")
+STATES = ("disconnected", "connecting", "connected", "generating", "reconnecting")
+#: Largest video file sent to the front end for ``source="video"`` (it rides the comm).
+MAX_VIDEO_BYTES = 9 * 1024 * 1024
+PUBLIC_STUN = [{"urls": "stun:stun.l.google.com:19302"}]
+
+
+def _bundle(name: str) -> Path | str:
+    path = STATIC / name
+    if path.exists():
+        return path
+    log.warning("the front-end bundle %s is missing: run `bash scripts/setup.sh`", path)
+    return (
+        "export default { render({ el }) { el.textContent = "
+        + repr(f"decart-widget: the front-end bundle is missing ({path}); reinstall the package.")
+        + "; } };"
+    )
+
+
+class RealtimeWidget(anywidget.AnyWidget):
+    """Live realtime video in a notebook cell.
+
+    ``RealtimeWidget(prompt="Anime style")`` shows the camera and its transformation; set
+    ``w.prompt``, ``w.image`` or ``w.enhance`` at any time. ``connection_state``,
+    ``generation_seconds``, ``session_id``, ``last_error`` and ``stats`` are kept up to date by
+    the front end.
+    """
+
+    _esm = _bundle("widget.js")
+    _css = STATIC / "widget.css" if (STATIC / "widget.css").exists() else ""
+
+    model = traitlets.Unicode(DEFAULT_MODEL).tag(sync=True)
+    model_spec = traitlets.Dict().tag(sync=True)
+    prompt = traitlets.Unicode("").tag(sync=True)
+    enhance = traitlets.Bool(True).tag(sync=True)
+    image = traitlets.Bytes(None, allow_none=True).tag(sync=True)
+    source = traitlets.Enum(SOURCES, "camera").tag(sync=True)
+    video = traitlets.Bytes(None, allow_none=True).tag(sync=True)
+    device_id = traitlets.Unicode("").tag(sync=True)
+    mirror = traitlets.Bool(False).tag(sync=True)
+    signaling = traitlets.Enum(SIGNALING, "direct").tag(sync=True)
+    realtime_url = traitlets.Unicode("").tag(sync=True)
+    ice_servers = traitlets.List(traitlets.Dict()).tag(sync=True)
+    autostart = traitlets.Bool(False).tag(sync=True)
+    note = traitlets.Unicode("").tag(sync=True)
+
+    connection_state = traitlets.Unicode("disconnected").tag(sync=True)
+    generation_seconds = traitlets.Int(0).tag(sync=True)
+    session_id = traitlets.Unicode("").tag(sync=True)
+    last_error = traitlets.Unicode("").tag(sync=True)
+    last_error_kind = traitlets.Unicode("").tag(sync=True)
+    stats = traitlets.Dict().tag(sync=True)
+
+    def __init__(
+        self,
+        model: str | RealtimeModel = DEFAULT_MODEL,
+        prompt: str = "",
+        signaling: str = "direct",
+        source: str = "camera",
+        backend: Backend | None = None,
+        *,
+        image: Any = None,
+        enhance: bool = True,
+        video: Any = None,
+        mirror: bool = False,
+        device_id: str = "",
+        autostart: bool = False,
+        max_session_seconds: int | None = None,
+        token_seconds: int = 60,
+        allowed_origins: Sequence[str] | None = None,
+        proxy_url: str | None = None,
+        proxy_token: str | None = None,
+    ) -> None:
+        spec = get_model(model)
+        self._custom_models: dict[str, RealtimeModel] = {}
+        if isinstance(model, RealtimeModel):
+            self._custom_models[spec.name] = spec
+        if signaling not in SIGNALING:
+            raise InvalidInput(
+                f"signaling must be one of {', '.join(SIGNALING)}; got {signaling!r}"
+            )
+        if source not in SOURCES:
+            raise InvalidInput(f"source must be one of {', '.join(SOURCES)}; got {source!r}")
+        if signaling == "proxy" and not (proxy_url and proxy_token):
+            raise InvalidInput('signaling="proxy" needs proxy_url= and proxy_token=')
+        if max_session_seconds is not None and (
+            not isinstance(max_session_seconds, int) or max_session_seconds <= 0
+        ):
+            raise InvalidInput("max_session_seconds must be a positive whole number of seconds")
+        if not isinstance(token_seconds, int) or not 1 <= token_seconds <= 3600:
+            raise InvalidInput("token_seconds must be a whole number from 1 to 3600")
+        self._backend = (
+            backend
+            if backend is not None
+            else (None if signaling == "proxy" else default_backend())
+        )
+        self._minter = TokenMinter(self._backend) if self._backend is not None else None
+        self._max_session_seconds = max_session_seconds
+        self._token_seconds = token_seconds
+        self._allowed_origins = list(allowed_origins) if allowed_origins else None
+        self._proxy_url = proxy_url.rstrip("/") if proxy_url else None
+        self._proxy_token = proxy_token
+        video_bytes = _video_bytes(video) if video is not None else None
+        if source == "video" and video_bytes is None:
+            raise InvalidInput('source="video" needs video= (a path, URL or bytes)')
+        super().__init__(
+            model=spec.name,
+            model_spec=spec.to_dict(),
+            prompt=prompt,
+            enhance=enhance,
+            image=None if image is None else image_bytes(image),
+            source=source,
+            video=video_bytes,
+            device_id=device_id,
+            mirror=mirror,
+            signaling=signaling,
+            realtime_url=self._proxy_url or (self._backend.realtime_url if self._backend else ""),
+            ice_servers=self._default_ice_servers(),
+            autostart=autostart,
+            note=self._default_note(),
+        )
+        self.on_msg(self._on_frontend_message)
+
+    # ---- public API ----------------------------------------------------------------------------
+
+    @property
+    def backend(self) -> Backend | None:
+        return self._backend
+
+    def start(self) -> None:
+        """Start the camera and the session (the same as the view's start button)."""
+        self.send({"type": "start"})
+
+    def stop(self) -> None:
+        """Stop the session and release the camera."""
+        self.send({"type": "stop"})
+
+    def set_image(self, image: Any) -> None:
+        """Set the reference image from a path, URL, PIL image, ndarray or bytes; None clears."""
+        self.image = None if image is None else image_bytes(image)  # type: ignore[assignment]
+
+    @property
+    def error(self) -> DecartError | None:
+        """`last_error` as a typed exception (None when there is none)."""
+        from ..protocol.errors import from_kind
+
+        return from_kind(self.last_error_kind, self.last_error) if self.last_error else None
+
+    def __repr__(self) -> str:
+        return (
+            f"RealtimeWidget(model={self.model!r}, prompt={self.prompt!r}, "
+            f"signaling={self.signaling!r}, source={self.source!r}, "
+            f"connection_state={self.connection_state!r})"
+        )
+
+    # ---- validation ----------------------------------------------------------------------------
+
+    @traitlets.validate("model")
+    def _check_model(self, proposal: dict[str, Any]) -> str:
+        name = proposal["value"]
+        spec = self._custom_models.get(name) or get_model(name)
+        self.model_spec = spec.to_dict()
+        return spec.name
+
+    @traitlets.validate("image")
+    def _check_image(self, proposal: dict[str, Any]) -> bytes | None:
+        value = proposal["value"]
+        return None if value is None else check_image_bytes(bytes(value), MAX_IMAGE_BYTES)
+
+    @traitlets.validate("prompt")
+    def _check_prompt(self, proposal: dict[str, Any]) -> str:
+        value = proposal["value"]
+        if len(value) > 10_000:
+            raise InvalidInput(f"prompt is {len(value)} characters; keep it under 10,000")
+        return str(value)
+
+    # ---- front-end messages --------------------------------------------------------------------
+
+    def _on_frontend_message(self, _widget: Any, content: Any, buffers: Any) -> None:
+        if not isinstance(content, dict):
+            return
+        kind = content.get("type")
+        if kind == "token_request":
+            self._answer_token_request(content.get("id"))
+        elif kind == "ack":
+            if content.get("success"):
+                log.info("%s accepted: %.80s", content.get("request"), content.get("prompt") or "")
+            else:
+                log.warning("%s rejected: %s", content.get("request"), content.get("error"))
+        else:
+            log.debug("ignoring front-end message %r", kind)
+
+    def _answer_token_request(self, request_id: Any) -> None:
+        if self.signaling == "proxy":
+            self.send(
+                {
+                    "type": "token",
+                    "id": request_id,
+                    "api_key": self._proxy_token,
+                    "realtime_url": self._proxy_url,
+                }
+            )
+            return
+        assert self._minter is not None and self._backend is not None
+        try:
+            token = self._minter.mint(
+                expires_in=self._token_seconds,
+                allowed_models=[self.model],
+                allowed_origins=self._allowed_origins,
+                max_session_duration=self._max_session_seconds,
+                reuse=False,
+            )
+        except DecartError as exc:
+            log.warning("could not mint a client token: %s", exc)
+            self.send(
+                {"type": "token_error", "id": request_id, "kind": exc.kind, "message": str(exc)}
+            )
+            return
+        self.send(
+            {
+                "type": "token",
+                "id": request_id,
+                "api_key": token.api_key,
+                "realtime_url": self._backend.realtime_url,
+                "expires_at": token.expires_at.isoformat(),
+            }
+        )
+
+    # ---- defaults ------------------------------------------------------------------------------
+
+    def _default_ice_servers(self) -> list[dict[str, Any]]:
+        if self._backend is None or is_emulator(self._backend):
+            return []
+        servers = getattr(self._backend, "ice_servers", None)
+        if servers is not None:
+            return list(servers)
+        return (
+            PUBLIC_STUN if isinstance(self._backend, Decart) and _is_public(self._backend) else []
+        )
+
+    def _default_note(self) -> str:
+        if self._backend is not None and is_emulator(self._backend):
+            return "Local emulator (no DECART_API_KEY set): the effects are simulated."
+        if self._backend is not None and not _is_public(self._backend):
+            return f"Using the service at {self._backend.realtime_url}"
+        return ""
+
+
+def _is_public(backend: Backend) -> bool:
+    from urllib.parse import urlsplit
+
+    host = urlsplit(backend.realtime_url).hostname or ""
+    return host not in ("127.0.0.1", "localhost", "::1")
+
+
+def _video_bytes(video: Any) -> bytes:
+    """A video for ``source="video"``: bytes, a path or an http(s) URL."""
+    if isinstance(video, (bytes, bytearray, memoryview)):
+        data = bytes(video)
+    elif isinstance(video, str) and video.startswith(("http://", "https://")):
+        import httpx
+
+        try:
+            response = httpx.get(video, timeout=30, follow_redirects=True)
+            response.raise_for_status()
+        except httpx.HTTPError as exc:
+            raise InvalidInput(f"could not download video {video}: {exc}") from None
+        data = response.content
+    elif isinstance(video, (str, Path)):
+        path = Path(video)
+        if not path.is_file():
+            raise InvalidInput(f"video file not found: {path}")
+        data = path.read_bytes()
+    else:
+        raise InvalidInput(f"video must be bytes, a path or a URL; got {type(video).__name__}")
+    if len(data) > MAX_VIDEO_BYTES:
+        raise InvalidInput(
+            f"video is {len(data) / 1e6:.1f} MB; widgets carry at most "
+            f"{MAX_VIDEO_BYTES / 1e6:.0f} MB (trim or re-encode it)"
+        )
+    return data
