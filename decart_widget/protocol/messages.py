@@ -10,8 +10,9 @@ what we send (whole seconds, every field present).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias, TypeGuard
 
 from .errors import ProtocolError
 
@@ -191,11 +192,18 @@ def _bool(obj: JSON, key: str, kind: str, default: bool | None = None) -> bool:
     return value
 
 
-def _number(obj: JSON, key: str, kind: str) -> float:
-    value = obj.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ProtocolError(f"{kind!r} message needs a number {key!r}, got {_shape(value)}")
+def _number(obj: JSON, key: str, kind: str, default: float | None = None) -> float:
+    value = obj.get(key, default)
+    if not _is_finite_number(value):
+        raise ProtocolError(f"{kind!r} message needs a finite number {key!r}, got {_shape(value)}")
     return value
+
+
+def _is_finite_number(value: object) -> TypeGuard[float]:
+    """An int or float that is not a bool, NaN or infinite (json.loads accepts NaN)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return math.isfinite(value)
 
 
 def _shape(value: object) -> str:
@@ -223,7 +231,7 @@ def decode_object(frame: str | bytes) -> JSON:
     """Decode one text frame into a JSON object with a string ``type``."""
     try:
         obj = json.loads(frame)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:
         raise ProtocolError(f"frame is not valid JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise ProtocolError(f"frame must be a JSON object, got {_shape(obj)}")
@@ -234,7 +242,11 @@ def decode_object(frame: str | bytes) -> JSON:
 
 def parse_client(frame: str | bytes) -> ClientMessage:
     """Parse a frame a client sent to the server."""
-    obj = decode_object(frame)
+    return client_message(decode_object(frame))
+
+
+def client_message(obj: JSON) -> ClientMessage:
+    """The typed client message of an already decoded frame (see `decode_object`)."""
     kind = obj["type"]
     if kind == "offer":
         return Offer(sdp=_str(obj, "sdp", kind))
@@ -256,7 +268,11 @@ def parse_client(frame: str | bytes) -> ClientMessage:
 
 def parse_server(frame: str | bytes) -> ServerMessage:
     """Parse a frame the server sent to a client."""
-    obj = decode_object(frame)
+    return server_message(decode_object(frame))
+
+
+def server_message(obj: JSON) -> ServerMessage:
+    """The typed server message of an already decoded frame (see `decode_object`)."""
     kind = obj["type"]
     if kind == "answer":
         return Answer(sdp=_str(obj, "sdp", kind))
@@ -282,12 +298,10 @@ def parse_server(frame: str | bytes) -> ServerMessage:
     if kind == "generation_tick":
         return GenerationTick(seconds=_number(obj, "seconds", kind))
     if kind == "generation_ended":
-        seconds = obj.get("seconds", 0)
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
-            raise ProtocolError(f"'generation_ended' message: bad seconds {_shape(seconds)}")
         reason = obj.get("reason", "error")
         return GenerationEnded(
-            seconds=seconds, reason=reason if isinstance(reason, str) else "error"
+            seconds=_number(obj, "seconds", kind, 0),
+            reason=reason if isinstance(reason, str) else "error",
         )
     if kind == "error":
         return Error(error=_error_text(obj.get("error")) or "unknown error")
@@ -295,7 +309,7 @@ def parse_server(frame: str | bytes) -> ServerMessage:
         size = obj.get("queue_size")
         return QueuePosition(
             position=int(_number(obj, "position", kind)),
-            queue_size=int(size) if isinstance(size, (int, float)) else None,
+            queue_size=int(size) if _is_finite_number(size) else None,
         )
     if kind == "ice-restart":
         turn = obj.get("turn_config")

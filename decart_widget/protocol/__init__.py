@@ -1,0 +1,84 @@
+"""The sans-I/O protocol core: typed errors, messages, and the session state machine.
+
+Nothing here does I/O. Transports (browser WebSocket, widget comm, websockets, aiohttp) are thin
+adapters that feed `SessionCore` inputs and carry out its actions.
+"""
+
+from . import messages
+from .errors import (
+    ERROR_KINDS,
+    AckTimeout,
+    AuthenticationError,
+    ConcurrencyLimit,
+    ConnectionLost,
+    DecartError,
+    InsufficientCredits,
+    InvalidInput,
+    ModerationError,
+    ProtocolError,
+    SessionEnded,
+    classify,
+    from_kind,
+    is_permanent,
+)
+from .messages import encode, parse_client, parse_server
+from .session import (
+    MAX_IMAGE_BYTES,
+    Action,
+    AddRemoteCandidate,
+    ApplyAnswer,
+    ClosePeer,
+    CloseSocket,
+    ConnectionState,
+    Emit,
+    OpenSocket,
+    Reject,
+    Resolve,
+    RestartIce,
+    RetryPolicy,
+    Send,
+    SessionCore,
+    StartPeer,
+    StateChanged,
+)
+from .urls import build_stream_url, redact
+
+__all__ = [
+    "ERROR_KINDS",
+    "MAX_IMAGE_BYTES",
+    "AckTimeout",
+    "Action",
+    "AddRemoteCandidate",
+    "ApplyAnswer",
+    "AuthenticationError",
+    "ClosePeer",
+    "CloseSocket",
+    "ConcurrencyLimit",
+    "ConnectionLost",
+    "ConnectionState",
+    "DecartError",
+    "Emit",
+    "InsufficientCredits",
+    "InvalidInput",
+    "ModerationError",
+    "OpenSocket",
+    "ProtocolError",
+    "Reject",
+    "Resolve",
+    "RestartIce",
+    "RetryPolicy",
+    "Send",
+    "SessionCore",
+    "SessionEnded",
+    "StartPeer",
+    "StateChanged",
+    "build_stream_url",
+    "classify",
+    "encode",
+    "from_kind",
+    "is_permanent",
+    "messages",
+    "parse_client",
+    "parse_server",
+    "redact",
+]

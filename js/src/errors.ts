@@ -1,0 +1,131 @@
+// The typed error taxonomy, mirroring decart_widget/protocol/errors.py: same kinds, same
+// classification of server error text, same "permanent" rule (PROTOCOL §5).
+
+export class DecartError extends Error {
+  /** A stable short name, also the `last_error_kind` traitlet. */
+  readonly kind: string = "error";
+  /** True when retrying the same request cannot succeed. */
+  readonly permanent: boolean = false;
+}
+
+export class AuthenticationError extends DecartError {
+  override readonly kind = "authentication";
+  override readonly permanent = true;
+}
+
+export class ModerationError extends DecartError {
+  override readonly kind = "moderation";
+  override readonly permanent = true;
+}
+
+export class InsufficientCredits extends DecartError {
+  override readonly kind = "credits";
+  override readonly permanent = true;
+}
+
+export class ConcurrencyLimit extends DecartError {
+  override readonly kind = "concurrency";
+  override readonly permanent = true;
+}
+
+export class AckTimeout extends DecartError {
+  override readonly kind = "ack_timeout";
+}
+
+export class ConnectionLost extends DecartError {
+  override readonly kind = "connection";
+}
+
+export class SessionEnded extends DecartError {
+  override readonly kind = "session_ended";
+  constructor(
+    message: string,
+    readonly reason: string = "error",
+  ) {
+    super(message);
+  }
+}
+
+export class InvalidInput extends DecartError {
+  override readonly kind = "invalid_input";
+  override readonly permanent = true;
+}
+
+export class ProtocolError extends DecartError {
+  override readonly kind = "protocol";
+}
+
+/** Front-end only: the input video could not be had (camera, screen, file). */
+export type MediaErrorKind = "camera" | "permission" | "insecure_context";
+
+export class MediaError extends DecartError {
+  override readonly permanent = true;
+  constructor(
+    override readonly kind: MediaErrorKind,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const ERROR_CLASSES: Record<string, new (message: string) => DecartError> = {
+  error: DecartError,
+  authentication: AuthenticationError,
+  moderation: ModerationError,
+  credits: InsufficientCredits,
+  concurrency: ConcurrencyLimit,
+  ack_timeout: AckTimeout,
+  connection: ConnectionLost,
+  session_ended: SessionEnded,
+  invalid_input: InvalidInput,
+  protocol: ProtocolError,
+};
+
+const PERMANENT_MARKERS = [
+  "401",
+  "unauthorized",
+  "invalid api key",
+  "invalid_api_key",
+  "permission denied",
+  "not allowed",
+  "not_allowed",
+  "invalid session",
+  "expired",
+];
+const MODEL_MARKERS = ["invalid_model", "removed_model", "unknown model", "invalid model"];
+const CREDIT_MARKERS = ["insufficient_credits", "insufficient credits", "out of credits"];
+const CONCURRENCY_MARKERS = ["concurrent session limit", "concurrency"];
+const MODERATION_MARKERS = ["moderation"];
+
+const contains = (text: string, markers: string[]): boolean =>
+  markers.some((marker) => text.includes(marker));
+
+/** True when an error text means a retry cannot help (the SDKs' rule, plus ours). */
+export function isPermanent(errorText: string): boolean {
+  const lowered = errorText.toLowerCase();
+  return contains(lowered, [
+    ...PERMANENT_MARKERS,
+    ...MODEL_MARKERS,
+    ...CREDIT_MARKERS,
+    ...MODERATION_MARKERS,
+  ]);
+}
+
+/** Turn a server error string into the matching typed error. */
+export function classify(errorText: string): DecartError {
+  const lowered = errorText.toLowerCase();
+  if (contains(lowered, CREDIT_MARKERS)) return new InsufficientCredits(errorText);
+  if (contains(lowered, CONCURRENCY_MARKERS)) return new ConcurrencyLimit(errorText);
+  if (contains(lowered, MODERATION_MARKERS)) return new ModerationError(errorText);
+  if (contains(lowered, MODEL_MARKERS)) return new InvalidInput(errorText);
+  if (contains(lowered, PERMANENT_MARKERS) || lowered.includes("origin")) {
+    return new AuthenticationError(errorText);
+  }
+  return new DecartError(errorText);
+}
+
+/** Rebuild an error from its `kind` (as sent by the kernel, e.g. in `token_error`). */
+export function fromKind(kind: string, message: string): DecartError {
+  const ErrorClass = ERROR_CLASSES[kind] ?? DecartError;
+  return new ErrorClass(message);
+}

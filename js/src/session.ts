@@ -1,0 +1,526 @@
+// The sans-I/O session core (docs/architecture.md "The session core"), the TypeScript twin of
+// decart_widget/protocol/session.py: same states, requests, timeouts, retries and errors.
+// It never touches a socket, a timer or a clock: every input carries `now` (monotonic seconds)
+// and returns the actions for the adapter to carry out, in order. Timers are deadlines: the
+// adapter asks nextDeadline() and calls onTimer(now) once it has passed.
+
+import { MAX_IMAGE_BYTES } from "./bytes";
+import {
+  AckTimeout,
+  ConcurrencyLimit,
+  ConnectionLost,
+  DecartError,
+  InsufficientCredits,
+  InvalidInput,
+  ModerationError,
+  SessionEnded,
+  classify,
+  isPermanent,
+} from "./errors";
+import * as msg from "./messages";
+import type { ClientMessage, IceCandidateInfo, PromptAckMessage, ServerMessage, SetImageAckMessage, TurnConfig } from "./messages";
+import { EMPTY, InFlight, Update, apply, messageFor, sameSettings, followedBy, type Change, type Settings } from "./requests";
+
+export const PROMPT_ACK_TIMEOUT = 15;
+export const IMAGE_ACK_TIMEOUT = 30;
+export const INITIAL_ACK_TIMEOUT = 30;
+export const CONNECT_TIMEOUT = 300;
+/** Seconds to wait before each reconnect attempt; its length is the number of retries. */
+export const BACKOFF: readonly number[] = [1, 2, 4, 8, 10];
+/** WebSocket close code of "Concurrent session limit reached." */
+export const CLOSE_TRY_AGAIN_LATER = 1013;
+
+export type ConnectionState = "disconnected" | "connecting" | "connected" | "generating" | "reconnecting";
+export type PeerState = "new" | "connecting" | "connected" | "disconnected" | "failed" | "closed";
+
+/** What the model should run with (desired) or is known to run with (accepted). */
+export interface MediaState extends Settings {
+  enhance: boolean;
+}
+
+export type EmitAction =
+  | { kind: "Emit"; name: "generation_tick"; value: number }
+  | { kind: "Emit"; name: "session_id"; value: string }
+  | { kind: "Emit"; name: "error"; value: DecartError }
+  | { kind: "Emit"; name: "generation_ended"; value: string };
+
+export type Action =
+  | { kind: "OpenSocket"; attempt: number }
+  | { kind: "CloseSocket"; code: number; reason: string }
+  | { kind: "Send"; message: ClientMessage }
+  | { kind: "StartPeer" }
+  | { kind: "ClosePeer" }
+  | { kind: "ApplyAnswer"; sdp: string }
+  | { kind: "AddRemoteCandidate"; candidate: IceCandidateInfo | null }
+  | { kind: "RestartIce"; turnConfig: TurnConfig | null }
+  | { kind: "StateChanged"; state: ConnectionState }
+  | { kind: "Resolve"; requestId: number; superseded: boolean }
+  | { kind: "Reject"; requestId: number; error: DecartError }
+  | EmitAction;
+
+export interface RequestResult {
+  requestId: number;
+  actions: Action[];
+}
+
+type Phase =
+  | "idle" // not started, or ended
+  | "opening" // OpenSocket issued, waiting for socketOpened
+  | "handshake" // initial state sent, waiting for its ack
+  | "running" // initial state acked, peer started
+  | "backoff"; // waiting to retry
+
+const resolve = (requestId: number, superseded = false): Action => ({ kind: "Resolve", requestId, superseded });
+const reject = (requestId: number, error: DecartError): Action => ({ kind: "Reject", requestId, error });
+const emitError = (error: DecartError): Action => ({ kind: "Emit", name: "error", value: error });
+
+export class Session {
+  private base: Settings;
+  private known: Settings = EMPTY;
+  private enhanceFlag: boolean;
+  private current: ConnectionState = "disconnected";
+  private phase: Phase = "idle";
+  private lastRequestId = 0;
+  private queued: Update | null = null;
+  private inFlight: InFlight | null = null;
+  /** sent set_images, oldest first: a timed-out one still matches its late ack */
+  private imageFifo: InFlight[] = [];
+  private retries = 0;
+  private retryAt: number | null = null;
+  private connectDeadline: number | null = null;
+  private socket = false; // a socket is open or opening
+  private peer = false; // a peer connection exists
+  private answered = false;
+  private earlyCandidates: (IceCandidateInfo | null)[] = [];
+  private acked = false; // an initial state was accepted since start()
+  private seconds = 0;
+  private sessionIdValue: string | null = null;
+
+  constructor(initial: { prompt?: string | null; image?: string | null; enhance?: boolean } = {}) {
+    this.base = { prompt: cleanPrompt(initial.prompt ?? null), image: cleanImage(initial.image ?? null) };
+    this.enhanceFlag = initial.enhance ?? true;
+  }
+
+  // ---- properties ----------------------------------------------------------------------------
+
+  get state(): ConnectionState {
+    return this.current;
+  }
+
+  /** The state the user asked for (what a reconnect replays). */
+  get desired(): Readonly<MediaState> {
+    let settings = this.base;
+    for (const update of [this.inFlight?.update, this.queued]) {
+      if (update) settings = apply(update.change, settings);
+    }
+    return { ...settings, enhance: this.enhanceFlag };
+  }
+
+  /** The last state the server acknowledged. */
+  get accepted(): Readonly<MediaState> {
+    return { ...this.known, enhance: this.enhanceFlag };
+  }
+
+  get generationSeconds(): number {
+    return this.seconds;
+  }
+
+  get sessionId(): string | null {
+    return this.sessionIdValue;
+  }
+
+  /** Reconnect attempts used since the session last reached `generating`. */
+  get retriesUsed(): number {
+    return this.retries;
+  }
+
+  nextDeadline(): number | null {
+    const deadlines = [
+      this.connectDeadline,
+      this.phase === "backoff" ? this.retryAt : null,
+      this.inFlight?.deadline ?? null,
+    ].filter((d): d is number => d !== null);
+    return deadlines.length ? Math.min(...deadlines) : null;
+  }
+
+  // ---- user inputs ---------------------------------------------------------------------------
+
+  start(now: number): Action[] {
+    if (this.phase !== "idle") return [];
+    this.retries = 0;
+    this.acked = false;
+    this.seconds = 0;
+    this.sessionIdValue = null;
+    this.connectDeadline = now + CONNECT_TIMEOUT;
+    return [...this.setState("connecting"), ...this.open()];
+  }
+
+  stop(now: number): Action[] {
+    return this.phase === "idle" ? [] : this.end(now, null);
+  }
+
+  /** Set the prompt (null or blank clears it); `enhance` undefined keeps the current flag. */
+  setPrompt(now: number, text: string | null, enhance?: boolean): RequestResult {
+    const requestId = ++this.lastRequestId;
+    let change: Change;
+    try {
+      change = { prompt: cleanPrompt(text) };
+    } catch (error) {
+      return { requestId, actions: [reject(requestId, error as DecartError)] };
+    }
+    return { requestId, actions: this.request(now, requestId, change, enhance) };
+  }
+
+  /** Set (raw base64) or clear (null) the image; `prompt` undefined or null keeps the prompt,
+   * a blank one clears it. */
+  setImage(now: number, image: string | null, prompt?: string | null, enhance?: boolean): RequestResult {
+    const requestId = ++this.lastRequestId;
+    let change: Change;
+    try {
+      change = { image: cleanImage(image) };
+      if (prompt !== undefined && prompt !== null) change.prompt = cleanPrompt(prompt);
+    } catch (error) {
+      return { requestId, actions: [reject(requestId, error as DecartError)] };
+    }
+    return { requestId, actions: this.request(now, requestId, change, enhance) };
+  }
+
+  // ---- transport inputs ----------------------------------------------------------------------
+
+  socketOpened(now: number): Action[] {
+    if (this.phase !== "opening") return [];
+    this.phase = "handshake";
+    const update = this.queued ?? new Update();
+    this.queued = null;
+    const message = messageFor(apply(update.change, this.base), update.change, this.enhanceFlag, true);
+    return [this.sendUpdate(now, message, update, INITIAL_ACK_TIMEOUT, true)];
+  }
+
+  socketClosed(now: number, code: number | null, reason = ""): Action[] {
+    if (this.phase === "idle" || this.phase === "backoff" || !this.socket) return [];
+    this.socket = false;
+    if (code === CLOSE_TRY_AGAIN_LATER) {
+      return this.end(now, new ConcurrencyLimit(reason || "Concurrent session limit reached."));
+    }
+    const error = reason ? permanentError(reason) : null;
+    if (error) return this.end(now, error);
+    const why = code === null ? reason || "could not connect" : `socket closed (code ${code}${reason ? `: ${reason}` : ""})`;
+    return this.lose(now, why);
+  }
+
+  message(now: number, message: ServerMessage): Action[] {
+    if (this.phase !== "handshake" && this.phase !== "running") return [];
+    switch (message.type) {
+      case "prompt_ack":
+        return this.onPromptAck(now, message);
+      case "set_image_ack":
+        return this.onImageAck(now, message);
+      case "answer":
+        return this.onAnswer(message.sdp);
+      case "ice-candidate":
+        if (!this.answered) {
+          // a peer connection cannot take candidates before the answer
+          this.earlyCandidates.push(message.candidate);
+          return [];
+        }
+        return [{ kind: "AddRemoteCandidate", candidate: message.candidate }];
+      case "session_id":
+        this.sessionIdValue = message.session_id;
+        return [{ kind: "Emit", name: "session_id", value: message.session_id }];
+      case "generation_started":
+        return this.setState("generating");
+      case "generation_tick":
+        this.seconds = Math.trunc(message.seconds);
+        return [...this.setState("generating"), { kind: "Emit", name: "generation_tick", value: this.seconds }];
+      case "generation_ended":
+        return this.onGenerationEnded(now, message.seconds, message.reason);
+      case "error": {
+        const error = permanentError(message.error);
+        if (error) return this.end(now, error);
+        // transient (capacity, internal error...): the close that follows triggers a retry
+        return [emitError(classify(message.error))];
+      }
+      case "ice-restart":
+        if (!this.peer) return [];
+        this.answered = false;
+        return [{ kind: "RestartIce", turnConfig: message.turn_config }];
+      default:
+        return [];
+    }
+  }
+
+  localOffer(_now: number, sdp: string): Action[] {
+    return this.peer && this.socket ? [{ kind: "Send", message: msg.offer(sdp) }] : [];
+  }
+
+  localCandidate(_now: number, candidate: IceCandidateInfo | null): Action[] {
+    return this.peer && this.socket ? [{ kind: "Send", message: msg.iceCandidate(candidate) }] : [];
+  }
+
+  peerState(now: number, state: PeerState): Action[] {
+    if (!this.peer) return [];
+    if (state === "connected") return this.current === "generating" ? [] : this.setState("connected");
+    if (state === "failed" || state === "closed") return this.lose(now, `peer connection ${state}`);
+    return []; // "new", "connecting", and "disconnected", which ICE often recovers from
+  }
+
+  onTimer(now: number): Action[] {
+    if (this.connectDeadline !== null && now >= this.connectDeadline) {
+      return this.end(now, new ConnectionLost(`could not connect within ${CONNECT_TIMEOUT} s`));
+    }
+    const actions: Action[] = [];
+    if (this.phase === "backoff" && this.retryAt !== null && now >= this.retryAt) actions.push(...this.open());
+    const flight = this.inFlight;
+    if (flight && now >= flight.deadline) actions.push(...this.onAckTimeout(now, flight));
+    return actions;
+  }
+
+  // ---- requests and acks ---------------------------------------------------------------------
+
+  private request(now: number, requestId: number, change: Change, enhance: boolean | undefined): Action[] {
+    if (enhance !== undefined) this.enhanceFlag = enhance;
+    if (this.phase === "idle") {
+      // nothing to ack it: it only changes what start() sends
+      this.base = apply(change, this.base);
+      return [resolve(requestId)];
+    }
+    const update = new Update(change, [[requestId, change]]);
+    if (!this.queued) {
+      this.queued = update;
+      return this.dispatch(now);
+    }
+    const superseded = this.queued.absorb(update);
+    return [...superseded.map((id) => resolve(id, true)), ...this.dispatch(now)];
+  }
+
+  /** Send the queued update if the session is running and nothing is in flight. */
+  private dispatch(now: number): Action[] {
+    if (this.phase !== "running" || this.inFlight || !this.queued) return [];
+    const update = this.queued;
+    this.queued = null;
+    const message = messageFor(apply(update.change, this.base), update.change, this.enhanceFlag, false);
+    const timeout = message.type === "prompt" ? PROMPT_ACK_TIMEOUT : IMAGE_ACK_TIMEOUT;
+    return [this.sendUpdate(now, message, update, timeout, false)];
+  }
+
+  private sendUpdate(now: number, message: InFlight["message"], update: Update, timeout: number, initial: boolean): Action {
+    const flight = new InFlight(message, update, now + timeout, initial);
+    this.inFlight = flight;
+    if (message.type === "set_image") this.imageFifo.push(flight);
+    return { kind: "Send", message };
+  }
+
+  private onPromptAck(now: number, ack: PromptAckMessage): Action[] {
+    const flight = this.inFlight;
+    if (flight && flight.message.type === "prompt" && flight.message.prompt === ack.prompt) {
+      return this.settle(now, flight, ack.success, ack.error);
+    }
+    // unknown text (a late or foreign ack): the server still applied it
+    if (ack.success) this.accept({ ...this.known, prompt: ack.prompt });
+    return [];
+  }
+
+  private onImageAck(now: number, ack: SetImageAckMessage): Action[] {
+    const flight = this.imageFifo.shift();
+    if (!flight) return [];
+    if (flight === this.inFlight) return this.settle(now, flight, ack.success, ack.error);
+    // the late ack of a timed-out set_image
+    if (ack.success) this.accept(flight.settingsAfter(this.known));
+    return [];
+  }
+
+  private accept(settings: Settings): void {
+    this.known = settings;
+    if (this.phase === "running") this.base = settings;
+  }
+
+  private settle(now: number, flight: InFlight, success: boolean, errorText: string | null): Action[] {
+    this.inFlight = null;
+    if (success) {
+      this.known = this.base = flight.settingsAfter(this.known);
+      const actions = flight.update.ids.map((id) => resolve(id));
+      if (flight.initial) {
+        this.acked = true;
+        actions.push(...this.startPeer());
+      }
+      return [...actions, ...this.dispatch(now)];
+    }
+    const error = ackError(errorText);
+    const actions = flight.update.ids.map((id) => reject(id, error));
+    if (!actions.length) actions.push(emitError(error)); // nobody waits for it (initial state, a replay)
+    if (flight.initial) {
+      // The model keeps its previous state, which for a fresh server session is none. The
+      // handshake goes on; after a reconnect the last accepted state is sent again.
+      const previous = this.acked ? this.known : EMPTY;
+      this.known = EMPTY;
+      if (!sameSettings(previous, this.known)) {
+        const again = new Update(previous.image === null ? { prompt: previous.prompt } : { ...previous });
+        if (this.queued) again.absorb(this.queued);
+        this.queued = again;
+      }
+      actions.push(...this.startPeer());
+    }
+    this.base = this.known; // the desired state reverts to the accepted one
+    return [...actions, ...this.dispatch(now)];
+  }
+
+  private startPeer(): Action[] {
+    this.phase = "running";
+    this.peer = true;
+    return [{ kind: "StartPeer" }];
+  }
+
+  private onAckTimeout(now: number, flight: InFlight): Action[] {
+    if (flight.initial) return this.lose(now, "no ack for the initial state");
+    this.inFlight = null; // a set_image stays in the FIFO, so its late ack still matches it
+    const what = flight.message.type === "prompt" ? "prompt" : "image";
+    const timeout = what === "prompt" ? PROMPT_ACK_TIMEOUT : IMAGE_ACK_TIMEOUT;
+    const error = new AckTimeout(`no ${what} ack within ${timeout} s`);
+    return [...flight.update.ids.map((id) => reject(id, error)), ...this.dispatch(now)];
+  }
+
+  // ---- lifecycle -----------------------------------------------------------------------------
+
+  private onAnswer(sdp: string): Action[] {
+    if (!this.peer || this.answered) return [];
+    this.answered = true;
+    const early = this.earlyCandidates;
+    this.earlyCandidates = [];
+    return [
+      { kind: "ApplyAnswer", sdp },
+      ...early.map((candidate): Action => ({ kind: "AddRemoteCandidate", candidate })),
+    ];
+  }
+
+  private onGenerationEnded(now: number, seconds: number, reason: string): Action[] {
+    this.seconds = Math.max(this.seconds, Math.trunc(seconds));
+    let error: DecartError | null;
+    if (reason === "disconnect") error = null;
+    else if (reason === "insufficient_credits") error = new InsufficientCredits("insufficient credits: the generation was stopped");
+    else if (reason === "moderation_violation") error = new ModerationError("the generation was stopped by moderation");
+    else if (reason === "timeout") error = new SessionEnded("the session reached its time limit", "timeout");
+    else error = new SessionEnded(`the server ended the generation (${reason})`, reason);
+    return [
+      { kind: "Emit", name: "generation_tick", value: this.seconds },
+      { kind: "Emit", name: "generation_ended", value: reason },
+      ...this.end(now, error),
+    ];
+  }
+
+  private open(): Action[] {
+    this.phase = "opening";
+    this.retryAt = null;
+    this.socket = true;
+    return [{ kind: "OpenSocket", attempt: this.retries }];
+  }
+
+  /** Close socket and peer; fold the in-flight update back into the queue. */
+  private teardown(): Action[] {
+    const actions: Action[] = [];
+    if (this.socket) {
+      actions.push({ kind: "CloseSocket", code: 1000, reason: "" });
+      this.socket = false;
+    }
+    if (this.peer) {
+      actions.push({ kind: "ClosePeer" });
+      this.peer = false;
+    }
+    this.answered = false;
+    this.earlyCandidates = [];
+    this.imageFifo = [];
+    const flight = this.inFlight;
+    this.inFlight = null;
+    if (flight) {
+      const queued = this.queued ?? new Update();
+      this.queued = new Update(followedBy(flight.update.change, queued.change), [
+        ...flight.update.requests,
+        ...queued.requests,
+      ]);
+    }
+    return actions;
+  }
+
+  /** An unexpected loss: retry after the next backoff delay, or give up. */
+  private lose(now: number, why: string): Action[] {
+    const actions = this.teardown();
+    if (this.retries >= BACKOFF.length) {
+      return [...actions, ...this.end(now, new ConnectionLost(`connection lost after ${this.retries} retries: ${why}`))];
+    }
+    const delay = BACKOFF[this.retries]!;
+    this.retries += 1;
+    this.retryAt = now + delay;
+    this.phase = "backoff";
+    if (this.current === "connected" || this.current === "generating") this.connectDeadline = now + CONNECT_TIMEOUT;
+    return [...actions, ...this.setState("reconnecting")];
+  }
+
+  /** End the session: close everything, settle pending requests, publish the error. */
+  private end(_now: number, error: DecartError | null): Action[] {
+    const actions = this.teardown();
+    const pending = this.queued;
+    this.queued = null;
+    if (pending) {
+      if (error === null) {
+        // a clean end: keep the values for the next start()
+        this.base = apply(pending.change, this.base);
+        actions.push(...pending.ids.map((id) => resolve(id, true)));
+      } else {
+        actions.push(...pending.ids.map((id) => reject(id, error)));
+      }
+    }
+    if (error) actions.push(emitError(error));
+    this.phase = "idle";
+    this.retryAt = null;
+    this.connectDeadline = null;
+    return [...actions, ...this.setState("disconnected")];
+  }
+
+  private setState(state: ConnectionState): Action[] {
+    if (state === this.current) return [];
+    this.current = state;
+    if (state === "connected" || state === "generating") this.connectDeadline = null;
+    if (state === "generating") this.retries = 0;
+    return [{ kind: "StateChanged", state }];
+  }
+}
+
+/** The typed error of a server text if retrying cannot help, else null. */
+function permanentError(text: string): DecartError | null {
+  const error = classify(text);
+  return error.permanent || isPermanent(text) ? error : null;
+}
+
+/** The typed error of a failed ack: its classified text, else ModerationError. */
+function ackError(text: string | null): DecartError {
+  if (!text) return new ModerationError("rejected by the server");
+  const error = classify(text);
+  return error.constructor === DecartError ? new ModerationError(text) : error;
+}
+
+/** A prompt, or null for no prompt (null, empty or blank). */
+function cleanPrompt(text: string | null): string | null {
+  if (text === null) return null;
+  if (typeof text !== "string") throw new InvalidInput(`prompt must be a string or null, got ${typeof text}`);
+  return text.trim() ? text : null;
+}
+
+/** Raw base64 (a data: URL prefix is stripped), checked against MAX_IMAGE_BYTES. */
+function cleanImage(image: string | null): string | null {
+  if (image === null) return null;
+  if (typeof image !== "string") throw new InvalidInput(`image must be base64 text or null, got ${typeof image}`);
+  let data = image;
+  if (data.startsWith("data:")) {
+    const comma = data.indexOf(",");
+    if (comma < 0 || !data.slice(0, comma).endsWith(";base64")) {
+      throw new InvalidInput("an image data URL must be base64-encoded");
+    }
+    data = data.slice(comma + 1);
+  }
+  data = data.trim();
+  if (!data) throw new InvalidInput("image is empty (use null to clear it)");
+  const size = Math.floor((data.length * 3) / 4) - (data.endsWith("==") ? 2 : data.endsWith("=") ? 1 : 0);
+  if (size > MAX_IMAGE_BYTES) {
+    throw new InvalidInput(`image is ${(size / 2 ** 20).toFixed(1)} MiB; the limit is 10 MiB`);
+  }
+  return data;
+}

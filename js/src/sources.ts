@@ -1,0 +1,268 @@
+// Where the input video comes from: the camera, a shared screen, a video file sent from Python,
+// or a synthetic animation. Each opener returns one live track and a stop() that releases all
+// it took (tracks, timers, object URLs, elements). Failures come back as typed, actionable errors.
+
+import { DecartError, InvalidInput, MediaError } from "./errors";
+
+export type SourceKind = "camera" | "screen" | "video" | "synthetic";
+
+export interface SourceOptions {
+  width: number;
+  height: number;
+  fps: number;
+  deviceId: string;
+  mirror: boolean;
+  video: Uint8Array | null;
+}
+
+export interface InputSource {
+  readonly stream: MediaStream;
+  readonly track: MediaStreamTrack;
+  stop(): void;
+}
+
+export type SourceOpener = (kind: SourceKind, options: SourceOptions) => Promise<InputSource>;
+
+export interface MediaEnvironment {
+  hasMediaDevices: boolean;
+  secureContext: boolean;
+  vscode: boolean;
+}
+
+export function browserEnvironment(): MediaEnvironment {
+  const nav = globalThis.navigator;
+  const location = globalThis.location;
+  return {
+    hasMediaDevices: Boolean(nav?.mediaDevices?.getUserMedia),
+    secureContext: globalThis.isSecureContext !== false,
+    vscode:
+      location?.protocol === "vscode-webview:" ||
+      /\bCode\/\d/.test(nav?.userAgent ?? "") ||
+      typeof (globalThis as { acquireVsCodeApi?: unknown }).acquireVsCodeApi === "function",
+  };
+}
+
+const VSCODE_HINT =
+  'VS Code notebooks give widgets no camera: use source="video" (a file) or source="synthetic" instead.';
+const OTHER_SOURCES = 'Or use source="video" or source="synthetic".';
+
+/** Why capture cannot even be tried here, or null when it can. */
+export function captureUnavailable(kind: SourceKind, env: MediaEnvironment): DecartError | null {
+  if (kind !== "camera" && kind !== "screen") return null;
+  if (env.vscode && kind === "camera") return new MediaError("camera", VSCODE_HINT);
+  if (!env.hasMediaDevices || !env.secureContext) {
+    return new MediaError(
+      "insecure_context",
+      `This page cannot use the ${kind === "camera" ? "camera" : "screen"}: browsers allow capture only in a secure context. Serve Jupyter over HTTPS or open it on localhost.`,
+    );
+  }
+  return null;
+}
+
+/** A getUserMedia/getDisplayMedia failure as an actionable error. */
+export function describeCaptureFailure(error: unknown, kind: SourceKind, env: MediaEnvironment): DecartError {
+  if (error instanceof DecartError) return error;
+  const name = (error as { name?: string } | null)?.name ?? "";
+  const detail = (error as { message?: string } | null)?.message ?? String(error);
+  if (kind === "screen") {
+    if (name === "NotAllowedError" || name === "AbortError" || name === "InvalidStateError") {
+      return new MediaError("permission", "Screen sharing was cancelled or not allowed: press Start and pick a screen or window.");
+    }
+    return new MediaError("camera", `Screen capture failed (${name || detail}).`);
+  }
+  if (env.vscode) return new MediaError("camera", VSCODE_HINT);
+  switch (name) {
+    case "NotAllowedError":
+    case "PermissionDeniedError":
+    case "SecurityError":
+      return new MediaError(
+        "permission",
+        "Camera permission denied: allow the camera for this page (the camera icon in the address bar), then press Start.",
+      );
+    case "NotFoundError":
+    case "DevicesNotFoundError":
+    case "OverconstrainedError":
+      return new MediaError("camera", `No camera found: connect one and press Start. ${OTHER_SOURCES}`);
+    case "NotReadableError":
+    case "TrackStartError":
+    case "AbortError":
+      return new MediaError(
+        "camera",
+        "The camera is busy: another application or tab is using it. Close it, then press Start.",
+      );
+    default:
+      return new MediaError("camera", `The camera could not start (${name || detail}). ${OTHER_SOURCES}`);
+  }
+}
+
+export function cameraConstraints(options: SourceOptions): MediaStreamConstraints {
+  const video: MediaTrackConstraints = {
+    width: { ideal: options.width },
+    height: { ideal: options.height },
+    frameRate: { ideal: options.fps },
+  };
+  if (options.deviceId) video.deviceId = { exact: options.deviceId };
+  return { video, audio: false };
+}
+
+export async function listCameras(): Promise<MediaDeviceInfo[]> {
+  const devices = (await globalThis.navigator?.mediaDevices?.enumerateDevices?.()) ?? [];
+  return devices.filter((device) => device.kind === "videoinput");
+}
+
+function stopStream(stream: MediaStream): void {
+  for (const track of stream.getTracks()) track.stop();
+}
+
+function fromStream(stream: MediaStream, cleanup: () => void = () => {}): InputSource {
+  const track = stream.getVideoTracks()[0];
+  if (!track) {
+    stopStream(stream);
+    throw new MediaError("camera", "The capture gave no video track.");
+  }
+  return {
+    stream,
+    track,
+    stop() {
+      cleanup();
+      stopStream(stream);
+    },
+  };
+}
+
+/** Redraws a canvas at `fps` and captures it: used for mirroring, video files and synthetic. */
+function canvasSource(options: SourceOptions, draw: (ctx: CanvasRenderingContext2D, t: number) => void, cleanup: () => void): InputSource {
+  const canvas = document.createElement("canvas");
+  canvas.width = options.width;
+  canvas.height = options.height;
+  const ctx = canvas.getContext("2d");
+  if (!ctx) throw new MediaError("camera", "This browser cannot draw on a canvas.");
+  const started = performance.now();
+  const timer = setInterval(() => draw(ctx, (performance.now() - started) / 1000), 1000 / options.fps);
+  draw(ctx, 0);
+  return fromStream(canvas.captureStream(options.fps), () => {
+    clearInterval(timer);
+    cleanup();
+  });
+}
+
+/** Draw `video` to fill the canvas (cropping, not stretching), optionally mirrored. */
+function drawCover(ctx: CanvasRenderingContext2D, video: HTMLVideoElement, mirror: boolean): void {
+  const { width, height } = ctx.canvas;
+  const vw = video.videoWidth;
+  const vh = video.videoHeight;
+  if (!vw || !vh) return;
+  const scale = Math.max(width / vw, height / vh);
+  const w = vw * scale;
+  const h = vh * scale;
+  ctx.save();
+  if (mirror) {
+    ctx.translate(width, 0);
+    ctx.scale(-1, 1);
+  }
+  ctx.drawImage(video, (width - w) / 2, (height - h) / 2, w, h);
+  ctx.restore();
+}
+
+function hiddenVideo(): HTMLVideoElement {
+  const video = document.createElement("video");
+  video.muted = true;
+  video.playsInline = true;
+  return video;
+}
+
+async function openCamera(options: SourceOptions, env: MediaEnvironment): Promise<InputSource> {
+  let stream: MediaStream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia(cameraConstraints(options));
+  } catch (error) {
+    throw describeCaptureFailure(error, "camera", env);
+  }
+  if (!options.mirror) return fromStream(stream);
+  // Mirror what the model sees, not only the preview.
+  const video = hiddenVideo();
+  video.srcObject = stream;
+  await video.play().catch(() => {});
+  return canvasSource(options, (ctx) => drawCover(ctx, video, true), () => {
+    video.srcObject = null;
+    stopStream(stream);
+  });
+}
+
+async function openScreen(options: SourceOptions, env: MediaEnvironment): Promise<InputSource> {
+  try {
+    const stream = await navigator.mediaDevices.getDisplayMedia({
+      video: { frameRate: { ideal: options.fps }, width: { ideal: options.width }, height: { ideal: options.height } },
+      audio: false,
+    });
+    return fromStream(stream);
+  } catch (error) {
+    throw describeCaptureFailure(error, "screen", env);
+  }
+}
+
+async function openVideo(options: SourceOptions): Promise<InputSource> {
+  if (!options.video?.byteLength) {
+    throw new InvalidInput('source="video" needs a video: give the widget video=<path, URL or bytes>.');
+  }
+  const url = URL.createObjectURL(new Blob([options.video as Uint8Array<ArrayBuffer>]));
+  const video = hiddenVideo();
+  video.loop = true;
+  video.src = url;
+  const release = (): void => {
+    video.pause();
+    video.removeAttribute("src");
+    video.load();
+    URL.revokeObjectURL(url);
+  };
+  try {
+    await video.play();
+  } catch (error) {
+    release();
+    throw new InvalidInput(
+      `This browser cannot play the video (${(error as Error)?.message ?? error}): try an MP4 (H.264) or WebM file.`,
+    );
+  }
+  return canvasSource(options, (ctx) => drawCover(ctx, video, options.mirror), release);
+}
+
+function drawSynthetic(ctx: CanvasRenderingContext2D, t: number): void {
+  const { width, height } = ctx.canvas;
+  const hue = (t * 40) % 360;
+  const gradient = ctx.createLinearGradient(0, 0, width, height);
+  gradient.addColorStop(0, `hsl(${hue} 80% 55%)`);
+  gradient.addColorStop(1, `hsl(${(hue + 140) % 360} 80% 35%)`);
+  ctx.fillStyle = gradient;
+  ctx.fillRect(0, 0, width, height);
+  const radius = Math.min(width, height) / 6;
+  const x = width / 2 + Math.cos(t * 1.3) * (width / 2 - radius);
+  const y = height / 2 + Math.sin(t * 1.7) * (height / 2 - radius);
+  ctx.fillStyle = "#fff";
+  ctx.beginPath();
+  ctx.arc(x, y, radius, 0, Math.PI * 2);
+  ctx.fill();
+  ctx.fillStyle = "#000";
+  ctx.font = `${Math.round(height / 10)}px sans-serif`;
+  ctx.fillText(t.toFixed(1), width / 20, height - height / 20);
+}
+
+/** The opener the widget uses in a browser. */
+export function createSourceOpener(env: () => MediaEnvironment = browserEnvironment): SourceOpener {
+  return async (kind, options) => {
+    const environment = env();
+    const unavailable = captureUnavailable(kind, environment);
+    if (unavailable) throw unavailable;
+    switch (kind) {
+      case "camera":
+        return openCamera(options, environment);
+      case "screen":
+        return openScreen(options, environment);
+      case "video":
+        return openVideo(options);
+      case "synthetic":
+        return canvasSource(options, drawSynthetic, () => {});
+      default:
+        throw new InvalidInput(`Unknown source ${JSON.stringify(kind)}: use camera, screen, video or synthetic.`);
+    }
+  };
+}

@@ -1,0 +1,53 @@
+// The widget <-> kernel contract (docs/architecture.md): synced traitlets and custom messages.
+// Names are shared with decart_widget/widget: do not rename.
+
+import type { AnyModel } from "@anywidget/types";
+import type { ConnectionState } from "./session";
+import type { SourceKind } from "./sources";
+import type { Stats } from "./stats";
+
+export interface ModelSpec {
+  name: string;
+  width: number;
+  height: number;
+  fps: number;
+}
+
+export interface WidgetTraits {
+  model: string;
+  model_spec: ModelSpec | null;
+  prompt: string;
+  enhance: boolean;
+  image: DataView | ArrayBuffer | Uint8Array | null;
+  source: SourceKind;
+  video: DataView | ArrayBuffer | Uint8Array | null;
+  device_id: string;
+  mirror: boolean;
+  signaling: string;
+  realtime_url: string;
+  ice_servers: RTCIceServer[];
+  autostart: boolean;
+  note: string;
+  connection_state: ConnectionState;
+  generation_seconds: number;
+  session_id: string;
+  last_error: string;
+  last_error_kind: string;
+  stats: Stats | Record<string, never>;
+}
+
+export type WidgetModel = AnyModel<WidgetTraits>;
+
+/** Custom messages the kernel sends to the front end. */
+export type KernelMessage =
+  | { type: "start" }
+  | { type: "stop" }
+  | { type: "token"; id: number; api_key: string; realtime_url?: string; expires_at?: string }
+  | { type: "token_error"; id: number; kind?: string; message?: string };
+
+/** Custom messages the front end sends to the kernel. */
+export type FrontendMessage =
+  | { type: "token_request"; id: number }
+  | { type: "ack"; request: "prompt" | "image"; success: boolean; error: string | null; prompt: string | null };
+
+export const DEFAULT_SPEC: ModelSpec = { name: "lucy-2.1", width: 1088, height: 624, fps: 30 };

@@ -1,0 +1,133 @@
+// How protocol frames reach the service. The session core only sees socket_opened / message /
+// socket_closed, so any carrier of text frames fits behind `Transport`: the browser WebSocket
+// here (signaling "direct" and "proxy"), the widget comm for signaling "kernel" later.
+
+export interface Transport {
+  open(): void;
+  send(frame: string): void;
+  /** Close it; no event fires after this call. */
+  close(code?: number, reason?: string): void;
+  onopen: (() => void) | null;
+  onmessage: ((frame: string) => void) | null;
+  /** `code` is null when the connection could not be made at all. */
+  onclose: ((code: number | null, reason: string) => void) | null;
+}
+
+/** What the kernel answered to a token_request. */
+export interface Credential {
+  apiKey: string;
+  realtimeUrl?: string;
+}
+
+export interface ConnectContext {
+  model: string;
+  realtimeUrl: string;
+  credential: Credential | null;
+}
+
+export interface SignalingMode {
+  /** Ask the kernel for a credential (token_request) before every (re)connect. */
+  needsCredential: boolean;
+  connect(context: ConnectContext): Transport;
+}
+
+/** The part of the browser WebSocket used here. */
+export interface WebSocketLike {
+  readonly readyState: number;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  onopen: ((event: Event) => void) | null;
+  onmessage: ((event: MessageEvent) => void) | null;
+  onclose: ((event: CloseEvent) => void) | null;
+  onerror: ((event: Event) => void) | null;
+}
+export type WebSocketFactory = (url: string) => WebSocketLike;
+
+const OPEN = 1;
+
+export class WebSocketTransport implements Transport {
+  onopen: (() => void) | null = null;
+  onmessage: ((frame: string) => void) | null = null;
+  onclose: ((code: number | null, reason: string) => void) | null = null;
+  private socket: WebSocketLike | null = null;
+  private opened = false;
+
+  constructor(
+    readonly url: string,
+    private readonly createSocket: WebSocketFactory = (u) => new WebSocket(u),
+  ) {}
+
+  open(): void {
+    const socket = this.createSocket(this.url);
+    this.socket = socket;
+    socket.onopen = () => {
+      this.opened = true;
+      this.onopen?.();
+    };
+    socket.onmessage = (event) => {
+      if (typeof event.data === "string") this.onmessage?.(event.data);
+    };
+    socket.onerror = () => {}; // a close event always follows
+    socket.onclose = (event) => {
+      this.detach();
+      // 1006 before the open event means the connection was never made
+      const code = !this.opened && event.code === 1006 ? null : event.code;
+      this.onclose?.(code, event.reason ?? "");
+    };
+  }
+
+  send(frame: string): void {
+    if (this.socket?.readyState === OPEN) this.socket.send(frame);
+  }
+
+  close(code = 1000, reason = ""): void {
+    const socket = this.socket;
+    this.detach();
+    if (!socket) return;
+    try {
+      // browsers only let a script send 1000 or 3000-4999
+      socket.close(code === 1000 || (code >= 3000 && code <= 4999) ? code : 1000, reason);
+    } catch {
+      socket.close();
+    }
+  }
+
+  private detach(): void {
+    const socket = this.socket;
+    if (!socket) return;
+    socket.onopen = socket.onmessage = socket.onclose = null;
+    socket.onerror = () => {};
+    this.socket = null;
+  }
+}
+
+/** `{realtime_url}/v1/stream?<credential>&model=<model>`; the credential param depends on the mode. */
+export function streamUrl(base: string, model: string, credentialParam: string, credential: string): string {
+  const root = base.replace(/\/+$/, "");
+  const path = root.endsWith("/v1/stream") ? root : `${root}/v1/stream`;
+  const query = new URLSearchParams({ [credentialParam]: credential, model });
+  return `${path}${path.includes("?") ? "&" : "?"}${query.toString()}`;
+}
+
+/** A URL safe to log: credentials replaced. */
+export function redactUrl(url: string): string {
+  return url.replace(/([?&](?:api_key|token)=)[^&'"\s]*/g, "$1***");
+}
+
+function webSocketMode(credentialParam: string, createSocket?: WebSocketFactory): SignalingMode {
+  return {
+    needsCredential: true,
+    connect({ model, realtimeUrl, credential }) {
+      const base = credential?.realtimeUrl || realtimeUrl;
+      return new WebSocketTransport(streamUrl(base, model, credentialParam, credential?.apiKey ?? ""), createSocket);
+    },
+  };
+}
+
+/** The signaling modes this build knows; "kernel" is registered by its own module. */
+export function defaultSignalingModes(createSocket?: WebSocketFactory): Record<string, SignalingMode> {
+  return {
+    direct: webSocketMode("api_key", createSocket),
+    proxy: webSocketMode("token", createSocket),
+  };
+}

@@ -1,0 +1,147 @@
+// @vitest-environment happy-dom
+import { afterEach, describe, expect, it } from "vitest";
+import widget from "../src/index";
+import { Controller } from "../src/controller";
+import type { WidgetTraits } from "../src/traits";
+import { View } from "../src/view";
+import { FakeModel, flush, world } from "./fakes";
+
+const views: View[] = [];
+
+function mount(traits: Partial<WidgetTraits> = {}) {
+  const fakes = world();
+  const model = new FakeModel(traits);
+  const controller = new Controller(model.asModel(), fakes.deps);
+  const view = new View(model.asModel(), controller);
+  document.body.append(view.root);
+  views.push(view);
+  const $ = <T extends Element = HTMLElement>(selector: string) => view.root.querySelector(selector) as T;
+  return { ...fakes, model, controller, view, $ };
+}
+
+afterEach(() => {
+  for (const view of views.splice(0)) view.destroy();
+  document.body.innerHTML = "";
+});
+
+describe("View", () => {
+  it("renders the controls under one root class", () => {
+    const { view, $ } = mount({ note: "local emulator (no DECART_API_KEY)" });
+    expect(view.root.classList.contains("decart-widget")).toBe(true);
+    expect(view.root.querySelectorAll("video")).toHaveLength(2);
+    expect($(".dw-pill").textContent).toBe("Stopped");
+    expect($(".dw-start").textContent).toBe("Start");
+    expect($(".dw-overlay").textContent).toBe("Start camera");
+    expect($<HTMLInputElement>(".dw-prompt").value).toBe("Anime");
+    expect($(".dw-note").textContent).toBe("local emulator (no DECART_API_KEY)");
+    expect($<HTMLDivElement>(".dw-banner").hidden).toBe(true);
+  });
+
+  it("applies the prompt on Enter and on blur, not on every key", () => {
+    const { model, $ } = mount();
+    const input = $<HTMLInputElement>(".dw-prompt");
+    input.value = "Pencil sketch";
+    input.dispatchEvent(new Event("input"));
+    expect(model.get("prompt")).toBe("Anime");
+    input.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter" }));
+    expect(model.get("prompt")).toBe("Pencil sketch");
+    input.value = "Noir";
+    input.dispatchEvent(new Event("blur"));
+    expect(model.get("prompt")).toBe("Noir");
+    expect(model.saves).toBeGreaterThanOrEqual(2);
+  });
+
+  it("follows prompt and enhance changes from Python", () => {
+    const { model, $ } = mount();
+    model.pythonSets("prompt", "Invert colours");
+    model.pythonSets("enhance", false);
+    expect($<HTMLInputElement>(".dw-prompt").value).toBe("Invert colours");
+    expect($<HTMLInputElement>(".dw-enhance input").checked).toBe(false);
+    $<HTMLInputElement>(".dw-enhance input").click();
+    expect(model.get("enhance")).toBe(true);
+  });
+
+  it("the start button starts and stops the session; the pill follows", async () => {
+    const { model, $, sources } = mount();
+    $<HTMLButtonElement>(".dw-start").click();
+    await flush();
+    expect(sources).toHaveLength(1);
+    expect(model.get("connection_state")).toBe("connecting");
+    expect($(".dw-pill").textContent).toBe("Connecting…");
+    expect($(".dw-start").textContent).toBe("Stop");
+    expect($<HTMLButtonElement>(".dw-overlay").hidden).toBe(true);
+    $<HTMLButtonElement>(".dw-start").click();
+    expect(model.get("connection_state")).toBe("disconnected");
+    expect($(".dw-pill").textContent).toBe("Stopped");
+    expect(sources[0]!.stopped).toBe(true);
+  });
+
+  it("the overlay click starts the camera", async () => {
+    const { $, sources } = mount();
+    $<HTMLButtonElement>(".dw-overlay").click();
+    await flush();
+    expect(sources).toHaveLength(1);
+  });
+
+  it("shows errors with a hint, and dismisses them", () => {
+    const { model, $ } = mount();
+    model.pythonSets("last_error", "Concurrent session limit reached.");
+    model.pythonSets("last_error_kind", "concurrency");
+    expect($<HTMLDivElement>(".dw-banner").hidden).toBe(false);
+    expect($(".dw-banner-text").textContent).toBe("Concurrent session limit reached.");
+    expect($(".dw-banner-hint").textContent).toMatch(/Another session/);
+    expect($(".dw-pill").textContent).toBe("Error");
+    $<HTMLButtonElement>(".dw-dismiss").click();
+    expect(model.get("last_error")).toBe("");
+    expect($<HTMLDivElement>(".dw-banner").hidden).toBe(true);
+  });
+
+  it("shows the usage seconds", () => {
+    const { model, $ } = mount({ connection_state: "disconnected" });
+    model.pythonSets("generation_seconds", 75);
+    expect($(".dw-usage").textContent).toBe("1:15 used");
+  });
+
+  it("clears the reference image", () => {
+    const { model, $ } = mount({ image: new DataView(new Uint8Array([1, 2]).buffer) });
+    expect($<HTMLImageElement>(".dw-thumb").hidden).toBe(false);
+    $<HTMLButtonElement>(".dw-image button:nth-of-type(2)").click();
+    expect(model.get("image")).toBeNull();
+    expect($<HTMLImageElement>(".dw-thumb").hidden).toBe(true);
+  });
+
+  it("destroy detaches from the model and the controller", () => {
+    const { model, view, controller } = mount();
+    const before = model.listenerCount();
+    view.destroy();
+    views.splice(views.indexOf(view), 1);
+    expect(model.listenerCount()).toBeLessThan(before);
+    expect(view.root.isConnected).toBe(false);
+    controller.dispose();
+    expect(model.listenerCount()).toBe(0);
+  });
+});
+
+describe("the anywidget entry", () => {
+  it("initialize returns a cleanup at once; views of one model share its session", async () => {
+    const model = new FakeModel();
+    const anyModel = model.asModel();
+    const cleanup = (await widget.initialize({ model: anyModel, signal: new AbortController().signal, experimental: {} as never })) as () => void;
+    expect(typeof cleanup).toBe("function");
+    const first = document.createElement("div");
+    const second = document.createElement("div");
+    const renderProps = (el: HTMLElement) => ({ model: anyModel, el, signal: new AbortController().signal, host: {} as never, experimental: {} as never });
+    const removeFirst = (await widget.render(renderProps(first))) as () => void;
+    const removeSecond = (await widget.render(renderProps(second))) as () => void;
+    expect(first.querySelector(".decart-widget")).not.toBeNull();
+    expect(second.querySelector(".decart-widget")).not.toBeNull();
+    model.pythonSets("last_error", "Boom");
+    expect(first.querySelector(".dw-banner-text")!.textContent).toBe("Boom");
+    expect(second.querySelector(".dw-banner-text")!.textContent).toBe("Boom");
+    removeFirst();
+    removeSecond();
+    expect(first.querySelector(".decart-widget")).toBeNull();
+    cleanup();
+    expect(model.listenerCount()).toBe(0);
+  });
+});
