@@ -1,0 +1,29 @@
+"""The local, Decart-compatible realtime service (DESIGN §4, PROTOCOL.md).
+
+One module per job:
+
+* `server` -- `Emulator` (public API, background-thread lifecycle) and `serve_forever` (CLI);
+* `app` -- the aiohttp routes: token minting, quota, ``/v1/stream`` admission and close codes;
+* `stream` -- one ``/v1/stream`` session: messages, acks, generation ticks, how sessions end;
+* `media` -- the aiortc peer: receive video, run the effect, send it back;
+* `effects` -- the "model": numpy effects chosen by prompt keywords;
+* `tokens`, `credits`, `moderation`, `images`, `faults`, `records` -- what their names say;
+* `config` -- settings and the services shared by the above.
+"""
+
+from __future__ import annotations
+
+from .config import DEFAULT_API_KEY, EmulatorConfig
+from .faults import Faults
+from .records import Rejection, SessionRecord
+from .server import Emulator, serve_forever
+
+__all__ = [
+    "DEFAULT_API_KEY",
+    "Emulator",
+    "EmulatorConfig",
+    "Faults",
+    "Rejection",
+    "SessionRecord",
+    "serve_forever",
+]

@@ -1,0 +1,66 @@
+"""One emulator's settings and the services its HTTP handlers and sessions share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .credits import CreditLedger
+from .faults import Faults
+from .moderation import DEFAULT_BLOCKLIST, Moderator
+from .records import Recorder
+from .tokens import TokenStore
+
+#: The permanent key a default emulator accepts: short and obviously not a real Decart key.
+DEFAULT_API_KEY = "dct_local_emulator"
+
+
+@dataclass(frozen=True)
+class EmulatorConfig:
+    host: str = "127.0.0.1"
+    port: int = 0
+    api_key: str = DEFAULT_API_KEY
+    blocklist: tuple[str, ...] = DEFAULT_BLOCKLIST
+    max_image_bytes: int = 10 * 1024 * 1024
+    max_concurrent_sessions: int = 4
+    credits_seconds: float | None = None
+    #: Wall-clock seconds per generation second: ticks, credits and maxSessionDuration all count
+    #: in ticks, so a small value makes a fast test of a long session.
+    tick_seconds: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.api_key:
+            raise ValueError("api_key must be a non-empty string")
+        if self.max_image_bytes <= 0:
+            raise ValueError("max_image_bytes must be positive")
+        if self.max_concurrent_sessions < 1:
+            raise ValueError("max_concurrent_sessions must be at least 1")
+        if self.tick_seconds <= 0:
+            raise ValueError("tick_seconds must be positive")
+
+    @property
+    def max_message_bytes(self) -> int:
+        """WebSocket frame limit: room for twice the largest image in base64, so an oversized
+        image still gets a clear ``set_image_ack`` instead of a 1009 close."""
+        return (self.max_image_bytes * 4 // 3) * 2 + 1024 * 1024
+
+
+@dataclass
+class Services:
+    config: EmulatorConfig
+    tokens: TokenStore
+    credits: CreditLedger = field(default_factory=CreditLedger)
+    faults: Faults = field(default_factory=Faults)
+    recorder: Recorder = field(default_factory=Recorder)
+    moderator: Moderator = field(default_factory=Moderator)
+    #: The port actually bound (``config.port`` may be 0).
+    port: int = 0
+
+    @classmethod
+    def create(cls, config: EmulatorConfig) -> Services:
+        services = cls(
+            config=config,
+            tokens=TokenStore([config.api_key]),
+            moderator=Moderator(config.blocklist),
+        )
+        services.credits.set(config.api_key, config.credits_seconds)
+        return services

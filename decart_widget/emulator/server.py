@@ -1,0 +1,319 @@
+"""`Emulator`: the local service's public face, and its lifecycle on a background thread.
+
+`start()` runs aiohttp (and every aiortc peer) on a fresh event loop in a daemon thread named
+``decart-emulator-<port>``, so it works the same from sync code, notebooks and async tests.
+`stop()` closes every session (1001 "server_shutdown"), the listening socket, the app, pending
+tasks and the executor, then joins the thread: nothing is left behind. `serve_forever` is the
+``decart-widget emulator`` command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from types import FrameType, TracebackType
+
+from aiohttp import web
+
+from ..protocol.urls import redact_key
+from .app import EmulatorApp, PathOnlyAccessLogger, access_log
+from .config import DEFAULT_API_KEY, EmulatorConfig, Services
+from .faults import Faults
+from .moderation import DEFAULT_BLOCKLIST
+from .records import Rejection, SessionRecord
+
+log = logging.getLogger("decart_widget.emulator.server")
+
+THREAD_PREFIX = "decart-emulator"
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 30.0
+
+
+def _url_host(host: str) -> str:
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+class Emulator:
+    """A local, Decart-compatible realtime service (see DESIGN §4).
+
+    >>> with Emulator() as emu:          # doctest: +SKIP
+    ...     emu.api_url, emu.realtime_url, emu.api_key
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        api_key: str = DEFAULT_API_KEY,
+        *,
+        blocklist: Iterable[str] = DEFAULT_BLOCKLIST,
+        max_image_bytes: int = 10 * 1024 * 1024,
+        max_concurrent_sessions: int = 4,
+        credits_seconds: float | None = None,
+        tick_seconds: float = 1.0,
+    ) -> None:
+        self._config = EmulatorConfig(
+            host=host,
+            port=port,
+            api_key=api_key,
+            blocklist=tuple(blocklist),
+            max_image_bytes=max_image_bytes,
+            max_concurrent_sessions=max_concurrent_sessions,
+            credits_seconds=credits_seconds,
+            tick_seconds=tick_seconds,
+        )
+        self._services = Services.create(self._config)
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._app: EmulatorApp | None = None
+        self._runner: web.AppRunner | None = None
+
+    # ---- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> Emulator:
+        """Start serving (no-op when running); returns self. Raises if the port is taken."""
+        with self._lock:
+            if self._thread is not None:
+                return self
+            ready = threading.Event()
+            failure: list[BaseException] = []
+            thread = threading.Thread(
+                target=self._serve, args=(ready, failure), name=THREAD_PREFIX, daemon=True
+            )
+            thread.start()
+            if not ready.wait(START_TIMEOUT):
+                raise RuntimeError("the emulator did not start in time")
+            if failure:
+                thread.join(STOP_TIMEOUT)
+                raise failure[0]
+            thread.name = f"{THREAD_PREFIX}-{self._services.port}"
+            self._thread = thread
+            atexit.register(self.stop)
+        log.info("emulator serving at %s", self.api_url)
+        return self
+
+    def stop(self) -> None:
+        """Close every session, the server and the loop; join the thread. Idempotent."""
+        with self._lock:
+            thread, loop = self._thread, self._loop
+            if thread is None or loop is None:
+                return
+            if threading.current_thread() is thread:
+                raise RuntimeError("Emulator.stop() cannot be called from the emulator's loop")
+            try:
+                future = asyncio.run_coroutine_threadsafe(self._shutdown(), loop)
+                future.result(STOP_TIMEOUT)
+            except Exception:
+                log.exception("emulator shutdown failed; stopping the loop anyway")
+            finally:
+                loop.call_soon_threadsafe(loop.stop)
+                thread.join(STOP_TIMEOUT)
+                self._thread = None
+                self._loop = None
+                atexit.unregister(self.stop)
+        log.info("emulator stopped")
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _serve(self, ready: threading.Event, failure: list[BaseException]) -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            try:
+                loop.run_until_complete(self._startup())
+            except BaseException as exc:
+                failure.append(exc)
+                return
+            self._loop = loop
+            ready.set()
+            loop.run_forever()
+        finally:
+            self._close_loop(loop)
+            ready.set()
+
+    @staticmethod
+    def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            leftovers = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            if leftovers:
+                log.debug("cancelling %d leftover task(s): %s", len(leftovers), leftovers)
+            for task in leftovers:
+                task.cancel()
+            if leftovers:
+                loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+
+    async def _startup(self) -> None:
+        app = EmulatorApp(self._services)
+        runner = web.AppRunner(
+            app.app,
+            access_log_class=PathOnlyAccessLogger,
+            access_log=access_log,
+            shutdown_timeout=2.0,
+        )
+        await runner.setup()
+        site = web.TCPSite(runner, self._config.host, self._config.port)
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self._services.port = sockets[0].getsockname()[1] if sockets else self._config.port
+        self._app, self._runner = app, runner
+
+    async def _shutdown(self) -> None:
+        if self._app is not None:
+            await self._app.close_sessions()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        self._app, self._runner = None, None
+
+    # ---- where and how to connect ---------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    @property
+    def port(self) -> int:
+        if self._services.port:
+            return self._services.port
+        if self._config.port:
+            return self._config.port
+        raise RuntimeError("the emulator picks its port on start(): call start() first")
+
+    @property
+    def host(self) -> str:
+        return self._config.host
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{_url_host(self._config.host)}:{self.port}"
+
+    @property
+    def realtime_url(self) -> str:
+        return f"ws://{_url_host(self._config.host)}:{self.port}"
+
+    @property
+    def api_key(self) -> str:
+        return self._config.api_key
+
+    @property
+    def config(self) -> EmulatorConfig:
+        return self._config
+
+    # ---- faults, credits, time ------------------------------------------------------------------
+
+    @property
+    def faults(self) -> Faults:
+        """Fault injection, settable at runtime (see `decart_widget.emulator.faults`)."""
+        return self._services.faults
+
+    def drop_connections(self) -> int:
+        """Abort every live session's socket now, as a network loss would (the client sees
+        1006); returns how many were dropped. See also ``faults.drop_socket_after``."""
+        loop, app = self._loop, self._app
+        if loop is None or app is None:
+            return 0
+        future = asyncio.run_coroutine_threadsafe(self._drop_all(app), loop)
+        return future.result(STOP_TIMEOUT)
+
+    @staticmethod
+    async def _drop_all(app: EmulatorApp) -> int:
+        return app.drop_sessions()
+
+    def set_credits(self, api_key: str, seconds: float | None) -> None:
+        """Give a permanent key a balance of generation seconds (None: unlimited)."""
+        self._services.credits.set(api_key, seconds)
+
+    def credits(self, api_key: str | None = None) -> float | None:
+        """Seconds left for a key (default: the emulator's key); None when unlimited."""
+        return self._services.credits.remaining(api_key or self.api_key)
+
+    def advance_time(self, seconds: float) -> None:
+        """Move the emulator's token clock forward: client tokens expire without waiting."""
+        self._services.tokens.advance(seconds)
+
+    # ---- inspection -----------------------------------------------------------------------------
+
+    @property
+    def sessions(self) -> list[SessionRecord]:
+        """Snapshots of every session seen, oldest first (live ones have ``end_reason`` None)."""
+        return self._services.recorder.sessions()
+
+    @property
+    def rejections(self) -> list[Rejection]:
+        """Connections to ``/v1/stream`` refused before a session started."""
+        return self._services.recorder.rejections()
+
+    def wait_until(self, predicate: Callable[[], object], timeout: float = 10.0) -> None:
+        """Block until ``predicate()`` is true (re-checked on every record change)."""
+        self._services.recorder.wait_until(predicate, timeout)
+
+    async def wait_until_async(
+        self, predicate: Callable[[], object], timeout: float = 10.0
+    ) -> None:
+        """`wait_until` for async code: waits in a worker thread, the caller's loop runs on."""
+        await asyncio.to_thread(self._services.recorder.wait_until, predicate, timeout)
+
+    def wait_for_session(self, index: int = 0, timeout: float = 10.0) -> SessionRecord:
+        """The ``index``-th session (0: the first), waiting for it to open."""
+        self.wait_until(lambda: len(self.sessions) > index, timeout)
+        return self.sessions[index]
+
+    def __repr__(self) -> str:
+        where = self.api_url if self.running else "not started"
+        return f"Emulator({where}, api_key={redact_key(self.api_key)!r})"
+
+
+def serve_forever(host: str = "127.0.0.1", port: int = 8765, api_key: str | None = None) -> None:
+    """Run an emulator until Ctrl+C / SIGTERM (the ``decart-widget emulator`` command)."""
+    emulator = Emulator(host=host, port=port, api_key=api_key or DEFAULT_API_KEY).start()
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_signal)
+    out = sys.stdout
+    out.write(f"API URL:      {emulator.api_url}\n")
+    out.write(f"Realtime URL: {emulator.realtime_url}\n")
+    out.write(f"API key:      {emulator.api_key}\n")
+    out.write("Press Ctrl+C to stop.\n")
+    out.flush()
+    try:
+        while not stop.wait(1.0):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        emulator.stop()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
