@@ -56,7 +56,7 @@ from ..protocol.session import (
     StateChanged,
 )
 from ..protocol.urls import build_stream_url, redact
-from .sources import FrameSource, RGBFrame, make_track
+from .sources import BorrowedTrack, FrameSource, RGBFrame, make_track
 
 log = logging.getLogger("decart_widget.client.session")
 
@@ -442,7 +442,7 @@ class RealtimeSession:
         await self._close_peer()
         peer = RTCPeerConnection(RTCConfiguration(iceServers=self._ice_servers(turn_config)))
         self._peer = peer
-        transceiver = peer.addTransceiver(self._track, direction="sendrecv")
+        transceiver = peer.addTransceiver(BorrowedTrack(self._track), direction="sendrecv")
         vp8 = [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType == "video/VP8"]
         if vp8:
             transceiver.setCodecPreferences(vp8)

@@ -168,6 +168,28 @@ class SyntheticTrack(PacedTrack):
         return self._wrap(self.pattern(self._index), pts)
 
 
+class BorrowedTrack(MediaStreamTrack):
+    """A view of a source track for one peer connection.
+
+    aiortc stops a sender's track when its peer connection closes; the session outlives peer
+    connections (reconnects), so each one gets a borrowed view and the source keeps running.
+    """
+
+    kind = "video"
+
+    def __init__(self, source: MediaStreamTrack) -> None:
+        super().__init__()
+        self._source = source
+
+    async def recv(self) -> VideoFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        frame = await self._source.recv()
+        if not isinstance(frame, VideoFrame):
+            raise MediaStreamError
+        return frame
+
+
 def make_track(
     source: FrameSource, model: RealtimeModel, fps: float | None = None
 ) -> MediaStreamTrack:
