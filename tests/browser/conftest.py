@@ -1,19 +1,22 @@
 """Browser tests: Debian's Chromium (Playwright cannot download browsers here) with a fake camera.
 
 pytest-ipywidgets' ``solara_test`` fixture displays a widget in a real page served by an
-in-process solara server; the kernel side runs in this process, so tests read traitlets directly.
+in-process solara server; the kernel side runs in this process, so tests read traitlets directly
+and assert on the pixels of the page's <video> elements (see `pixels.py`).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 import decart_widget as dw
+
+from browser_kit import WidgetPage
 
 CHROMIUM = os.environ.get("DECART_WIDGET_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -25,6 +28,10 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
     "--autoplay-policy=no-user-gesture-required",
+    # a hidden or occluded page must keep decoding and rendering video
+    "--disable-background-timer-throttling",
+    "--disable-renderer-backgrounding",
+    "--disable-backgrounding-occluded-windows",
 ]
 
 
@@ -46,3 +53,35 @@ def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[s
 def emulator() -> Iterator[dw.Emulator]:
     with dw.Emulator() as emu:
         yield emu
+
+
+@pytest.fixture
+def emu(emulator: dw.Emulator) -> Iterator[dw.Emulator]:
+    """The shared emulator, well-behaved at the start and the end of every test."""
+    emulator.faults.reset()
+    yield emulator
+    emulator.faults.reset()
+
+
+@pytest.fixture
+def widget_page(solara_test: None, page_session: Any) -> WidgetPage:
+    return WidgetPage(page_session)
+
+
+@pytest.fixture
+def make_widget(
+    widget_page: WidgetPage, emu: dw.Emulator
+) -> Iterator[Callable[..., dw.RealtimeWidget]]:
+    """Create widgets on the shared emulator (defaults: synthetic source); closed at the end."""
+    made: list[dw.RealtimeWidget] = []
+
+    def make(**kwargs: Any) -> dw.RealtimeWidget:
+        kwargs.setdefault("backend", emu)
+        kwargs.setdefault("source", "synthetic")
+        widget = dw.RealtimeWidget(**kwargs)
+        made.append(widget)
+        return widget
+
+    yield make
+    for widget in made:
+        widget.close()

@@ -24,7 +24,7 @@ def test_decart_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_decart_without_a_key_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DECART_API_KEY", raising=False)
-    with pytest.raises(dw.AuthenticationError, match="DECART_API_KEY.*Emulator"):
+    with pytest.raises(dw.AuthenticationError, match=r"DECART_API_KEY.*Emulator"):
         dw.Decart()
 
 

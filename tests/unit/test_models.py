@@ -17,7 +17,7 @@ def test_known_models_have_protocol_sizes() -> None:
 
 
 def test_unknown_model_names_the_known_ones() -> None:
-    with pytest.raises(dw.InvalidInput, match="unknown model 'lucy-9'.*lucy-2.1"):
+    with pytest.raises(dw.InvalidInput, match=r"unknown model 'lucy-9'.*lucy-2.1"):
         models.get("lucy-9")
 
 
