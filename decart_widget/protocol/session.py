@@ -54,6 +54,8 @@ logger = logging.getLogger("decart_widget.protocol.session")
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
 #: WebSocket close code of "Concurrent session limit reached."
 CLOSE_TRY_AGAIN_LATER = 1013
+#: The same, as a signaling proxy relays it (application codes must be >= 3000).
+CLOSE_PROXY_CONCURRENCY = 4013
 
 
 class ConnectionState(str, Enum):
@@ -329,7 +331,7 @@ class SessionCore:
         if self._phase in (_Phase.IDLE, _Phase.BACKOFF) or not self._socket:
             return []
         self._socket = False
-        if code == CLOSE_TRY_AGAIN_LATER:
+        if code in (CLOSE_TRY_AGAIN_LATER, CLOSE_PROXY_CONCURRENCY):
             return self._end(now, ConcurrencyLimit(reason or "Concurrent session limit reached."))
         error = _permanent_error(reason) if reason else None
         if error is not None:

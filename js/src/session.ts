@@ -29,6 +29,8 @@ export const CONNECT_TIMEOUT = 300;
 export const BACKOFF: readonly number[] = [1, 2, 4, 8, 10];
 /** WebSocket close code of "Concurrent session limit reached." */
 export const CLOSE_TRY_AGAIN_LATER = 1013;
+/** The same, as a signaling proxy relays it (application codes must be >= 3000). */
+export const CLOSE_PROXY_CONCURRENCY = 4013;
 
 export type ConnectionState = "disconnected" | "connecting" | "connected" | "generating" | "reconnecting";
 export type PeerState = "new" | "connecting" | "connected" | "disconnected" | "failed" | "closed";
@@ -199,7 +201,7 @@ export class Session {
   socketClosed(now: number, code: number | null, reason = ""): Action[] {
     if (this.phase === "idle" || this.phase === "backoff" || !this.socket) return [];
     this.socket = false;
-    if (code === CLOSE_TRY_AGAIN_LATER) {
+    if (code === CLOSE_TRY_AGAIN_LATER || code === CLOSE_PROXY_CONCURRENCY) {
       return this.end(now, new ConcurrencyLimit(reason || "Concurrent session limit reached."));
     }
     const error = reason ? permanentError(reason) : null;

@@ -381,11 +381,11 @@ describe("reconnect", () => {
 });
 
 describe("errors that are never retried", () => {
-  it("close 1013 is a concurrency limit at once", () => {
+  it.each([1013, 4013])("close %i is a concurrency limit at once (4013: via the proxy)", (code) => {
     const session = new Session({ prompt: "A" });
     session.start(0);
     session.socketOpened(0);
-    const actions = session.socketClosed(0.2, 1013, "Concurrent session limit reached.");
+    const actions = session.socketClosed(0.2, code, "Concurrent session limit reached.");
     expect(states(actions)).toEqual(["disconnected"]);
     const [error] = emitted(actions, "error");
     expect(error).toBeInstanceOf(ConcurrencyLimit);

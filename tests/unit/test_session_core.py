@@ -587,13 +587,14 @@ def test_a_rejected_initial_prompt_is_reported_and_the_handshake_goes_on() -> No
 # ---- errors that are never retried -------------------------------------------------------------
 
 
+@pytest.mark.parametrize("code", [1013, 4013])  # 4013: as the signaling proxy relays it
 @pytest.mark.parametrize("reason", ["Concurrent session limit reached.", "", "try again later"])
-def test_close_1013_is_a_concurrency_limit_at_once(reason: str) -> None:
+def test_close_1013_is_a_concurrency_limit_at_once(reason: str, code: int) -> None:
     core = SessionCore(prompt="Anime")
     core.start(0)
     core.socket_opened(0)
     rid, _ = core.set_prompt(0.5, "Noir")
-    actions = core.socket_closed(1, 1013, reason)
+    actions = core.socket_closed(1, code, reason)
     assert of(actions, OpenSocket) == []
     (error,) = errors(actions)
     assert isinstance(error, ConcurrencyLimit)

@@ -1,0 +1,69 @@
+"""The WebSocket signaling proxy for platforms (``decart-widget proxy``, PROTOCOL §9, beaten).
+
+A platform runs it between its users and Decart's realtime service: clients connect to
+``wss://platform.example/v1/stream?model=...&token=...`` with a user token the platform issued
+(`issue_token`), the proxy opens the upstream connection with the platform's key and relays the
+signaling frames unchanged; media flows directly between the browser and the service. It
+authenticates, limits, meters every generation second into a durable ledger (SQLite or
+PostgreSQL) and exposes ``/healthz`` and ``/metrics``.
+
+One module per job: `app` (routes, admission), `relay` (one client <-> upstream pair), `auth`
+(tokens, the ``authenticate`` hook), `ledger` + `ledger_sqlite` + `ledger_postgres` (usage),
+`limits`, `codes` (close codes), `metrics`, `logs`, `config` (flags, environment), `server`
+(`ProxyServer`, `serve`), `cli`.
+"""
+
+from __future__ import annotations
+
+from . import codes
+from .app import ProxyService
+from .auth import (
+    Authenticator,
+    HmacAuthenticator,
+    InvalidToken,
+    TokenClaims,
+    Unauthorized,
+    issue_token,
+    token_from_request,
+    verify_token,
+)
+from .cli import add_arguments, main, run_cli
+from .config import ConfigError, ProxyConfig, from_namespace
+from .ledger import Ledger, LedgerError, SessionRecord, open_ledger
+from .ledger_sqlite import SQLiteLedger
+from .limits import Limits
+from .logs import JsonFormatter, configure_logging
+from .metrics import Metrics
+from .server import ProxyBackend, ProxyServer, serve, serve_async
+
+__all__ = [
+    "Authenticator",
+    "ConfigError",
+    "HmacAuthenticator",
+    "InvalidToken",
+    "JsonFormatter",
+    "Ledger",
+    "LedgerError",
+    "Limits",
+    "Metrics",
+    "ProxyBackend",
+    "ProxyConfig",
+    "ProxyServer",
+    "ProxyService",
+    "SQLiteLedger",
+    "SessionRecord",
+    "TokenClaims",
+    "Unauthorized",
+    "add_arguments",
+    "codes",
+    "configure_logging",
+    "from_namespace",
+    "issue_token",
+    "main",
+    "open_ledger",
+    "run_cli",
+    "serve",
+    "serve_async",
+    "token_from_request",
+    "verify_token",
+]

@@ -1,0 +1,131 @@
+"""Structured logs: one JSON object a line, keyed by session, secrets redacted.
+
+The proxy logs through ``logging.getLogger("decart_widget.proxy....")`` with its fields in
+``extra={"fields": {...}}``. `JsonFormatter` renders a record as
+``{"ts": ..., "level": ..., "logger": ..., "event": ..., "session": ..., ...}``. Every string goes
+through `redact` (``api_key=``/``token=`` values, ``dct_``/``ek_`` keys) and fields whose name says
+"secret", "token", "key" or "password" are dropped, so a credential cannot reach a log line even by
+mistake. Prompts are cut to 80 characters; ticks are never logged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Mapping
+from typing import IO, Any
+
+from ..protocol.urls import redact
+
+PROMPT_LOG_CHARS = 80
+_SECRET_FIELD_WORDS = ("secret", "token", "api_key", "apikey", "password", "authorization")
+_STANDARD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+    "message",
+    "asctime",
+    "fields",
+}
+
+
+def cut_prompt(text: str | None, limit: int = PROMPT_LOG_CHARS) -> str | None:
+    """The first ``limit`` characters of a prompt (with an ellipsis when cut)."""
+    if text is None:
+        return None
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _is_secret_field(name: str) -> bool:
+    lowered = name.lower()
+    return any(word in lowered for word in _SECRET_FIELD_WORDS)
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, Mapping):
+        return {str(k): _clean(v) for k, v in value.items() if not _is_secret_field(str(k))}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return redact(str(value))
+
+
+class JsonFormatter(logging.Formatter):
+    """Render log records as one JSON object per line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        body: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, Mapping):
+            body.update(fields)
+        for name, value in record.__dict__.items():
+            if name not in _STANDARD_ATTRS and not name.startswith("_"):
+                body.setdefault(name, value)
+        if record.exc_info and record.exc_info[0] is not None:
+            body["exc"] = self.formatException(record.exc_info)
+        cleaned = _clean(body)
+        return json.dumps(cleaned, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+class RedactingFormatter(logging.Formatter):
+    """Plain-text logs with the same redaction (for a terminal)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, Mapping) and fields:
+            cleaned = _clean(fields)
+            text += " " + " ".join(f"{k}={json.dumps(v, default=str)}" for k, v in cleaned.items())
+        return redact(text)
+
+
+def configure_logging(
+    level: int | str = logging.INFO, *, json_format: bool = True, stream: IO[str] | None = None
+) -> logging.Handler:
+    """Send ``decart_widget`` logs to ``stream`` (stderr) as JSON lines; returns the handler."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(
+        JsonFormatter()
+        if json_format
+        else RedactingFormatter("%(asctime)s %(levelname)s %(message)s")
+    )
+    logger = logging.getLogger("decart_widget")
+    for old in list(logger.handlers):
+        if getattr(old, "_decart_proxy_handler", False):
+            logger.removeHandler(old)
+    handler._decart_proxy_handler = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+    return handler
+
+
+class SessionLog:
+    """Log events of one session, each carrying its id, user and model."""
+
+    def __init__(self, logger: logging.Logger, proxy_session: str, user: str, model: str) -> None:
+        self._logger = logger
+        self.proxy_session = proxy_session
+        self.session = proxy_session  # replaced by the service's session_id once known
+        self.user = user
+        self.model = model
+
+    def event(self, name: str, level: int = logging.INFO, **fields: Any) -> None:
+        if not self._logger.isEnabledFor(level):
+            return
+        base: dict[str, Any] = {
+            "session": self.session,
+            "proxy_session": self.proxy_session,
+            "user": self.user,
+            "model": self.model,
+        }
+        base.update(fields)
+        self._logger.log(level, name, extra={"fields": base})

@@ -1,0 +1,197 @@
+"""The usage ledger's contract, on both backends: SQLite (a file) and a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from proxy_kit import fresh_postgres_dsn
+
+from decart_widget.proxy.ledger import Ledger, LedgerError, open_ledger, period_start
+from decart_widget.proxy.ledger_postgres import PostgresLedger
+from decart_widget.proxy.ledger_sqlite import SQLiteLedger
+
+LEASE = 30.0
+
+LedgerFactory = Callable[[], Ledger]
+
+
+@pytest.fixture
+def postgres_dsn() -> str:
+    return fresh_postgres_dsn()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def make_ledger(request: pytest.FixtureRequest, tmp_path: Path) -> LedgerFactory:
+    """A factory of ledgers that share one store (a file, or a database)."""
+    if request.param == "sqlite":
+        path = tmp_path / "ledger.sqlite3"
+        return lambda: SQLiteLedger(path)
+    dsn = request.getfixturevalue("postgres_dsn")
+    return lambda: PostgresLedger(dsn)
+
+
+@pytest_asyncio.fixture
+async def ledger(make_ledger: LedgerFactory) -> AsyncIterator[Ledger]:
+    async with make_ledger() as opened:
+        yield opened
+
+
+async def start(ledger: Ledger, sid: str, user: str = "alice", **kwargs: float) -> bool:
+    now = kwargs.get("now", time.time())
+    result = await ledger.start_session(
+        sid, user, "lucy-2.1", "test", now=now, max_concurrent=None, lease=LEASE
+    )
+    return result.ok
+
+
+async def test_ticks_are_cumulative_counted_and_final(ledger: Ledger) -> None:
+    await start(ledger, "s1")
+    await ledger.set_upstream_session("s1", "emu_1")
+    for seconds in (1, 2, 3, 2):  # a late, lower tick never lowers the total
+        await ledger.record_tick("s1", seconds, now=time.time())
+    [row] = await ledger.sessions()
+    assert (row.id, row.user, row.model, row.upstream_session_id) == ("s1", "alice", "lucy-2.1",
+                                                                       "emu_1")  # fmt: skip
+    assert row.seconds == 3 and row.ticks == 4 and row.open
+    await ledger.end_session("s1", "client_closed", now=time.time(), seconds=4)
+    await ledger.end_session("s1", "shutdown", now=time.time(), seconds=99)  # first end wins
+    [row] = await ledger.sessions()
+    assert row.end_reason == "client_closed" and row.seconds == 4 and not row.open
+
+
+async def test_concurrent_ticks_are_all_committed(ledger: Ledger) -> None:
+    for i in range(50):
+        await start(ledger, f"s{i}")
+    await asyncio.gather(
+        *(ledger.record_tick(f"s{i}", t, now=time.time()) for t in range(1, 11) for i in range(50))
+    )
+    rows = await ledger.sessions()
+    assert len(rows) == 50
+    assert all(row.seconds == 10 and row.ticks == 10 for row in rows)
+
+
+async def test_usage_sums_a_users_sessions_in_a_period(ledger: Ledger) -> None:
+    day = 86_400.0
+    now = time.time()
+    await start(ledger, "old", now=now - 40 * day)
+    await start(ledger, "new", now=now)
+    await start(ledger, "other", user="bob", now=now)
+    await ledger.record_tick("old", 7, now=now)
+    await ledger.record_tick("new", 5, now=now)
+    await ledger.record_tick("other", 100, now=now)
+    assert await ledger.usage("alice") == 12
+    assert await ledger.usage("alice", since=now - day) == 5
+    assert await ledger.usage("alice", exclude="new") == 7
+    assert await ledger.usage("nobody") == 0
+
+
+async def test_quotas_are_stored_per_user(ledger: Ledger) -> None:
+    assert await ledger.get_quota("alice") is None
+    await ledger.set_quota("alice", 60)
+    await ledger.set_quota("alice", 90)
+    assert await ledger.get_quota("alice") == 90
+    await ledger.set_quota("alice", None)
+    assert await ledger.get_quota("alice") is None
+
+
+async def test_the_session_limit_counts_live_leases_only(ledger: Ledger) -> None:
+    now = time.time()
+
+    async def try_start(sid: str, at: float) -> bool:
+        result = await ledger.start_session(
+            sid, "alice", "m", "test", now=at, max_concurrent=2, lease=LEASE
+        )
+        return result.ok
+
+    assert await try_start("a", now - 2 * LEASE)  # its proxy died long ago
+    assert await try_start("b", now)
+    assert await try_start("c", now)
+    assert not await try_start("d", now)
+    await ledger.touch(["a"], now=now)  # ...or not: it renewed its lease
+    await ledger.end_session("b", "client_closed", now=now)
+    assert not await try_start("e", now)
+    await ledger.end_session("c", "client_closed", now=now)
+    assert await try_start("f", now)
+    assert {row.id for row in await ledger.sessions("alice")} == {"a", "b", "c", "f"}
+
+
+async def test_reap_ends_sessions_whose_proxy_died(ledger: Ledger) -> None:
+    now = time.time()
+    await start(ledger, "dead", now=now - 100)
+    await ledger.record_tick("dead", 3, now=now - 90)
+    await start(ledger, "alive", now=now)
+    assert await ledger.reap(now=now, lease=LEASE) == 1
+    rows = {row.id: row for row in await ledger.sessions()}
+    assert rows["dead"].end_reason == "lost" and rows["dead"].seconds == 3
+    assert rows["dead"].ended_at == pytest.approx(now - 90, abs=0.01)
+    assert rows["alive"].open
+
+
+async def test_the_limit_holds_across_ledgers_sharing_a_store(make_ledger: LedgerFactory) -> None:
+    """Several proxies (one ledger each) racing to open a user's last allowed session."""
+    ledgers = [make_ledger() for _ in range(4)]
+    for each in ledgers:
+        await each.open()
+    try:
+        results = await asyncio.gather(
+            *(
+                each.start_session(
+                    f"s{i}", "alice", "m", f"proxy{i}", now=time.time(), max_concurrent=1,
+                    lease=LEASE,
+                )
+                for i, each in enumerate(ledgers)
+            )
+        )  # fmt: skip
+        assert sorted(result.ok for result in results) == [False, False, False, True]
+    finally:
+        for each in ledgers:
+            await each.close()
+
+
+async def test_data_survives_a_reopen_and_a_closed_ledger_refuses(
+    make_ledger: LedgerFactory,
+) -> None:
+    first = make_ledger()
+    await first.open()
+    await start(first, "s1")
+    await first.record_tick("s1", 42, now=time.time())
+    await first.close()
+    with pytest.raises(LedgerError):
+        await first.record_tick("s1", 43, now=time.time())
+    async with make_ledger() as second:
+        [row] = await second.sessions()
+        assert row.seconds == 42
+        await second.ping()
+
+
+async def test_an_unreachable_postgres_fails_with_ledger_error() -> None:
+    from proxy_kit import free_port
+
+    ledger = PostgresLedger(
+        f"postgresql://nobody:hunter2@127.0.0.1:{free_port()}/x", connect_timeout=2
+    )
+    with pytest.raises(LedgerError, match="cannot connect"):
+        await ledger.open()
+    assert "hunter2" not in repr(ledger)
+
+
+def test_open_ledger_picks_the_backend() -> None:
+    assert isinstance(open_ledger(None), SQLiteLedger)
+    assert open_ledger("sqlite:///var/x.db").path == "var/x.db"  # type: ignore[attr-defined]
+    assert open_ledger("sqlite:////var/x.db").path == "/var/x.db"  # type: ignore[attr-defined]
+    assert isinstance(open_ledger("postgresql://u@h/db"), PostgresLedger)
+    assert isinstance(open_ledger("postgres://u@h/db"), PostgresLedger)
+
+
+def test_quota_periods_start_at_utc_calendar_boundaries() -> None:
+    moment = 1_795_302_945.0  # 2026-11-21T23:15:45Z
+    assert period_start("total", moment) is None
+    assert period_start("day", moment) == 1_795_219_200.0  # 2026-11-21T00:00:00Z
+    assert period_start("month", moment) == 1_793_491_200.0  # 2026-11-01T00:00:00Z
+    with pytest.raises(ValueError):
+        period_start("week", moment)

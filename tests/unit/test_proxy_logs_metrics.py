@@ -1,0 +1,82 @@
+"""Structured logs (redaction, prompt cutting) and the Prometheus text (no sockets)."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+
+from decart_widget.proxy.logs import JsonFormatter, SessionLog, configure_logging, cut_prompt
+from decart_widget.proxy.metrics import Metrics
+
+
+def test_prompts_are_cut_to_80_characters() -> None:
+    assert cut_prompt("short") == "short"
+    assert cut_prompt("x" * 200) == "x" * 80 + "…"
+    assert cut_prompt(None) is None
+
+
+def test_json_lines_carry_the_session_fields_and_no_secret() -> None:
+    stream = io.StringIO()
+    package_logger = logging.getLogger("decart_widget")
+    saved = (package_logger.level, package_logger.propagate)
+    handler = configure_logging("INFO", stream=stream)
+    try:
+        log = SessionLog(logging.getLogger("decart_widget.proxy.session"), "px_1", "alice", "m")
+        log.event("prompt", prompt=cut_prompt("y" * 100))
+        log.session = "emu_2"
+        log.event(
+            "upstream",
+            url="ws://h/v1/stream?api_key=dct_live_abcdef123&model=m",
+            token="dwp1.secret.sig",
+            nested={"api_key": "dct_live_abcdef123", "ok": "ek_abcdefgh1234"},
+        )
+        logging.getLogger("decart_widget.proxy.app").debug("hidden at info level")
+    finally:
+        package_logger.removeHandler(handler)
+        package_logger.level, package_logger.propagate = saved  # other tests use caplog
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [line["event"] for line in lines] == ["prompt", "upstream"]
+    first, second = lines
+    assert first["session"] == "px_1" and first["user"] == "alice" and first["level"] == "info"
+    assert first["prompt"] == "y" * 80 + "…"
+    assert second["session"] == "emu_2" and second["proxy_session"] == "px_1"
+    text = stream.getvalue()
+    assert "dct_live" not in text and "dwp1.secret" not in text and "ek_abcdefgh" not in text
+    assert "token" not in second
+    assert second["nested"] == {"ok": "***"}
+    assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", first["ts"])
+
+
+def test_exceptions_are_logged_as_a_field() -> None:
+    record = logging.LogRecord("decart_widget.proxy", logging.ERROR, "f", 1, "failed", None, None)
+    try:
+        raise RuntimeError("key dct_live_abcdef123 leaked")
+    except RuntimeError:
+        import sys
+
+        record.exc_info = sys.exc_info()
+    body = json.loads(JsonFormatter().format(record))
+    assert "RuntimeError" in body["exc"] and "dct_live" not in body["exc"]
+
+
+def test_metrics_render_in_prometheus_text_format() -> None:
+    metrics = Metrics()
+    metrics.sessions_active = 2
+    metrics.forwarded("client_to_upstream", 10)
+    metrics.forwarded("upstream_to_client", 5)
+    metrics.forwarded("upstream_to_client", 5)
+    metrics.ends["client_closed"] += 3
+    metrics.refusals['odd"reason'] += 1
+    metrics.generation_seconds = 12.0
+    text = metrics.render()
+    assert text.endswith("\n")
+    assert "decart_proxy_sessions_active 2\n" in text
+    assert 'decart_proxy_frames_forwarded_total{direction="upstream_to_client"} 2\n' in text
+    assert 'decart_proxy_session_ends_total{reason="client_closed"} 3\n' in text
+    assert 'decart_proxy_refusals_total{reason="odd\\"reason"} 1\n' in text
+    assert "decart_proxy_generation_seconds_total 12\n" in text
+    sample = re.compile(r'^decart_proxy_[a-z_]+(\{[a-z]+="(?:[^"\\]|\\.)*"\})? -?[0-9.e+]+$')
+    for line in text.splitlines():
+        assert line.startswith("# HELP ") or line.startswith("# TYPE ") or sample.match(line), line
