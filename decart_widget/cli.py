@@ -23,7 +23,13 @@ def _notebooks_dir() -> Path:
 def _cmd_emulator(args: argparse.Namespace) -> int:
     from .emulator import serve_forever
 
-    serve_forever(host=args.host, port=args.port, api_key=args.api_key)
+    serve_forever(
+        host=args.host,
+        port=args.port,
+        api_key=args.api_key,
+        max_concurrent_sessions=args.max_sessions,
+        credits_seconds=args.credits,
+    )
     return 0
 
 
@@ -71,6 +77,15 @@ def build_parser() -> argparse.ArgumentParser:
     emulator.add_argument("--host", default="127.0.0.1")
     emulator.add_argument("--port", type=int, default=8765)
     emulator.add_argument("--api-key", default=None, help="the permanent key it accepts")
+    emulator.add_argument(
+        "--max-sessions", type=int, default=4, help="concurrent sessions per key (then 1013)"
+    )
+    emulator.add_argument(
+        "--credits",
+        type=float,
+        default=None,
+        help="generation seconds per key (default: no limit)",
+    )
 
     commands.add_parser(
         "proxy",

@@ -18,6 +18,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
@@ -40,8 +42,10 @@ StateCallback = Callable[[str], None]
 
 
 def _transform(effect: Effect, frame: VideoFrame) -> VideoFrame:
-    pixels = frame.to_ndarray(format="rgb24")
-    out = VideoFrame.from_ndarray(effect(pixels), format="rgb24")
+    # In place, and wrapped without a copy: to_ndarray gives a fresh array per frame.
+    pixels: npt.NDArray[np.uint8] = np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
+    effect(pixels, out=pixels)
+    out = VideoFrame.from_numpy_buffer(pixels, format="rgb24")
     out.pts = frame.pts
     out.time_base = frame.time_base
     return out

@@ -291,9 +291,22 @@ class Emulator:
         return f"Emulator({where}, api_key={redact_key(self.api_key)!r})"
 
 
-def serve_forever(host: str = "127.0.0.1", port: int = 8765, api_key: str | None = None) -> None:
+def serve_forever(
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    api_key: str | None = None,
+    *,
+    max_concurrent_sessions: int = 4,
+    credits_seconds: float | None = None,
+) -> None:
     """Run an emulator until Ctrl+C / SIGTERM (the ``decart-widget emulator`` command)."""
-    emulator = Emulator(host=host, port=port, api_key=api_key or DEFAULT_API_KEY).start()
+    emulator = Emulator(
+        host=host,
+        port=port,
+        api_key=api_key or DEFAULT_API_KEY,
+        max_concurrent_sessions=max_concurrent_sessions,
+        credits_seconds=credits_seconds,
+    ).start()
     stop = threading.Event()
 
     def _on_signal(signum: int, frame: FrameType | None) -> None:
