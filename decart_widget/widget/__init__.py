@@ -1,5 +1,7 @@
-"""The notebook widget: `RealtimeWidget` (anywidget) and its front-end bundle in ``static/``."""
+"""The notebook widget: `RealtimeWidget` (anywidget), its kernel signaling relay and hooks, and the
+front-end bundle in ``static/``."""
 
+from .hooks import DROP, Reject, UsageRecord
 from .widget import RealtimeWidget
 
-__all__ = ["RealtimeWidget"]
+__all__ = ["DROP", "RealtimeWidget", "Reject", "UsageRecord"]

@@ -8,8 +8,10 @@ custom message, never as traitlets (widget state is saved into notebooks).
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +24,31 @@ from ..models import DEFAULT_MODEL, RealtimeModel
 from ..models import get as get_model
 from ..protocol.errors import DecartError, InvalidInput
 from ..tokens import TokenMinter
+from .hooks import SignalHook, UsageRecord
+from .relay import KernelRelay
+from .updates import Settings
 
 log = logging.getLogger("decart_widget.widget")
 
 STATIC = Path(__file__).parent / "static"
 SOURCES = ("camera", "screen", "video", "synthetic")
 SIGNALING = ("direct", "kernel", "proxy")
+#: Traits the front end may report (the rest are the kernel's to set).
+REPORTABLE = frozenset(
+    {
+        "prompt",
+        "enhance",
+        "image",
+        "device_id",
+        "mirror",
+        "connection_state",
+        "generation_seconds",
+        "session_id",
+        "last_error",
+        "last_error_kind",
+        "stats",
+    }
+)
 STATES = ("disconnected", "connecting", "connected", "generating", "reconnecting")
 #: Largest video file sent to the front end for ``source="video"`` (it rides the comm).
 MAX_VIDEO_BYTES = 9 * 1024 * 1024
@@ -143,11 +164,18 @@ class RealtimeWidget(anywidget.AnyWidget):
             device_id=device_id,
             mirror=mirror,
             signaling=signaling,
-            realtime_url=self._proxy_url or (self._backend.realtime_url if self._backend else ""),
+            realtime_url=""
+            if signaling == "kernel"
+            else self._proxy_url or (self._backend.realtime_url if self._backend else ""),
             ice_servers=self._default_ice_servers(),
             autostart=autostart,
             note=self._default_note(),
         )
+        self._relay: KernelRelay | None = None
+        if signaling == "kernel":
+            assert self._backend is not None
+            self._relay = KernelRelay(self._backend, _RelayHost(self), self._desired())
+            self.observe(self._desired_changed, names=["prompt", "image", "enhance"])
         self.on_msg(self._on_frontend_message)
 
     # ---- public API ----------------------------------------------------------------------------
@@ -168,6 +196,35 @@ class RealtimeWidget(anywidget.AnyWidget):
         """Set the reference image from a path, URL, PIL image, ndarray or bytes; None clears."""
         self.image = None if image is None else image_bytes(image)  # type: ignore[assignment]
 
+    def on_signal(self, callback: SignalHook, remove: bool = False) -> SignalHook:
+        """Kernel signaling: call ``callback(frame, direction)`` for every relayed frame.
+
+        ``direction`` is ``"to_service"`` or ``"to_browser"``. Return None to pass the frame, a
+        dict to replace it, False to drop it, or `decart_widget.widget.Reject` ("reason") to refuse
+        a prompt or image (the browser gets a failed ack). Runs on the relay's thread. Usable as
+        a decorator; ``remove=True`` unregisters it.
+        """
+        if self._relay is None:
+            raise InvalidInput('on_signal needs signaling="kernel"')
+        if remove:
+            if callback in self._relay.hooks:
+                self._relay.hooks.remove(callback)
+        else:
+            self._relay.hooks.append(callback)
+        return callback
+
+    @property
+    def usage(self) -> list[UsageRecord]:
+        """Kernel signaling: the service sessions relayed so far (id, model, seconds, end)."""
+        return self._relay.usage if self._relay is not None else []
+
+    def close(self) -> None:
+        """Close the widget; in kernel mode the service session ends with it."""
+        relay = getattr(self, "_relay", None)
+        if relay is not None:
+            relay.shutdown()
+        super().close()
+
     @property
     def error(self) -> DecartError | None:
         """`last_error` as a typed exception (None when there is none)."""
@@ -187,20 +244,22 @@ class RealtimeWidget(anywidget.AnyWidget):
     @traitlets.validate("model")
     def _check_model(self, proposal: dict[str, Any]) -> str:
         name = proposal["value"]
-        spec = self._custom_models.get(name) or get_model(name)
+        with _as_trait_error():
+            spec = self._custom_models.get(name) or get_model(name)
         self.model_spec = spec.to_dict()
         return spec.name
 
     @traitlets.validate("image")
     def _check_image(self, proposal: dict[str, Any]) -> bytes | None:
         value = proposal["value"]
-        return None if value is None else check_image_bytes(bytes(value), MAX_IMAGE_BYTES)
+        with _as_trait_error():
+            return None if value is None else check_image_bytes(bytes(value), MAX_IMAGE_BYTES)
 
     @traitlets.validate("prompt")
     def _check_prompt(self, proposal: dict[str, Any]) -> str:
         value = proposal["value"]
         if len(value) > 10_000:
-            raise InvalidInput(f"prompt is {len(value)} characters; keep it under 10,000")
+            raise InvalidTrait(f"prompt is {len(value)} characters; keep it under 10,000")
         return str(value)
 
     # ---- front-end messages --------------------------------------------------------------------
@@ -209,8 +268,12 @@ class RealtimeWidget(anywidget.AnyWidget):
         if not isinstance(content, dict):
             return
         kind = content.get("type")
-        if kind == "token_request":
+        if kind in ("signal_open", "signal", "signal_close"):
+            self._on_signal_message(kind, content, buffers)
+        elif kind == "token_request":
             self._answer_token_request(content.get("id"))
+        elif kind == "report":
+            self._apply_report(content, buffers)
         elif kind == "ack":
             if content.get("success"):
                 log.info("%s accepted: %.80s", content.get("request"), content.get("prompt") or "")
@@ -219,7 +282,62 @@ class RealtimeWidget(anywidget.AnyWidget):
         else:
             log.debug("ignoring front-end message %r", kind)
 
+    def _apply_report(self, content: dict[str, Any], buffers: Any) -> None:
+        """Front-end changes sent by custom message (see js/src/sync.ts for why)."""
+        raw = content.get("state")
+        state = {k: v for k, v in raw.items() if k in REPORTABLE} if isinstance(raw, dict) else {}
+        names = content.get("buffer_keys") or []
+        for name, buffer in zip(names, buffers or [], strict=False):
+            if name in REPORTABLE:
+                state[name] = bytes(buffer)
+        if not state:
+            return
+        try:
+            self.set_state(state)  # as a normal front-end update: validated, not echoed back
+        except Exception as exc:  # a bad value from the page must not break the comm handler
+            log.warning("ignoring a front-end report: %s", exc)
+
+    def _on_signal_message(self, kind: str, content: dict[str, Any], buffers: Any) -> None:
+        relay = self._relay
+        conn_id = content.get("id")
+        if relay is None or not isinstance(conn_id, int):
+            log.debug("ignoring %s: not in kernel signaling mode", kind)
+            return
+        if kind == "signal_open":
+            model = content.get("model")
+            relay.open(conn_id, model if isinstance(model, str) and model else self.model)
+        elif kind == "signal":
+            frame = content.get("frame")
+            if isinstance(frame, dict):
+                relay.frame(conn_id, frame, [bytes(b) for b in buffers or []])
+        else:
+            code = content.get("code")
+            reason = content.get("reason")
+            relay.close_connection(
+                conn_id,
+                code if isinstance(code, int) else None,
+                reason if isinstance(reason, str) else "",
+            )
+
+    def _desired(self) -> Settings:
+        return Settings(self.prompt or None, self.image, bool(self.enhance))
+
+    def _desired_changed(self, _change: Any) -> None:
+        if self._relay is not None:
+            self._relay.set_desired(self._desired())
+
     def _answer_token_request(self, request_id: Any) -> None:
+        if self.signaling == "kernel":
+            # kernel signaling: the browser never holds a credential
+            self.send(
+                {
+                    "type": "token_error",
+                    "id": request_id,
+                    "kind": "invalid_input",
+                    "message": "kernel signaling relays the connection: no tokens are issued",
+                }
+            )
+            return
         if self.signaling == "proxy":
             self.send(
                 {
@@ -273,6 +391,49 @@ class RealtimeWidget(anywidget.AnyWidget):
         if self._backend is not None and not _is_public(self._backend):
             return f"Using the service at {self._backend.realtime_url}"
         return ""
+
+
+class _RelayHost:
+    """The relay's view of its widget (called on the relay thread); holds it weakly."""
+
+    def __init__(self, widget: RealtimeWidget) -> None:
+        self._widget: Callable[[], RealtimeWidget | None] = weakref.ref(widget)
+
+    def send_to_browser(self, content: dict[str, Any]) -> None:
+        widget = self._widget()
+        if widget is not None and widget.comm is not None:
+            widget.send(content)
+
+    def revert(self, settings: Settings) -> None:
+        widget = self._widget()
+        if widget is None:
+            return
+        with widget.hold_trait_notifications():
+            if (widget.prompt or None) != settings.prompt:
+                widget.prompt = settings.prompt or ""
+            if widget.image != settings.image:
+                widget.image = settings.image  # type: ignore[assignment]
+            if widget.enhance != settings.enhance:
+                widget.enhance = settings.enhance
+
+    def show_error(self, kind: str, message: str) -> None:
+        widget = self._widget()
+        if widget is not None:
+            with widget.hold_trait_notifications():
+                widget.last_error = message
+                widget.last_error_kind = kind
+
+
+class InvalidTrait(InvalidInput, traitlets.TraitError):
+    """A refused traitlet value: an `InvalidInput` that traitlets also rolls back as its own."""
+
+
+@contextlib.contextmanager
+def _as_trait_error() -> Iterator[None]:
+    try:
+        yield
+    except InvalidInput as exc:
+        raise InvalidTrait(str(exc)) from None
 
 
 def _is_public(backend: Backend) -> bool:

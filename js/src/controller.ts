@@ -11,7 +11,8 @@ import { Session, type Action, type ConnectionState } from "./session";
 import type { InputSource, SourceKind, SourceOpener, SourceOptions } from "./sources";
 import { summarizeStats, type StatsSample } from "./stats";
 import { DEFAULT_SPEC, type FrontendMessage, type KernelMessage, type WidgetModel, type WidgetTraits } from "./traits";
-import { redactUrl, type Credential, type SignalingMode, type Transport } from "./transports";
+import { redactUrl, type Credential, type KernelChannel, type SignalingMode, type Transport } from "./transports";
+import { saveAndReport } from "./sync";
 
 export const TOKEN_TIMEOUT_MS = 15_000;
 export const STATS_INTERVAL_MS = 1_000;
@@ -75,7 +76,7 @@ export class Controller {
   private readonly requests = new Map<number, RequestInfo>();
   private inputs: ((session: Session) => Action[])[] = [];
   private feeding = false;
-  private dirty = false;
+  private readonly unsaved = new Set<keyof WidgetTraits>();
   private disposed = false;
   private autostarted = false;
   private views = 0;
@@ -181,6 +182,11 @@ export class Controller {
     if (generation !== this.startGeneration || this.disposed) return; // stopped meanwhile
     this.starting = false;
     this.notify();
+    if (this.signalingMode()?.kernelSendsUpdates) {
+      // the kernel sent the updates of the last session: start from the traitlets
+      this.applyPrompt();
+      this.applyImage();
+    }
     this.feed((s) => s.start(this.deps.now()));
   }
 
@@ -309,7 +315,13 @@ export class Controller {
 
   // ---- prompt and image ------------------------------------------------------------------------
 
+  /** Kernel signaling with a session open: the kernel sends prompt/image updates itself. */
+  private kernelSendsUpdates(): boolean {
+    return Boolean(this.signalingMode()?.kernelSendsUpdates) && this.session.state !== "disconnected";
+  }
+
   private applyPrompt(): void {
+    if (this.kernelSendsUpdates()) return;
     const text = this.model.get("prompt") || null;
     const enhance = this.model.get("enhance") ?? true;
     const desired = this.session.desired;
@@ -330,6 +342,7 @@ export class Controller {
       this.save();
       return;
     }
+    if (this.kernelSendsUpdates()) return;
     const image = this.encodeImage(bytes);
     if (image === this.session.desired.image) return;
     this.feed((s) => {
@@ -417,6 +430,7 @@ export class Controller {
             model: this.model.get("model") || this.spec().name,
             realtimeUrl: this.model.get("realtime_url"),
             credential: value,
+            kernel: this.kernelChannel(),
           });
         } catch (error) {
           // e.g. a malformed realtime_url: retrying the same URL cannot help
@@ -646,17 +660,33 @@ export class Controller {
   private set<K extends keyof WidgetTraits>(key: K, value: WidgetTraits[K]): void {
     if (this.disposed) return;
     this.model.set(key, value);
-    this.dirty = true;
+    this.unsaved.add(key);
   }
 
   private save(): void {
-    if (!this.dirty || this.disposed) return;
-    this.dirty = false;
+    if (!this.unsaved.size || this.disposed) return;
+    const keys = [...this.unsaved];
+    this.unsaved.clear();
     try {
-      this.model.save_changes();
+      saveAndReport(this.model, keys);
     } catch (error) {
-      debug("save_changes failed:", error);
+      debug("saving failed:", error);
     }
+  }
+
+  private kernelChannel(): KernelChannel {
+    return {
+      send: (content, buffers) => {
+        if (this.disposed) return;
+        this.model.send(content, undefined, buffers);
+      },
+      listen: (handler) => {
+        const listener = (content: unknown, buffers: unknown): void =>
+          handler(content, Array.isArray(buffers) ? buffers : []);
+        this.model.on("msg:custom", listener);
+        return () => this.model.off("msg:custom", listener);
+      },
+    };
   }
 
   private sendToKernel(message: FrontendMessage): void {

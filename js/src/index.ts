@@ -5,11 +5,12 @@ import type { Initialize, Render } from "@anywidget/types";
 import { Controller, type ControllerDeps } from "./controller";
 import { createBrowserPeer } from "./peer";
 import { createSourceOpener, listCameras } from "./sources";
-import type { WidgetTraits } from "./traits";
+import type { WidgetModel, WidgetTraits } from "./traits";
 import { defaultSignalingModes } from "./transports";
 import { View } from "./view";
 
-const controllers = new Map<object, Controller>();
+// Every live controller in the page, so leaving the page can release them all.
+const live = new Set<Controller>();
 
 function browserDeps(): ControllerDeps {
   return {
@@ -24,36 +25,46 @@ function browserDeps(): ControllerDeps {
 }
 
 // Leaving the page: release cameras and close peers and sockets before the page goes.
-function disposeAll(): void {
-  for (const controller of controllers.values()) controller.dispose();
-  controllers.clear();
-}
-globalThis.addEventListener?.("pagehide", disposeAll);
+globalThis.addEventListener?.("pagehide", () => {
+  for (const controller of live) controller.dispose();
+  live.clear();
+});
 
-const initialize: Initialize<WidgetTraits> = ({ model }) => {
-  const controller = new Controller(model, browserDeps());
-  controllers.set(model, controller);
-  return () => {
-    controller.dispose();
-    if (controllers.get(model) === controller) controllers.delete(model);
+/**
+ * anywidget calls this factory once per widget model, then `initialize` once and `render` once
+ * per view. The model objects it passes to them are distinct proxies of one model, so the
+ * controller is shared through this closure, never looked up by model identity.
+ */
+export default () => {
+  let shared: Controller | null = null;
+  const own = (model: WidgetModel): Controller => {
+    if (!shared) {
+      shared = new Controller(model, browserDeps());
+      live.add(shared);
+    }
+    return shared;
   };
-};
 
-const render: Render<WidgetTraits> = ({ model, el }) => {
-  let controller = controllers.get(model);
-  if (!controller) {
-    // a host that skipped initialize: own the controller here instead
-    controller = new Controller(model, browserDeps());
-    controllers.set(model, controller);
-  }
-  const view = new View(model, controller);
-  el.append(view.root);
-  const detach = controller.attachView();
-  controller.autostart();
-  return () => {
-    view.destroy();
-    detach();
+  const initialize: Initialize<WidgetTraits> = ({ model }) => {
+    const controller = own(model);
+    return () => {
+      controller.dispose();
+      live.delete(controller);
+      if (shared === controller) shared = null;
+    };
   };
-};
 
-export default { initialize, render };
+  const render: Render<WidgetTraits> = ({ model, el }) => {
+    const controller = own(model); // initialize normally made it; a host may skip initialize
+    const view = new View(model, controller);
+    el.append(view.root);
+    const detach = controller.attachView();
+    controller.autostart();
+    return () => {
+      view.destroy();
+      detach();
+    };
+  };
+
+  return { initialize, render };
+};

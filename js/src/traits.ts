@@ -43,11 +43,19 @@ export type KernelMessage =
   | { type: "start" }
   | { type: "stop" }
   | { type: "token"; id: number; api_key: string; realtime_url?: string; expires_at?: string }
-  | { type: "token_error"; id: number; kind?: string; message?: string };
+  | { type: "token_error"; id: number; kind?: string; message?: string }
+  // signaling "kernel" (kernel_transport.ts): frames of the connection `id`
+  | { type: "signal_opened"; id: number }
+  | { type: "signal"; id: number; frame: Record<string, unknown> | string }
+  | { type: "signal_closed"; id: number; code: number | null; reason: string };
 
 /** Custom messages the front end sends to the kernel. */
 export type FrontendMessage =
   | { type: "token_request"; id: number }
-  | { type: "ack"; request: "prompt" | "image"; success: boolean; error: string | null; prompt: string | null };
+  | { type: "ack"; request: "prompt" | "image"; success: boolean; error: string | null; prompt: string | null }
+  // signaling "kernel": a set_image's image_data rides as a binary buffer, not in `frame`
+  | { type: "signal_open"; id: number; model: string }
+  | { type: "signal"; id: number; frame: Record<string, unknown> }
+  | { type: "signal_close"; id: number; code: number; reason: string };
 
 export const DEFAULT_SPEC: ModelSpec = { name: "lucy-2.1", width: 1088, height: 624, fps: 30 };

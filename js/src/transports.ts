@@ -1,6 +1,9 @@
 // How protocol frames reach the service. The session core only sees socket_opened / message /
 // socket_closed, so any carrier of text frames fits behind `Transport`: the browser WebSocket
-// here (signaling "direct" and "proxy"), the widget comm for signaling "kernel" later.
+// here (signaling "direct" and "proxy"), the widget comm for signaling "kernel"
+// (kernel_transport.ts).
+
+import { kernelSignalingMode } from "./kernel_transport";
 
 export interface Transport {
   open(): void;
@@ -19,15 +22,29 @@ export interface Credential {
   realtimeUrl?: string;
 }
 
+/** The widget comm, as kernel signaling uses it: custom messages both ways, binary buffers. */
+export interface KernelChannel {
+  send(content: Record<string, unknown>, buffers?: ArrayBuffer[]): void;
+  /** Listen to the kernel's custom messages; returns the function that stops listening. */
+  listen(handler: (content: unknown, buffers: unknown[]) => void): () => void;
+}
+
 export interface ConnectContext {
   model: string;
   realtimeUrl: string;
   credential: Credential | null;
+  /** the widget comm (the controller always gives it; signaling "kernel" needs it) */
+  kernel?: KernelChannel;
 }
 
 export interface SignalingMode {
   /** Ask the kernel for a credential (token_request) before every (re)connect. */
   needsCredential: boolean;
+  /**
+   * The kernel itself sends prompt/image/enhance updates while a session is open (it sees the
+   * traitlets change even while a cell is busy); the front end's core only sends its handshake.
+   */
+  kernelSendsUpdates?: boolean;
   connect(context: ConnectContext): Transport;
 }
 
@@ -124,10 +141,11 @@ function webSocketMode(credentialParam: string, createSocket?: WebSocketFactory)
   };
 }
 
-/** The signaling modes this build knows; "kernel" is registered by its own module. */
+/** The signaling modes this build knows. */
 export function defaultSignalingModes(createSocket?: WebSocketFactory): Record<string, SignalingMode> {
   return {
     direct: webSocketMode("api_key", createSocket),
     proxy: webSocketMode("token", createSocket),
+    kernel: kernelSignalingMode(),
   };
 }

@@ -7,6 +7,7 @@ import { debug } from "./log";
 import { present } from "./present";
 import type { Stats } from "./stats";
 import type { WidgetModel, WidgetTraits } from "./traits";
+import { saveAndReport } from "./sync";
 
 function h<K extends keyof HTMLElementTagNameMap>(
   tag: K,
@@ -216,7 +217,7 @@ export class View {
     if (file.size > MAX_IMAGE_BYTES) {
       this.model.set("last_error", `The image is ${(file.size / 1024 / 1024).toFixed(1)} MB; the limit is 10 MB.`);
       this.model.set("last_error_kind", "invalid_input");
-      this.model.save_changes();
+      saveAndReport(this.model, ["last_error", "last_error_kind"]);
       return;
     }
     this.save("image", new DataView(await file.arrayBuffer()));
@@ -247,7 +248,7 @@ export class View {
 
   private save<K extends keyof WidgetTraits>(key: K, value: WidgetTraits[K]): void {
     this.model.set(key, value);
-    this.model.save_changes();
+    saveAndReport(this.model, [key]);
   }
 
   private listen(target: EventTarget, event: string, handler: (event: Event) => void): void {

@@ -58,7 +58,7 @@ describe("Controller: connecting", () => {
     grantToken(w.model, "ek_secret");
     await flush();
     const transport = w.transports[0]!;
-    expect(transport.context).toEqual({
+    expect(transport.context).toMatchObject({
       model: "lucy-2.1",
       realtimeUrl: "ws://127.0.0.1:9/",
       credential: { apiKey: "ek_secret" },
@@ -467,5 +467,16 @@ describe("Controller: views come and go", () => {
     w.clock.advance(10);
     expect(w.model.get("connection_state")).toBe("generating");
     expect(w.sources[0]!.stopped).toBe(false);
+  });
+});
+
+describe("Controller: reporting state to the kernel", () => {
+  it("reports every saved change by custom message too (never held back like save_changes)", async () => {
+    const w = setup({ prompt: "Anime" });
+    await live(w);
+    const reported = Object.assign({}, ...w.model.reports.map((r) => r.state));
+    expect(reported.connection_state).toBe("generating");
+    expect(reported).not.toHaveProperty("prompt"); // only what the front end changed
+    expect(w.model.reports.every((r) => Object.keys(r.state).length > 0)).toBe(true);
   });
 });

@@ -59,12 +59,22 @@ export class FakeModel {
   save_changes(): void {
     this.saves++;
   }
-  send(content: unknown): void {
+  /** binary buffers of the messages in `fromFront` (same index) */
+  readonly fromFrontBuffers: unknown[][] = [];
+  /** the state the front end reported by custom message (see src/sync.ts), in order */
+  readonly reports: { state: Record<string, unknown>; buffers: unknown[] }[] = [];
+  send(content: unknown, _callbacks?: unknown, buffers?: unknown[]): void {
+    const message = content as { type?: string; state?: Record<string, unknown> };
+    if (message.type === "report") {
+      this.reports.push({ state: message.state ?? {}, buffers: buffers ?? [] });
+      return;
+    }
     this.fromFront.push(content);
+    this.fromFrontBuffers.push(buffers ?? []);
   }
   /** the kernel sends a custom message */
-  fromKernel(content: unknown): void {
-    this.emit("msg:custom", content, []);
+  fromKernel(content: unknown, buffers: unknown[] = []): void {
+    this.emit("msg:custom", content, buffers);
   }
   /** Python sets a traitlet */
   pythonSets(key: string, value: unknown): void {

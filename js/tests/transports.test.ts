@@ -101,7 +101,7 @@ describe("URLs", () => {
 
   it("direct and proxy modes differ only in the credential parameter", () => {
     const modes = defaultSignalingModes(factory);
-    expect(Object.keys(modes).sort()).toEqual(["direct", "proxy"]);
+    expect(Object.keys(modes).sort()).toEqual(["direct", "kernel", "proxy"]);
     const direct = modes["direct"]!.connect({
       model: "lucy-2.1",
       realtimeUrl: "ws://traitlet",

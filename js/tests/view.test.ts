@@ -125,14 +125,16 @@ describe("View", () => {
 describe("the anywidget entry", () => {
   it("initialize returns a cleanup at once; views of one model share its session", async () => {
     const model = new FakeModel();
-    const anyModel = model.asModel();
-    const cleanup = (await widget.initialize({ model: anyModel, signal: new AbortController().signal, experimental: {} as never })) as () => void;
+    // anywidget hands initialize and each render a different proxy of the same model
+    const proxy = () => new Proxy(model, {}).asModel();
+    const entry = widget();
+    const cleanup = (await entry.initialize({ model: proxy(), signal: new AbortController().signal, experimental: {} as never })) as () => void;
     expect(typeof cleanup).toBe("function");
     const first = document.createElement("div");
     const second = document.createElement("div");
-    const renderProps = (el: HTMLElement) => ({ model: anyModel, el, signal: new AbortController().signal, host: {} as never, experimental: {} as never });
-    const removeFirst = (await widget.render(renderProps(first))) as () => void;
-    const removeSecond = (await widget.render(renderProps(second))) as () => void;
+    const renderProps = (el: HTMLElement) => ({ model: proxy(), el, signal: new AbortController().signal, host: {} as never, experimental: {} as never });
+    const removeFirst = (await entry.render(renderProps(first))) as () => void;
+    const removeSecond = (await entry.render(renderProps(second))) as () => void;
     expect(first.querySelector(".decart-widget")).not.toBeNull();
     expect(second.querySelector(".decart-widget")).not.toBeNull();
     model.pythonSets("last_error", "Boom");
@@ -142,6 +144,7 @@ describe("the anywidget entry", () => {
     removeSecond();
     expect(first.querySelector(".decart-widget")).toBeNull();
     cleanup();
+    // one controller served both views: disposing it leaves no listener behind
     expect(model.listenerCount()).toBe(0);
   });
 });

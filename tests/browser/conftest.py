@@ -2,7 +2,7 @@
 
 pytest-ipywidgets' ``solara_test`` fixture displays a widget in a real page served by an
 in-process solara server; the kernel side runs in this process, so tests read traitlets directly
-and assert on the pixels of the page's <video> elements (see `pixels.py`).
+and assert on the pixels of the page's <video> elements (see `browser_kit.py`).
 """
 
 from __future__ import annotations
@@ -13,10 +13,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from browser_kit import WidgetPage
 
 import decart_widget as dw
-
-from browser_kit import WidgetPage
 
 CHROMIUM = os.environ.get("DECART_WIDGET_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -161,3 +161,25 @@ def test_a_key_in_the_environment_selects_decart(monkeypatch: pytest.MonkeyPatch
     assert w.realtime_url == "wss://api3.decart.ai"
     assert w.ice_servers == [{"urls": "stun:stun.l.google.com:19302"}]
     assert w.note == ""
+
+
+def test_front_end_reports_update_the_traitlets(emulator: dw.Emulator) -> None:
+    w = dw.RealtimeWidget(prompt="Anime", backend=emulator)
+    png = encode_png(np.zeros((4, 4, 3), dtype=np.uint8))
+    report = {
+        "type": "report",
+        "state": {
+            "connection_state": "generating",
+            "generation_seconds": 12,
+            "prompt": "Anime style",
+            "realtime_url": "ws://evil.example",  # kernel-owned: ignored
+        },
+        "buffer_keys": ["image"],
+    }
+    w._on_frontend_message(w, report, [memoryview(png)])
+    assert (w.connection_state, w.generation_seconds, w.prompt) == ("generating", 12, "Anime style")
+    assert w.image == png
+    assert w.realtime_url == emulator.realtime_url
+    # a bad value from the page is ignored, not raised into the comm handler
+    w._on_frontend_message(w, {"type": "report", "state": {}, "buffer_keys": ["image"]}, [b"junk"])
+    assert w.image == png

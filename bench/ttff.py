@@ -1,0 +1,407 @@
+"""Time to first transformed frame: the widget's front end vs a minimal reference page.
+
+Run ``python bench/ttff.py [--runs 10] [--chromium /usr/bin/chromium]``. Not part of the test run;
+it prints figures and goals, and never fails on them.
+
+How it measures:
+
+* One local emulator and one static HTTP server on loopback; Debian's Chromium (headless, fake
+  media flags) through Playwright. Each run opens a fresh page; runs alternate widget/reference.
+* Widget page: imports the built ``decart_widget/widget/static/widget.js`` (the very bundle the
+  kernel ships) and drives it with a small fake anywidget model in JS: ``source="synthetic"``,
+  ``prompt="invert"``, ``autostart``. Its ``token_request`` is answered at once with a client token
+  minted beforehand, so the kernel round trip and the token HTTP call are left out (as they are
+  for the reference page).
+* Reference page: written for this benchmark, the least a browser needs (PROTOCOL §4): a canvas
+  ``captureStream`` of the same size and fps, a WebSocket, the ``prompt`` and its ack, an
+  ``RTCPeerConnection`` with VP8 preferred, trickled ICE ending with ``candidate:null``.
+* Time to first frame: from the start call (``initialize``+``render`` for the widget; the first
+  line of ``start()`` for the reference) to the first ``requestVideoFrameCallback`` of the output
+  <video>, i.e. the first transformed frame decoded and presented; ``performance.now()`` in page.
+* Bundle: bytes of the minified ``widget.js`` (and ``widget.css``), raw and gzip -9.
+* Kernel memory per live widget: 50 ``RealtimeWidget`` objects (each with its comm) created in
+  this process before anything else runs; tracemalloc's net allocation and the RSS growth, / 50.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import gc
+import gzip
+import http.server
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+STATIC = ROOT / "decart_widget" / "widget" / "static"
+MODEL = {"name": "lucy-2.1", "width": 1088, "height": 624, "fps": 30}
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--disable-gpu",
+    "--autoplay-policy=no-user-gesture-required",
+    "--disable-background-timer-throttling",
+    "--disable-renderer-backgrounding",
+]
+GOAL_RATIO = 1.1
+GOAL_MEDIAN_S = 1.0
+GOAL_BUNDLE_KB = 60
+
+WIDGET_HTML = """<!doctype html>
+<html><head><meta charset="utf-8"><link rel="stylesheet" href="/widget.css"></head>
+<body><div id="cell" style="width:900px"></div>
+<script type="module">
+window.ttff = async (config) => {
+  const mod = await import("/widget.js");
+  const def = typeof mod.default === "function" ? await mod.default() : mod.default;
+  const state = {
+    model: config.model.name, model_spec: config.model, prompt: "invert", enhance: true,
+    image: null, source: "synthetic", video: null, device_id: "", mirror: false,
+    signaling: "direct", realtime_url: config.realtimeUrl, ice_servers: [], autostart: true,
+    note: "", connection_state: "disconnected", generation_seconds: 0, session_id: "",
+    last_error: "", last_error_kind: "", stats: {},
+  };
+  const handlers = new Map();
+  const emit = (name, ...args) => (handlers.get(name) || []).slice().forEach((h) => h(...args));
+  const model = {
+    get: (key) => state[key],
+    set: (key, value) => {
+      if (state[key] === value) return;
+      state[key] = value;
+      emit(`change:${key}`);
+    },
+    save_changes: () => {},
+    on: (name, handler) => handlers.set(name, [...(handlers.get(name) || []), handler]),
+    off: (name, handler) => {
+      if (!name) { handlers.clear(); return; }
+      handlers.set(name, (handlers.get(name) || []).filter((h) => handler && h !== handler));
+    },
+    send: (message) => {
+      if (message && message.type === "token_request") {
+        setTimeout(() => emit("msg:custom", {
+          type: "token", id: message.id, api_key: config.token, realtime_url: config.realtimeUrl,
+        }, []), 0);
+      }
+    },
+    widget_manager: {},
+  };
+  const el = document.getElementById("cell");
+  const firstFrame = new Promise((resolve) => {
+    const watch = () => {
+      const video = el.querySelector(".dw-output video");
+      if (video) video.requestVideoFrameCallback(() => resolve(performance.now()));
+      else requestAnimationFrame(watch);
+    };
+    watch();
+  });
+  const t0 = performance.now();
+  window.__t0 = t0;
+  const signal = new AbortController().signal;
+  if (def.initialize) await def.initialize({ model, signal, experimental: {} });
+  await def.render({ model, el, signal, host: {}, experimental: {} });
+  const t1 = await Promise.race([
+    firstFrame, new Promise((resolve) => setTimeout(() => resolve(null), 15000)),
+  ]);
+  return {
+    ms: t1 === null ? null : t1 - t0,
+    state: state.connection_state,
+    error: state.last_error,
+  };
+};
+</script></body></html>
+"""
+
+REFERENCE_HTML = """<!doctype html>
+<html><head><meta charset="utf-8"></head>
+<body><video id="out" autoplay muted playsinline width="544" height="312"></video>
+<script>
+window.ttff = (config) => new Promise((resolve, reject) => {
+  const t0 = performance.now();
+  window.__t0 = t0;
+  const { width, height, fps } = config.model;
+  const canvas = document.createElement("canvas");
+  canvas.width = width; canvas.height = height;
+  const ctx = canvas.getContext("2d");
+  const draw = () => {
+    const t = (performance.now() - t0) / 1000;
+    ctx.fillStyle = `hsl(${(t * 40) % 360} 80% 50%)`;
+    ctx.fillRect(0, 0, width, height);
+    ctx.fillStyle = "#fff";
+    ctx.fillRect((t * 200) % width, height / 3, 80, 80);
+  };
+  draw();
+  const timer = setInterval(draw, 1000 / fps);
+  const track = canvas.captureStream(fps).getVideoTracks()[0];
+  const video = document.getElementById("out");
+  video.requestVideoFrameCallback(() => {
+    clearInterval(timer);
+    resolve({ ms: performance.now() - t0, state: "generating", error: "" });
+  });
+  const url = `${config.realtimeUrl}/v1/stream?api_key=${encodeURIComponent(config.token)}` +
+    `&model=${encodeURIComponent(config.model.name)}`;
+  const ws = new WebSocket(url);
+  const send = (message) => ws.send(JSON.stringify(message));
+  let pc = null;
+  const startPeer = async () => {
+    pc = new RTCPeerConnection({ iceServers: [] });
+    const transceiver = pc.addTransceiver(track, { direction: "sendrecv" });
+    const codecs = RTCRtpReceiver.getCapabilities("video").codecs;
+    const vp8 = codecs.filter((c) => c.mimeType.toLowerCase() === "video/vp8");
+    transceiver.setCodecPreferences([...vp8, ...codecs.filter((c) => !vp8.includes(c))]);
+    pc.onicecandidate = (event) => send({ type: "ice-candidate",
+      candidate: event.candidate ? event.candidate.toJSON() : null });
+    pc.ontrack = (event) => {
+      video.srcObject = event.streams[0] || new MediaStream([event.track]);
+    };
+    const offer = await pc.createOffer();
+    await pc.setLocalDescription(offer);
+    send({ type: "offer", sdp: pc.localDescription.sdp });
+  };
+  ws.onopen = () => send({ type: "prompt", prompt: "invert", enhance_prompt: true });
+  ws.onerror = () => reject(new Error("websocket error"));
+  ws.onmessage = async (event) => {
+    const message = JSON.parse(event.data);
+    if (message.type === "prompt_ack" && !pc) await startPeer();
+    else if (message.type === "answer") {
+      await pc.setRemoteDescription({ type: "answer", sdp: message.sdp });
+    } else if (message.type === "ice-candidate" && message.candidate) {
+      await pc.addIceCandidate(message.candidate);
+    } else if (message.type === "error") reject(new Error(message.error));
+  };
+});
+</script></body></html>
+"""
+
+
+#: Injected in both pages before their scripts: timestamps of the handshake's steps, so the runs
+#: say where time goes (first occurrence of each step; relative to the page's start call).
+PHASES_JS = """
+window.__marks = {};
+const mark = (name) => { if (!(name in window.__marks)) window.__marks[name] = performance.now(); };
+const NativeWebSocket = window.WebSocket;
+window.WebSocket = class extends NativeWebSocket {
+  constructor(...args) {
+    super(...args);
+    mark("socket");
+    this.addEventListener("open", () => mark("open"));
+    this.addEventListener("message", (event) => {
+      try { mark("rx " + JSON.parse(event.data).type); } catch (error) {}
+    });
+  }
+  send(data) {
+    try { mark("tx " + JSON.parse(data).type); } catch (error) {}
+    return super.send(data);
+  }
+};
+const NativePeer = window.RTCPeerConnection;
+window.RTCPeerConnection = class extends NativePeer {
+  constructor(...args) {
+    super(...args);
+    mark("peer");
+    this.addEventListener("connectionstatechange", () => mark("peer " + this.connectionState));
+    this.addEventListener("track", () => mark("track"));
+  }
+};
+"""
+PHASES = [
+    ("socket", "socket created"),
+    ("open", "socket open"),
+    ("rx prompt_ack", "prompt acked"),
+    ("tx offer", "offer sent"),
+    ("rx answer", "answer received"),
+    ("track", "remote track"),
+    ("peer connected", "peer connected"),
+    ("rx generation_started", "generation_started"),
+]
+
+
+# ---- bundle and kernel memory ------------------------------------------------------------------
+
+
+def bundle_sizes() -> list[tuple[str, int, int]]:
+    out = []
+    for name in ("widget.js", "widget.css"):
+        path = STATIC / name
+        if path.exists():
+            data = path.read_bytes()
+            out.append((name, len(data), len(gzip.compress(data, compresslevel=9))))
+    return out
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def widget_memory(count: int = 50) -> tuple[float, float]:
+    """(tracemalloc KiB, RSS KiB) per RealtimeWidget, over ``count`` live ones."""
+    import decart_widget as dw
+
+    backend = dw.Decart(
+        api_key="dct_bench", api_url="http://127.0.0.1:9", realtime_url="ws://127.0.0.1:9"
+    )
+    keep = [dw.RealtimeWidget(prompt="warm-up", source="synthetic", backend=backend)]
+    gc.collect()
+    rss0 = _rss_bytes()
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    keep += [
+        dw.RealtimeWidget(prompt=f"style {i}", source="synthetic", backend=backend)
+        for i in range(count)
+    ]
+    gc.collect()
+    after = tracemalloc.take_snapshot()
+    rss1 = _rss_bytes()
+    tracemalloc.stop()
+    traced = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+    for widget in keep:
+        widget.close()
+    return traced / count / 1024, (rss1 - rss0) / count / 1024
+
+
+# ---- time to first frame -----------------------------------------------------------------------
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def serve(directory: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
+    handler = functools.partial(_Quiet, directory=str(directory))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True, name="ttff-http").start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def measure(
+    runs: int, chromium: str, phases: dict[str, dict[str, list[float]]] | None = None
+) -> dict[str, list[float]]:
+    from playwright.sync_api import sync_playwright
+
+    import decart_widget as dw
+
+    results: dict[str, list[float]] = {"widget": [], "reference": []}
+    with tempfile.TemporaryDirectory(prefix="ttff-") as tmp, dw.Emulator() as emu:
+        site = Path(tmp)
+        for name in ("widget.js", "widget.css"):
+            (site / name).write_bytes((STATIC / name).read_bytes())
+        (site / "widget.html").write_text(WIDGET_HTML)
+        (site / "reference.html").write_text(REFERENCE_HTML)
+        server, base = serve(site)
+        minter = dw.TokenMinter(emu)
+        try:
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+                context = browser.new_context(viewport={"width": 1280, "height": 900})
+                if phases is not None:
+                    context.add_init_script(PHASES_JS)
+                # one unmeasured run each: Chromium's first WebRTC / codec set-up is not the app's
+                plan = [("widget", True), ("reference", True)]
+                for _ in range(runs):
+                    plan += [("widget", False), ("reference", False)]
+                for kind, warm_up in plan:
+                    token = minter.mint(expires_in=120, allowed_models=[MODEL["name"]], reuse=False)
+                    page = context.new_page()
+                    page.goto(f"{base}/{kind}.html")
+                    page.wait_for_function("typeof window.ttff === 'function'")
+                    config = {
+                        "token": token.api_key,
+                        "realtimeUrl": emu.realtime_url,
+                        "model": MODEL,
+                    }
+                    result = page.evaluate("(config) => window.ttff(config)", config)
+                    marks = page.evaluate(
+                        "() => Object.fromEntries(Object.entries(window.__marks || {})"
+                        ".map(([k, v]) => [k, v - window.__t0]))"
+                    )
+                    page.close()  # ends the session: the next run starts from an idle emulator
+                    n = len(emu.sessions)
+                    emu.wait_until(lambda n=n: all(not s.live for s in emu.sessions[:n]), 10)
+                    if result["ms"] is None:
+                        print(f"  {kind}: no frame in 15 s ({result['state']}, {result['error']})")
+                        continue
+                    if not warm_up:
+                        results[kind].append(result["ms"] / 1000)
+                        if phases is not None:
+                            for name, ms in marks.items():
+                                phases[kind].setdefault(name, []).append(ms / 1000)
+                browser.close()
+        finally:
+            server.shutdown()
+    return results
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument(
+        "--phases", action="store_true", help="also print the median time of each handshake step"
+    )
+    parser.add_argument(
+        "--chromium", default=os.environ.get("DECART_WIDGET_CHROMIUM", "/usr/bin/chromium")
+    )
+    args = parser.parse_args(argv)
+
+    print("bundle (minified):")
+    for name, raw, packed in bundle_sizes():
+        print(f"  {name:<11} {raw / 1024:6.1f} KB raw  {packed / 1024:6.1f} KB gzip")
+    js = next((raw for name, raw, _ in bundle_sizes() if name == "widget.js"), 0)
+    print(
+        f"  goal: widget.js < {GOAL_BUNDLE_KB} KB minified -> "
+        f"{'met' if js < GOAL_BUNDLE_KB * 1024 else 'NOT met'}"
+    )
+
+    traced, rss = widget_memory()
+    print("kernel memory per live RealtimeWidget (50 widgets, comm included):")
+    print(f"  tracemalloc {traced:.1f} KB   RSS {rss:.1f} KB")
+
+    print(f"time to first transformed frame, {args.runs} runs each (Chromium, loopback emulator):")
+    phases: dict[str, dict[str, list[float]]] | None = (
+        {"widget": {}, "reference": {}} if args.phases else None
+    )
+    results = measure(args.runs, args.chromium, phases)
+    widget, reference = results["widget"], results["reference"]
+    for kind, values in results.items():
+        if values:
+            print(
+                f"  {kind:<9} median {statistics.median(values) * 1000:6.0f} ms   "
+                f"min {min(values) * 1000:5.0f}   max {max(values) * 1000:5.0f}   "
+                f"(n={len(values)})"
+            )
+    if widget and reference:
+        ratio = statistics.median(widget) / statistics.median(reference)
+        median = statistics.median(widget)
+        print(
+            f"  ratio widget/reference {ratio:.2f}  (goal <= {GOAL_RATIO}: "
+            f"{'met' if ratio <= GOAL_RATIO else 'NOT met'})"
+        )
+        print(
+            f"  widget median {median:.2f} s  (goal < {GOAL_MEDIAN_S} s: "
+            f"{'met' if median < GOAL_MEDIAN_S else 'NOT met'})"
+        )
+    if phases is not None:
+        print("  median ms from the start call (widget / reference):")
+        for key, label in [*PHASES, ("", "first frame")]:
+            cells = []
+            for kind in ("widget", "reference"):
+                values = phases[kind].get(key) if key else results[kind]
+                cells.append(f"{statistics.median(values) * 1000:5.0f}" if values else "    -")
+            print(f"    {label:<19} {cells[0]} / {cells[1]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,189 @@
+"""`KernelUpdates`: the kernel relay's update bookkeeping, without sockets or threads."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from decart_widget.widget.updates import (
+    EMPTY,
+    KernelUpdates,
+    Revert,
+    Send,
+    Settings,
+    Settled,
+    frame_for,
+)
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"x" * 16
+OTHER = b"\x89PNG\r\n\x1a\n" + b"y" * 16
+
+
+def prompt_ack(text: str, success: bool = True, error: str | None = None) -> dict[str, Any]:
+    return {"type": "prompt_ack", "prompt": text, "success": success, "error": error}
+
+
+def image_ack(success: bool = True, error: str | None = None) -> dict[str, Any]:
+    return {"type": "set_image_ack", "success": success, "error": error}
+
+
+def sends(actions: list[Any]) -> list[dict[str, Any]]:
+    return [a.frame for a in actions if isinstance(a, Send)]
+
+
+ANIME = Settings("Anime")
+
+
+def running(desired: Settings = ANIME) -> KernelUpdates:
+    """Open, with the browser's handshake for ``desired`` acked."""
+    updates = KernelUpdates(desired=desired)
+    updates.opened()
+    frame = frame_for(desired, EMPTY) or {"type": "set_image", "image_data": None, "prompt": None}
+    updates.browser_frame(frame)
+    ack = prompt_ack(desired.prompt or "") if frame["type"] == "prompt" else image_ack()
+    assert sends(updates.ack(0.0, ack)) == []
+    assert updates.phase == "running" and updates.applied == desired
+    return updates
+
+
+def test_nothing_is_sent_before_the_handshake_is_acked() -> None:
+    updates = KernelUpdates(desired=Settings("Anime"))
+    assert updates.set_desired(0, Settings("Noir")) == []  # closed
+    updates.opened()
+    assert updates.set_desired(0, Settings("Sketch")) == []  # handshake not sent yet
+    updates.browser_frame({"type": "prompt", "prompt": "Anime", "enhance_prompt": True})
+    assert updates.set_desired(0, Settings("Invert")) == []  # handshake in flight
+    # the handshake applied a stale state: the kernel brings the service up to date
+    (frame,) = sends(updates.ack(0.1, prompt_ack("Anime")))
+    assert frame == {"type": "prompt", "prompt": "Invert", "enhance_prompt": True}
+
+
+def test_one_in_flight_the_latest_queued_a_burst_sends_two() -> None:
+    updates = running()
+    sent: list[dict[str, Any]] = []
+    for index in range(50):
+        sent += sends(updates.set_desired(index * 0.01, Settings(f"p{index}")))
+    assert [f["prompt"] for f in sent] == ["p0"]
+    assert sends(updates.ack(1, prompt_ack("p0"))) == [
+        {"type": "prompt", "prompt": "p49", "enhance_prompt": True}
+    ]
+    assert sends(updates.ack(1.1, prompt_ack("p49"))) == []
+    assert updates.applied == Settings("p49") and updates.pending == []
+
+
+def test_setting_back_to_the_applied_state_while_in_flight_sends_it_again() -> None:
+    updates = running()
+    sends(updates.set_desired(0, Settings("Noir")))
+    assert updates.set_desired(0, Settings("Anime")) == []
+    # Noir was applied meanwhile, so Anime must be sent once more
+    assert sends(updates.ack(0.1, prompt_ack("Noir")))[0]["prompt"] == "Anime"
+
+
+def test_a_failed_kernel_update_reverts_unless_something_newer_waits() -> None:
+    updates = running()
+    sends(updates.set_desired(0, Settings("bad")))
+    actions = updates.ack(0.1, prompt_ack("bad", False, "Prompt rejected by moderation"))
+    assert any(isinstance(a, Settled) and not a.success for a in actions)
+    assert Revert(Settings("Anime")) in actions
+    assert updates.desired == Settings("Anime") and sends(actions) == []
+
+    sends(updates.set_desired(1, Settings("bad")))
+    updates.set_desired(1, Settings("good"))
+    actions = updates.ack(1.1, prompt_ack("bad", False, "nope"))
+    assert not any(isinstance(a, Revert) for a in actions)
+    assert sends(actions)[0]["prompt"] == "good"
+
+
+def test_acks_match_prompts_by_text_and_images_in_order() -> None:
+    updates = running()
+    updates.set_desired(0, Settings("Anime", PNG))
+    (entry,) = updates.pending
+    assert entry.kind == "image" and entry.frame["image_data"] == base64.b64encode(PNG).decode()
+    # a foreign prompt ack (not ours) does not settle the image
+    assert updates.ack(0.1, prompt_ack("something else")) == []
+    assert updates.in_flight is entry
+    actions = updates.ack(0.2, image_ack())
+    assert isinstance(actions[0], Settled) and actions[0].pending is entry
+    assert updates.applied == Settings("Anime", PNG)
+
+
+def test_frames_for_each_kind_of_change() -> None:
+    base = Settings("Anime", PNG)
+    assert frame_for(base, base) is None
+    assert frame_for(Settings("Noir", PNG), base) == {
+        "type": "prompt",
+        "prompt": "Noir",
+        "enhance_prompt": True,
+    }
+    image = frame_for(Settings("Anime", OTHER, False), base)
+    assert image is not None and image["type"] == "set_image" and image["prompt"] == "Anime"
+    assert image["enhance_prompt"] is False
+    assert frame_for(Settings(None, PNG), base) == {
+        "type": "set_image",
+        "image_data": base64.b64encode(PNG).decode(),
+        "prompt": None,
+        "enhance_prompt": True,
+    }
+    assert frame_for(Settings("Anime", None), base)["image_data"] is None  # type: ignore[index]
+    # enhance alone: the prompt again with the new flag; without a prompt, nothing to say
+    assert frame_for(Settings("Anime", PNG, False), base) == {
+        "type": "prompt",
+        "prompt": "Anime",
+        "enhance_prompt": False,
+    }
+    assert frame_for(Settings(None, None, False), EMPTY) is None
+
+
+def test_blank_prompts_are_no_prompt() -> None:
+    updates = running(Settings("Anime"))
+    (frame,) = sends(updates.set_desired(0, Settings("   ")))
+    assert frame == {
+        "type": "set_image",
+        "image_data": None,
+        "prompt": None,
+        "enhance_prompt": True,
+    }
+
+
+def test_an_ack_timeout_reports_and_moves_on_and_a_late_ack_still_matches() -> None:
+    updates = running()
+    sends(updates.set_desired(0, Settings("slow")))
+    deadline = updates.next_deadline()
+    assert deadline == 15.0
+    assert updates.on_timer(10) == []
+    actions = updates.on_timer(15)
+    (settled,) = [a for a in actions if isinstance(a, Settled)]
+    assert settled.timed_out and not settled.success and "15 s" in (settled.error or "")
+    assert Revert(Settings("Anime")) in actions and updates.in_flight is None
+    # the late ack: the service did apply it
+    updates.ack(20, prompt_ack("slow"))
+    assert updates.applied.prompt == "slow"
+
+
+def test_a_hook_rejection_settles_like_a_failed_ack() -> None:
+    updates = running()
+    (send,) = [a for a in updates.set_desired(0, Settings("bad")) if isinstance(a, Send)]
+    actions = updates.reject(0.1, send.pending, "not here")
+    (settled,) = [a for a in actions if isinstance(a, Settled)]
+    assert settled.by_hook and settled.error == "not here"
+    assert updates.desired == Settings("Anime") and updates.pending == []
+
+
+def test_a_failed_handshake_leaves_nothing_applied_and_the_kernel_sends_the_desired_state() -> None:
+    updates = KernelUpdates(desired=Settings("Anime"))
+    updates.opened()
+    updates.browser_frame({"type": "prompt", "prompt": "Anime", "enhance_prompt": True})
+    actions = updates.ack(0, prompt_ack("Anime", False, "Prompt rejected"))
+    assert updates.phase == "running"
+    assert sends(actions) == [{"type": "prompt", "prompt": "Anime", "enhance_prompt": True}]
+
+
+def test_a_withdrawn_update_frees_the_slot_and_a_new_connection_starts_fresh() -> None:
+    updates = running()
+    (send,) = [a for a in updates.set_desired(0, Settings("x")) if isinstance(a, Send)]
+    updates.withdraw(send.pending)
+    assert updates.in_flight is None and updates.pending == []
+    updates.opened()
+    assert updates.phase == "handshake" and updates.applied == EMPTY
+    updates.closed()
+    assert updates.phase == "closed"
