@@ -46,6 +46,9 @@ const asError = (error: unknown): DecartError =>
 const unusableConnection = (error: unknown): DecartError =>
   new InvalidInput(`Cannot open the realtime connection: ${redactUrl(asError(error).message)}`);
 
+/** A token asked for while the camera opened is used only if the camera took less than this. */
+export const PREFETCH_FRESH_SECONDS = 20;
+
 /** How long a widget with no view left keeps its session (a view may be re-attached). */
 export const ORPHAN_GRACE_MS = 2000;
 
@@ -77,6 +80,7 @@ export class Controller {
   private inputs: ((session: Session) => Action[])[] = [];
   private feeding = false;
   private readonly unsaved = new Set<keyof WidgetTraits>();
+  private prefetched: { pending: Promise<Credential>; at: number } | null = null;
   private disposed = false;
   private autostarted = false;
   private views = 0;
@@ -168,6 +172,7 @@ export class Controller {
     this.starting = true;
     this.notify();
     this.save();
+    this.prefetchCredential();
     try {
       await this.ensureSource();
     } catch (error) {
@@ -192,6 +197,7 @@ export class Controller {
 
   stop(): void {
     this.startGeneration++;
+    this.prefetched = null;
     this.starting = false;
     this.feed((s) => s.stop(this.deps.now()));
     this.releaseSource();
@@ -420,7 +426,9 @@ export class Controller {
       return;
     }
     debug("connecting, attempt", attempt);
-    const credential = mode.needsCredential ? this.requestCredential() : Promise.resolve(null);
+    const credential = mode.needsCredential
+      ? (this.takePrefetched() ?? this.requestCredential())
+      : Promise.resolve(null);
     credential.then(
       (value) => {
         if (!current()) return;
@@ -475,6 +483,25 @@ export class Controller {
       return;
     }
     if (message) this.feed((s) => s.message(this.deps.now(), message));
+  }
+
+  /**
+   * Ask for the first connect's token while the camera opens, so the socket opens as soon as the
+   * source is ready. Used only while fresh: a user may take long to grant the camera.
+   */
+  private prefetchCredential(): void {
+    this.prefetched = null;
+    if (!this.signalingMode()?.needsCredential) return;
+    const pending = this.requestCredential();
+    pending.catch(() => undefined); // a failure surfaces when the connect takes it
+    this.prefetched = { pending, at: this.deps.now() };
+  }
+
+  private takePrefetched(): Promise<Credential> | null {
+    const prefetched = this.prefetched;
+    this.prefetched = null;
+    if (!prefetched || this.deps.now() - prefetched.at > PREFETCH_FRESH_SECONDS) return null;
+    return prefetched.pending;
   }
 
   private requestCredential(): Promise<Credential> {

@@ -306,7 +306,9 @@ describe("Controller: failures", () => {
     expect(w.model.get("last_error_kind")).toBe("permission");
     expect(w.model.get("connection_state")).toBe("disconnected");
     expect(w.controller.starting).toBe(false);
-    expect(tokenRequests(w.model)).toHaveLength(0);
+    grantToken(w.model); // the token asked for while the camera opened goes unused
+    await flush();
+    expect(w.transports).toHaveLength(0);
   });
 
   it("a camera that stops mid-session ends it with a message", async () => {
@@ -367,7 +369,9 @@ describe("Controller: lifecycle", () => {
     w.controller.stop();
     await starting;
     expect(w.sources[0]!.stopped).toBe(true);
-    expect(tokenRequests(w.model)).toHaveLength(0);
+    grantToken(w.model);
+    await flush();
+    expect(w.transports).toHaveLength(0);
   });
 
   it("never opens a second camera or peer", async () => {
@@ -467,6 +471,30 @@ describe("Controller: views come and go", () => {
     w.clock.advance(10);
     expect(w.model.get("connection_state")).toBe("generating");
     expect(w.sources[0]!.stopped).toBe(false);
+  });
+});
+
+describe("Controller: the first token is asked for while the camera opens", () => {
+  it("uses the prefetched token for the first connect, a fresh one for the next", async () => {
+    const w = setup({ prompt: "Anime" });
+    const starting = w.controller.start();
+    expect(tokenRequests(w.model)).toHaveLength(1); // before the camera is open
+    await starting;
+    grantToken(w.model, "ek_first");
+    await flush();
+    expect(w.transports).toHaveLength(1);
+    expect(tokenRequests(w.model)).toHaveLength(1); // the connect took the prefetched one
+  });
+
+  it("does not use a prefetched token once it is stale", async () => {
+    const w = setup({ prompt: "Anime" });
+    w.clock.advance(0);
+    const starting = w.controller.start();
+    grantToken(w.model, "ek_old");
+    w.clock.advance(60); // the user took a minute to allow the camera
+    await starting;
+    await flush();
+    expect(tokenRequests(w.model)).toHaveLength(2);
   });
 });
 
