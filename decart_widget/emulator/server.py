@@ -20,6 +20,7 @@ from types import FrameType, TracebackType
 
 from aiohttp import web
 
+from .._loop_thread import LoopThread
 from ..protocol.urls import redact_key
 from .app import EmulatorApp, PathOnlyAccessLogger, access_log
 from .config import DEFAULT_API_KEY, EmulatorConfig, Services
@@ -72,9 +73,9 @@ class Emulator:
             tick_seconds=tick_seconds,
         )
         self._services = Services.create(self._config)
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = LoopThread(
+            THREAD_PREFIX, start_timeout=START_TIMEOUT, stop_timeout=STOP_TIMEOUT
+        )
         self._app: EmulatorApp | None = None
         self._runner: web.AppRunner | None = None
 
@@ -82,46 +83,17 @@ class Emulator:
 
     def start(self) -> Emulator:
         """Start serving (no-op when running); returns self. Raises if the port is taken."""
-        with self._lock:
-            if self._thread is not None:
-                return self
-            ready = threading.Event()
-            failure: list[BaseException] = []
-            thread = threading.Thread(
-                target=self._serve, args=(ready, failure), name=THREAD_PREFIX, daemon=True
-            )
-            thread.start()
-            if not ready.wait(START_TIMEOUT):
-                raise RuntimeError("the emulator did not start in time")
-            if failure:
-                thread.join(STOP_TIMEOUT)
-                raise failure[0]
-            thread.name = f"{THREAD_PREFIX}-{self._services.port}"
-            self._thread = thread
+        if self._thread.start(self._startup):
+            self._thread.rename(f"{THREAD_PREFIX}-{self._services.port}")
             atexit.register(self.stop)
-        log.info("emulator serving at %s", self.api_url)
+            log.info("emulator serving at %s", self.api_url)
         return self
 
     def stop(self) -> None:
         """Close every session, the server and the loop; join the thread. Idempotent."""
-        with self._lock:
-            thread, loop = self._thread, self._loop
-            if thread is None or loop is None:
-                return
-            if threading.current_thread() is thread:
-                raise RuntimeError("Emulator.stop() cannot be called from the emulator's loop")
-            try:
-                future = asyncio.run_coroutine_threadsafe(self._shutdown(), loop)
-                future.result(STOP_TIMEOUT)
-            except Exception:
-                log.exception("emulator shutdown failed; stopping the loop anyway")
-            finally:
-                loop.call_soon_threadsafe(loop.stop)
-                thread.join(STOP_TIMEOUT)
-                self._thread = None
-                self._loop = None
-                atexit.unregister(self.stop)
-        log.info("emulator stopped")
+        if self._thread.stop(self._shutdown):
+            atexit.unregister(self.stop)
+            log.info("emulator stopped")
 
     def __enter__(self) -> Emulator:
         return self.start()
@@ -133,38 +105,6 @@ class Emulator:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-
-    def _serve(self, ready: threading.Event, failure: list[BaseException]) -> None:
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        try:
-            try:
-                loop.run_until_complete(self._startup())
-            except BaseException as exc:
-                failure.append(exc)
-                return
-            self._loop = loop
-            ready.set()
-            loop.run_forever()
-        finally:
-            self._close_loop(loop)
-            ready.set()
-
-    @staticmethod
-    def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
-        try:
-            leftovers = [t for t in asyncio.all_tasks(loop) if not t.done()]
-            if leftovers:
-                log.debug("cancelling %d leftover task(s): %s", len(leftovers), leftovers)
-            for task in leftovers:
-                task.cancel()
-            if leftovers:
-                loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.run_until_complete(loop.shutdown_default_executor())
-        finally:
-            asyncio.set_event_loop(None)
-            loop.close()
 
     async def _startup(self) -> None:
         app = EmulatorApp(self._services)
@@ -197,7 +137,7 @@ class Emulator:
 
     @property
     def running(self) -> bool:
-        return self._thread is not None
+        return self._thread.running
 
     @property
     def port(self) -> int:
@@ -237,15 +177,14 @@ class Emulator:
     def drop_connections(self) -> int:
         """Abort every live session's socket now, as a network loss would (the client sees
         1006); returns how many were dropped. See also ``faults.drop_socket_after``."""
-        loop, app = self._loop, self._app
-        if loop is None or app is None:
+        app = self._app
+        if app is None or not self._thread.running:
             return 0
-        future = asyncio.run_coroutine_threadsafe(self._drop_all(app), loop)
-        return future.result(STOP_TIMEOUT)
 
-    @staticmethod
-    async def _drop_all(app: EmulatorApp) -> int:
-        return app.drop_sessions()
+        async def drop() -> int:
+            return app.drop_sessions()
+
+        return self._thread.call(drop, STOP_TIMEOUT)
 
     def set_credits(self, api_key: str, seconds: float | None) -> None:
         """Give a permanent key a balance of generation seconds (None: unlimited)."""

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from .._loop_thread import LoopThread
 from ..backends import Backend
 from .app import ProxyService
 from .auth import Authenticator, issue_token
@@ -109,9 +110,9 @@ class ProxyServer:
         self.service: ProxyService | None = None
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._lock = threading.Lock()
+        self._thread = LoopThread(
+            "decart-proxy", start_timeout=START_TIMEOUT, stop_timeout=STOP_TIMEOUT
+        )
 
     # ---- where to connect ---------------------------------------------------------------------
 
@@ -201,69 +202,13 @@ class ProxyServer:
 
     def start(self) -> ProxyServer:
         """Start serving on a background thread (no-op when running); returns self."""
-        with self._lock:
-            if self._thread is not None:
-                return self
-            ready = threading.Event()
-            failure: list[BaseException] = []
-            thread = threading.Thread(
-                target=self._serve, args=(ready, failure), name="decart-proxy", daemon=True
-            )
-            thread.start()
-            if not ready.wait(START_TIMEOUT):
-                raise RuntimeError("the proxy did not start in time")
-            if failure:
-                thread.join(STOP_TIMEOUT)
-                raise failure[0]
-            thread.name = f"decart-proxy-{self.port}"
-            self._thread = thread
+        if self._thread.start(self.astart):
+            self._thread.rename(f"decart-proxy-{self.port}")
         return self
-
-    def _serve(self, ready: threading.Event, failure: list[BaseException]) -> None:
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        try:
-            try:
-                loop.run_until_complete(self.astart())
-            except BaseException as exc:
-                failure.append(exc)
-                return
-            self._loop = loop
-            ready.set()
-            loop.run_forever()
-        finally:
-            try:
-                pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
-                for task in pending:
-                    task.cancel()
-                if pending:
-                    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-                loop.run_until_complete(loop.shutdown_asyncgens())
-                loop.run_until_complete(loop.shutdown_default_executor())
-            finally:
-                asyncio.set_event_loop(None)
-                loop.close()
-                ready.set()
 
     def stop(self, drain_seconds: float = 0.0) -> None:
         """Close every session (1001), stop serving and join the thread. Idempotent."""
-        with self._lock:
-            thread, loop = self._thread, self._loop
-            if thread is None or loop is None:
-                return
-            if threading.current_thread() is thread:
-                raise RuntimeError("ProxyServer.stop() cannot be called from the proxy's loop")
-            try:
-                asyncio.run_coroutine_threadsafe(self.astop(drain_seconds), loop).result(
-                    STOP_TIMEOUT + drain_seconds
-                )
-            except Exception:
-                log.exception("proxy shutdown failed; stopping the loop anyway")
-            finally:
-                loop.call_soon_threadsafe(loop.stop)
-                thread.join(STOP_TIMEOUT)
-                self._thread = None
-                self._loop = None
+        self._thread.stop(lambda: self.astop(drain_seconds), STOP_TIMEOUT + drain_seconds)
 
     def __enter__(self) -> ProxyServer:
         return self.start()
@@ -278,9 +223,9 @@ class ProxyServer:
 
     def call(self, factory: Callable[[], Coroutine[Any, Any, T]], timeout: float = 30.0) -> T:
         """Run a coroutine on the proxy's loop from another thread (after `start`)."""
-        if self._loop is None:
+        if not self._thread.running:
             raise RuntimeError("call() needs a proxy started with start()")
-        return asyncio.run_coroutine_threadsafe(factory(), self._loop).result(timeout)
+        return self._thread.call(factory, timeout)
 
     # ---- the ledger, from sync code -----------------------------------------------------------
 
