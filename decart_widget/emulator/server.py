@@ -21,7 +21,7 @@ from types import FrameType, TracebackType
 from aiohttp import web
 
 from .._loop_thread import LoopThread
-from ..protocol.urls import redact_key
+from ..protocol.urls import redact_key, url_host
 from .app import EmulatorApp, PathOnlyAccessLogger, access_log
 from .config import DEFAULT_API_KEY, EmulatorConfig, Services
 from .faults import Faults
@@ -33,14 +33,6 @@ log = logging.getLogger("decart_widget.emulator.server")
 THREAD_PREFIX = "decart-emulator"
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 30.0
-
-
-def _url_host(host: str) -> str:
-    if host in ("", "0.0.0.0"):
-        return "127.0.0.1"
-    if host == "::":
-        return "[::1]"
-    return f"[{host}]" if ":" in host else host
 
 
 class Emulator:
@@ -153,11 +145,11 @@ class Emulator:
 
     @property
     def api_url(self) -> str:
-        return f"http://{_url_host(self._config.host)}:{self.port}"
+        return f"http://{url_host(self._config.host)}:{self.port}"
 
     @property
     def realtime_url(self) -> str:
-        return f"ws://{_url_host(self._config.host)}:{self.port}"
+        return f"ws://{url_host(self._config.host)}:{self.port}"
 
     @property
     def api_key(self) -> str:

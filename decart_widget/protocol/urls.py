@@ -52,3 +52,12 @@ def redact_key(key: str) -> str:
         return "***"
     prefix = key.split("_", 1)[0] + "_" if "_" in key[:5] else ""
     return f"{prefix}***{key[-4:]}"
+
+
+def url_host(host: str) -> str:
+    """The host to put in a URL for a server bound to ``host`` (wildcards -> loopback)."""
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host

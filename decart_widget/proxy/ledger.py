@@ -24,6 +24,7 @@ import abc
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 TABLE_PREFIX = "decart_proxy_"
 SCHEMA_VERSION = 1
@@ -50,6 +51,23 @@ class SessionRecord:
     @property
     def open(self) -> bool:
         return self.ended_at is None
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> SessionRecord:
+        """A record from a ``sessions`` row (the same column order in every backend)."""
+        return cls(
+            id=row[0],
+            user=row[1],
+            model=row[2],
+            instance=row[3],
+            upstream_session_id=row[4],
+            seconds=float(row[5]),
+            ticks=int(row[6]),
+            started_at=float(row[7]),
+            last_seen=float(row[8]),
+            ended_at=None if row[9] is None else float(row[9]),
+            end_reason=row[10],
+        )
 
 
 @dataclass(frozen=True)

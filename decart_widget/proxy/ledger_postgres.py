@@ -108,22 +108,6 @@ def safe_dsn(dsn: str) -> str:
     return re.sub(r"(password=)[^&\s]*", r"\1***", dsn, flags=re.IGNORECASE)
 
 
-def _record(row: Sequence[Any]) -> SessionRecord:
-    return SessionRecord(
-        id=row[0],
-        user=row[1],
-        model=row[2],
-        instance=row[3],
-        upstream_session_id=row[4],
-        seconds=float(row[5]),
-        ticks=int(row[6]),
-        started_at=float(row[7]),
-        last_seen=float(row[8]),
-        ended_at=None if row[9] is None else float(row[9]),
-        end_reason=row[10],
-    )
-
-
 class PostgresLedger(Ledger):
     def __init__(self, dsn: str, *, connect_timeout: float = 10.0) -> None:
         self.dsn = dsn
@@ -421,7 +405,7 @@ class PostgresLedger(Ledger):
                     "ORDER BY started_at DESC, id LIMIT %s",
                     (user, limit),
                 )
-            return [_record(row) for row in await cursor.fetchall()]
+            return [SessionRecord.from_row(row) for row in await cursor.fetchall()]
 
         return await self._call(op)
 

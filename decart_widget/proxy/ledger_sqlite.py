@@ -80,22 +80,6 @@ def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | Non
         future.set_result(result)
 
 
-def _record(row: Sequence[Any]) -> SessionRecord:
-    return SessionRecord(
-        id=row[0],
-        user=row[1],
-        model=row[2],
-        instance=row[3],
-        upstream_session_id=row[4],
-        seconds=float(row[5]),
-        ticks=int(row[6]),
-        started_at=float(row[7]),
-        last_seen=float(row[8]),
-        ended_at=None if row[9] is None else float(row[9]),
-        end_reason=row[10],
-    )
-
-
 class SQLiteLedger(Ledger):
     def __init__(self, path: str | os.PathLike[str] = ":memory:") -> None:
         self.path = os.fspath(path)
@@ -362,7 +346,7 @@ class SQLiteLedger(Ledger):
                     "ORDER BY started_at DESC, id LIMIT ?",
                     (user, limit),
                 ).fetchall()
-            return [_record(row) for row in rows]
+            return [SessionRecord.from_row(row) for row in rows]
 
         return await self._call(op)
 

@@ -25,6 +25,7 @@ from aiohttp import web
 
 from .._loop_thread import LoopThread
 from ..backends import Backend
+from ..protocol.urls import url_host
 from .app import ProxyService
 from .auth import Authenticator, issue_token
 from .config import ProxyConfig
@@ -36,14 +37,6 @@ log = logging.getLogger("decart_widget.proxy.server")
 T = TypeVar("T")
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 30.0
-
-
-def _url_host(host: str) -> str:
-    if host in ("", "0.0.0.0"):
-        return "127.0.0.1"
-    if host == "::":
-        return "[::1]"
-    return f"[{host}]" if ":" in host else host
 
 
 @dataclass(frozen=True)
@@ -125,13 +118,13 @@ class ProxyServer:
     @property
     def realtime_url(self) -> str:
         """The WebSocket base a client uses (``/v1/stream`` is appended by clients)."""
-        return f"ws://{_url_host(self.config.host)}:{self.port}"
+        return f"ws://{url_host(self.config.host)}:{self.port}"
 
     url = realtime_url
 
     @property
     def http_url(self) -> str:
-        return f"http://{_url_host(self.config.host)}:{self.port}"
+        return f"http://{url_host(self.config.host)}:{self.port}"
 
     def stream_url(self, token: str, model: str = "lucy-2.1") -> str:
         """The full URL of a session: ``ws://.../v1/stream?model=...&token=...``."""
