@@ -57,6 +57,8 @@ ROOT = BENCH.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from decart_widget.client.sources import PacedTrack  # noqa: E402 - after the path is set
+
 FPS = 30
 BLOCK = 16
 INDEX_BITS = 16
@@ -158,16 +160,13 @@ class Probe:
             self.received.append((now, now - self.sent[index]))
 
 
-class StampedTrack(MediaStreamTrack):
-    """30 fps moving colour bars (yuv420p) with the frame index stamped in; paced like
-    `decart_widget.client.sources.PacedTrack` (a late sender gets the frames it missed)."""
-
-    kind = "video"
+class StampedTrack(PacedTrack):
+    """30 fps moving colour bars (yuv420p) with the frame index stamped in, paced by the
+    client's own `PacedTrack` (a late sender gets the frames it missed)."""
 
     def __init__(self, probe: Probe, fps: float = FPS) -> None:
-        super().__init__()
+        super().__init__(fps)
         self.probe = probe
-        self.fps = fps
         w, h = probe.width, probe.height
         bars = np.array(
             [[235, 235, 235], [235, 235, 16], [16, 235, 235], [16, 235, 16],
@@ -189,8 +188,6 @@ class StampedTrack(MediaStreamTrack):
         self._u[: band // 2] = MID
         self._v[: band // 2] = MID
         self._buf = np.empty((h * 3 // 2, w), dtype=np.uint8)
-        self._start: float | None = None
-        self._index = 0
 
     def _frame(self, index: int) -> VideoFrame:
         w, h = self.probe.width, self.probe.height
@@ -207,16 +204,7 @@ class StampedTrack(MediaStreamTrack):
         return frame
 
     async def recv(self) -> VideoFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        now = time.monotonic()
-        if self._start is None:
-            self._start = now
-        else:
-            self._index += 1
-            due = self._start + self._index / self.fps
-            if due > now:
-                await asyncio.sleep(due - now)
+        await self._next_pts()
         frame = self._frame(self._index)
         self.probe.sent[self._index & 0xFFFF] = time.monotonic()
         return frame
