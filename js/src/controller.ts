@@ -3,7 +3,7 @@
 // per widget model; every view of the widget shows it.
 
 import { toBase64, toBytes, fromBase64, MAX_IMAGE_BYTES } from "./bytes";
-import { ConnectionLost, DecartError, InvalidInput, MediaError, fromKind } from "./errors";
+import { ConnectionLost, DecartError, InvalidInput, KernelGone, MediaError, fromKind } from "./errors";
 import { debug } from "./log";
 import { encode, parseServer } from "./messages";
 import type { Peer, PeerFactory } from "./peer";
@@ -82,6 +82,8 @@ export class Controller {
   private readonly unsaved = new Set<keyof WidgetTraits>();
   private prefetched: { pending: Promise<Credential>; at: number } | null = null;
   private disposed = false;
+  /** set when the kernel behind the widget is gone: the message to show on any further start */
+  private kernelGone: string | null = null;
   private autostarted = false;
   private views = 0;
   private orphanTimer: unknown = null;
@@ -158,6 +160,11 @@ export class Controller {
   }
 
   async start(): Promise<void> {
+    if (this.kernelGone !== null) {
+      this.showError(new KernelGone(this.kernelGone));
+      this.notify();
+      return;
+    }
     if (this.disposed || this.starting || this.session.state !== "disconnected") return;
     const generation = ++this.startGeneration;
     this.clearError();
@@ -213,7 +220,23 @@ export class Controller {
     this.save();
   }
 
-  /** The model is gone (w.close(), kernel restart) or the page unloads: release everything. */
+  /**
+   * The widget's kernel restarted, shut down or was replaced, or its notebook closed (host.ts): the
+   * model stays in the page, but nothing in Python can see or stop this session any more. End it
+   * and say so; the views stay, showing why. `kernelReachable`: the old kernel still hears this
+   * comm (the notebook closed, its kernel runs on), so it is told the final state.
+   */
+  kernelLost(message: string, kernelReachable = false): void {
+    if (this.disposed || this.kernelGone !== null) return;
+    if (!kernelReachable) this.kernelGone = message;
+    this.stop();
+    this.showError(new KernelGone(message));
+    this.save();
+    this.kernelGone = message;
+    this.notify();
+  }
+
+  /** The model is gone (w.close(), re-run cell) or the page unloads: release everything. */
   dispose(): void {
     if (this.disposed) return;
     this.stop();
@@ -691,7 +714,8 @@ export class Controller {
   }
 
   private save(): void {
-    if (!this.unsaved.size || this.disposed) return;
+    // once the kernel is gone, the state stays in the page: the new kernel does not know the comm
+    if (!this.unsaved.size || this.disposed || this.kernelGone !== null) return;
     const keys = [...this.unsaved];
     this.unsaved.clear();
     try {
@@ -717,7 +741,7 @@ export class Controller {
   }
 
   private sendToKernel(message: FrontendMessage): void {
-    if (this.disposed) return;
+    if (this.disposed || this.kernelGone !== null) return;
     try {
       this.model.send(message);
     } catch (error) {

@@ -55,6 +55,12 @@ export class ProtocolError extends DecartError {
   override readonly kind = "protocol";
 }
 
+/** Front-end only: the kernel that owned the widget restarted, shut down or was replaced. */
+export class KernelGone extends DecartError {
+  override readonly kind = "kernel";
+  override readonly permanent = true;
+}
+
 /** Front-end only: the input video could not be had (camera, screen, file). */
 export type MediaErrorKind = "camera" | "permission" | "insecure_context";
 

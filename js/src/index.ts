@@ -3,6 +3,7 @@
 
 import type { Initialize, Render } from "@anywidget/types";
 import { Controller, type ControllerDeps } from "./controller";
+import { kernelLossMessage, watchKernel } from "./host";
 import { createBrowserPeer } from "./peer";
 import { createSourceOpener, listCameras } from "./sources";
 import type { WidgetModel, WidgetTraits } from "./traits";
@@ -47,7 +48,11 @@ export default () => {
 
   const initialize: Initialize<WidgetTraits> = ({ model }) => {
     const controller = own(model);
+    const unwatch = watchKernel(model.widget_manager, (loss) =>
+      controller.kernelLost(kernelLossMessage(loss), loss === "closed"),
+    );
     return () => {
+      unwatch();
       controller.dispose();
       live.delete(controller);
       if (shared === controller) shared = null;

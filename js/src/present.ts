@@ -37,6 +37,7 @@ const HINTS: Record<string, string> = {
   insecure_context: "",
   permission: "",
   camera: "",
+  kernel: "",
   authentication: "Check DECART_API_KEY (or the token's allowed models and origins), then press Start.",
   moderation: "Try another prompt or image: the previous one stays in force.",
   credits: "Add credits to the Decart account, then press Start.",

@@ -416,6 +416,39 @@ describe("Controller: lifecycle", () => {
     w.controller.dispose();
   });
 
+  it("a lost kernel ends the session, shows why, and refuses to start again", async () => {
+    const w = setup();
+    const { transport, peer } = await live(w);
+    const saves = w.model.saves;
+    w.controller.kernelLost("The kernel restarted: run the cell again.");
+    expect(peer.closed).toBe(true);
+    expect(transport.closed).not.toBeNull();
+    expect(w.sources[0]!.stopped).toBe(true);
+    expect(w.model.get("connection_state")).toBe("disconnected");
+    expect(w.model.get("last_error")).toBe("The kernel restarted: run the cell again.");
+    expect(w.model.get("last_error_kind")).toBe("kernel");
+    // the new kernel does not know this comm: nothing is sent to it
+    expect(w.model.saves).toBe(saves);
+    const sent = w.model.fromFront.length;
+    w.controller.dismissError();
+    await w.controller.start();
+    await flush();
+    expect(w.sources).toHaveLength(1);
+    expect(w.model.fromFront.length).toBe(sent);
+    expect(w.model.get("last_error_kind")).toBe("kernel");
+  });
+
+  it("a closed notebook whose kernel runs on still reports the session's end to it", async () => {
+    const w = setup();
+    await live(w);
+    const saves = w.model.saves;
+    w.controller.kernelLost("The notebook was closed.", true);
+    expect(w.model.saves).toBeGreaterThan(saves);
+    const reported = Object.assign({}, ...w.model.reports.map((r) => r.state));
+    expect(reported.connection_state).toBe("disconnected");
+    expect(reported.last_error_kind).toBe("kernel");
+  });
+
   it("notifies every subscribed view, and autostarts once", async () => {
     const w = setup({ autostart: true });
     let a = 0;

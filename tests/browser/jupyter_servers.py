@@ -248,6 +248,30 @@ class JupyterPage:
         self.page.locator(".lm-MenuBar-item", has_text="Run").first.click()
         self.page.locator(".lm-Menu-item[data-command='runmenu:run-all']").click()
 
+    def kernel_menu(self, command: str, *, confirm: bool = True) -> None:
+        """Kernel > ``command`` (e.g. ``kernelmenu:restart``) from the menu bar, confirming the
+        dialog it opens (``confirm``), as a user does."""
+        self.page.locator(".lm-MenuBar-item", has_text="Kernel").first.click()
+        self.page.locator(f".lm-Menu-item[data-command='{command}']").click()
+        if not confirm:
+            return
+        accept = self.page.locator(".jp-Dialog .jp-Dialog-button.jp-mod-accept")
+        accept.first.wait_for(timeout=10_000)
+        accept.first.click()
+
+    def close_tab(self, name: str) -> None:
+        """Close the notebook's tab (keeping its kernel running), as its tab's close icon does."""
+        tab = self.page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text=name)
+        tab.locator(".lm-TabBar-tabCloseIcon").click()
+        discard = self.page.locator(".jp-Dialog .jp-Dialog-button", has_text="Discard")
+        deadline = time.monotonic() + 10
+        while tab.count():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the tab of {name} did not close")
+            if discard.count() and discard.first.is_visible():
+                discard.first.click()  # unsaved outputs: close without saving
+            time.sleep(0.1)
+
     def cells(self) -> Any:
         return self.page.locator(".jp-Notebook .jp-CodeCell")
 

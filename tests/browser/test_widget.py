@@ -303,6 +303,26 @@ def test_camera_source_with_the_fake_device(
     )
 
 
+def test_screen_source_shares_the_screen(
+    make_widget: Make, widget_page: WidgetPage, emu: dw.Emulator
+) -> None:
+    """Chromium's fake capture UI picks the whole (fake) screen, as a user's choice would."""
+    baseline = len(emu.sessions)
+    w = make_widget(prompt="invert", source="screen")
+    widget_page.show(w)
+    overlay = widget_page.root().locator(".dw-overlay")
+    assert overlay.inner_text() == "Share screen"
+
+    widget_page.root().locator(".dw-start").click()
+    wait_state(w, "generating")
+    frames = widget_page.wait_frames(Frames.inverted, what="the inverted screen")
+    assert frames.input is not None and frames.input.width > 0
+    wait_for(lambda: new_sessions(emu, baseline)[-1].frames_received > 10, 10, "screen frames")
+    w.stop()
+    wait_for(lambda: new_sessions(emu, baseline)[-1].end_reason is not None, 10, "the end")
+    assert w.last_error == ""
+
+
 def _webm(path: Any, seconds: float = 2.0, fps: int = 15) -> bytes:
     """A small VP8 WebM: a red left half, a green right half and a moving white bar."""
     import av
