@@ -161,3 +161,43 @@ def test_state_reaches_the_kernel_when_the_next_cell_awaits(
     wait_live(page, 0)
     ui.run_cell(-1)
     wait_for(lambda: "STATE generating" in ui.output_text(-1), 10, "the kernel to see generating")
+
+
+def _luminance(css_colour: str) -> float:
+    """Relative luminance (0 black .. 1 white) of an ``rgb(...)``/``rgba(...)`` CSS colour."""
+    channels = css_colour[css_colour.index("(") + 1 : css_colour.index(")")].split(",")
+    r, g, b = (float(c) / 255 for c in channels[:3])
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+@pytest.mark.parametrize("jupyter", ["lab"], indirect=True)
+def test_the_view_follows_the_light_and_dark_themes(jupyter: JupyterServer, page: Any) -> None:
+    write_notebook(
+        jupyter.root_dir / "theme.ipynb",
+        ["import decart_widget as dw\nw = dw.RealtimeWidget(source='synthetic')\nw"],
+    )
+    ui = JupyterPage(page, jupyter)
+    ui.open("theme.ipynb")
+    ui.run_cell(0)
+    root = page.locator(".decart-widget").first
+    root.wait_for(timeout=30_000)
+
+    def colours() -> tuple[float, float]:
+        style = root.evaluate(
+            "(el) => { const s = getComputedStyle(el); return [s.backgroundColor, s.color]; }"
+        )
+        return _luminance(style[0]), _luminance(style[1])
+
+    background, text = colours()
+    assert background > 0.8 and text < 0.3, (background, text)
+
+    def choose_theme(name: str) -> None:
+        page.locator(".lm-MenuBar-item", has_text="Settings").first.click()
+        page.locator(".lm-Menu-item", has_text="Theme").first.hover()
+        page.get_by_role("menuitem", name=name, exact=True).click()
+
+    choose_theme("JupyterLab Dark")
+    wait_for(lambda: colours()[0] < 0.2, 20, "the view's background to turn dark")
+    assert colours()[1] > 0.6, "the view's text is light on the dark theme"
+    choose_theme("JupyterLab Light")  # the server is shared with the other tests
+    wait_for(lambda: colours()[0] > 0.8, 20, "the view's background to turn light again")
