@@ -2,7 +2,8 @@
 
 Real JupyterLab 4 in Chromium: the kernel restarted from the Kernel menu (the front end then knows
 it restarts), restarted by another client through the REST API (the page only sees the new kernel
-start), shut down from the menu; and the notebook's tab closed with its kernel left running.
+start), shut down from the menu; the notebook's tab closed with its kernel left running; and a
+menu restart in Notebook 7.
 """
 
 from __future__ import annotations
@@ -19,15 +20,19 @@ from browser_kit import wait_for
 import decart_widget as dw
 
 
-@pytest.fixture(scope="module")
-def lab(emulator: dw.Emulator) -> Iterator[Any]:
+def _server(emulator: dw.Emulator, app: str) -> Any:
     jupyter_servers = pytest.importorskip("jupyter_servers")
     env = {
         "DECART_API_KEY": emulator.api_key,
         "DECART_API_URL": emulator.api_url,
         "DECART_REALTIME_URL": emulator.realtime_url,
     }
-    with jupyter_servers.JupyterServer("lab", env=env) as server:
+    return jupyter_servers.JupyterServer(app, env=env)
+
+
+@pytest.fixture(scope="module")
+def lab(emulator: dw.Emulator) -> Iterator[Any]:
+    with _server(emulator, "lab") as server:
         yield server
 
 
@@ -109,6 +114,21 @@ def test_a_kernel_restart_ends_the_server_session_and_says_so(
     page.locator(".decart-widget .dw-start").first.click()
     assert_nothing_reconnects(emulator, baseline, seconds=2.0)
     assert "kernel restarted" in view.inner_text().lower()
+
+
+def test_a_kernel_restart_in_notebook_7_ends_a_direct_session(
+    page: Any, emulator: dw.Emulator
+) -> None:
+    with _server(emulator, "notebook") as notebook7:
+        ui, session_id, baseline = generating_widget(
+            notebook7, page, emulator, "restart-nb7.ipynb", "direct"
+        )
+        ui.kernel_menu("kernelmenu:restart")
+        ended_after = wait_session_end(emulator, session_id, time.monotonic())
+        assert ended_after < 5.0, f"the server session ended {ended_after:.1f} s after the restart"
+        view = page.locator(".decart-widget").first
+        wait_for(lambda: "kernel restarted" in view.inner_text().lower(), 10, "the explanation")
+        assert_nothing_reconnects(emulator, baseline)
 
 
 def test_shutting_the_kernel_down_ends_a_direct_session(
