@@ -49,6 +49,8 @@ REPORTABLE = frozenset(
         "stats",
     }
 )
+#: Traits the view asks the kernel to set in kernel signaling (``set`` messages, js/src/sync.ts).
+SETTABLE = frozenset({"prompt", "enhance", "image"})
 STATES = ("disconnected", "connecting", "connected", "generating", "reconnecting")
 #: Largest video file sent to the front end for ``source="video"`` (it rides the comm).
 MAX_VIDEO_BYTES = 9 * 1024 * 1024
@@ -274,6 +276,8 @@ class RealtimeWidget(anywidget.AnyWidget):
             self._answer_token_request(content.get("id"))
         elif kind == "report":
             self._apply_report(content, buffers)
+        elif kind == "set":
+            self._apply_set(content, buffers)
         elif kind == "ack":
             if content.get("success"):
                 log.info("%s accepted: %.80s", content.get("request"), content.get("prompt") or "")
@@ -284,18 +288,34 @@ class RealtimeWidget(anywidget.AnyWidget):
 
     def _apply_report(self, content: dict[str, Any], buffers: Any) -> None:
         """Front-end changes sent by custom message (see js/src/sync.ts for why)."""
-        raw = content.get("state")
-        state = {k: v for k, v in raw.items() if k in REPORTABLE} if isinstance(raw, dict) else {}
-        names = content.get("buffer_keys") or []
-        for name, buffer in zip(names, buffers or [], strict=False):
-            if name in REPORTABLE:
-                state[name] = bytes(buffer)
+        state = _message_state(content, buffers, REPORTABLE)
         if not state:
             return
         try:
             self.set_state(state)  # as a normal front-end update: validated, not echoed back
         except Exception as exc:  # a bad value from the page must not break the comm handler
             log.warning("ignoring a front-end report: %s", exc)
+
+    def _apply_set(self, content: dict[str, Any], buffers: Any) -> None:
+        """Kernel signaling: the view asks the kernel to set prompt/enhance/image.
+
+        Set as the kernel's own change: validated, relayed to the service at once (the traitlet
+        observer), and synced to every view as a normal update. One comm message from the page
+        where a saved and reported change takes two, each with its echo (js/src/sync.ts).
+        """
+        state = _message_state(content, buffers, SETTABLE)
+        if not state:
+            return
+        try:
+            # hold_sync: the observers (the relay) run before the update to the views is sent
+            with self.hold_sync(), self.hold_trait_notifications():
+                for name, value in state.items():
+                    setattr(self, name, value)
+        except traitlets.TraitError as exc:  # refused: nothing changed; say why in the view
+            log.warning("refused a value from the view: %s", exc)
+            with self.hold_trait_notifications():
+                self.last_error = str(exc)
+                self.last_error_kind = "invalid_input"
 
     def _on_signal_message(self, kind: str, content: dict[str, Any], buffers: Any) -> None:
         relay = self._relay
@@ -422,6 +442,19 @@ class _RelayHost:
             with widget.hold_trait_notifications():
                 widget.last_error = message
                 widget.last_error_kind = kind
+
+
+def _message_state(
+    content: dict[str, Any], buffers: Any, allowed: frozenset[str]
+) -> dict[str, Any]:
+    """The allowed traits of a ``report`` or ``set`` message; binary values ride as buffers."""
+    raw = content.get("state")
+    state = {k: v for k, v in raw.items() if k in allowed} if isinstance(raw, dict) else {}
+    names = content.get("buffer_keys") or []
+    for name, buffer in zip(names, buffers or [], strict=False):
+        if name in allowed:
+            state[name] = bytes(buffer)
+    return state
 
 
 class InvalidTrait(InvalidInput, traitlets.TraitError):

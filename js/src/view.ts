@@ -7,7 +7,7 @@ import { debug } from "./log";
 import { present } from "./present";
 import type { Stats } from "./stats";
 import type { WidgetModel, WidgetTraits } from "./traits";
-import { saveAndReport } from "./sync";
+import { type KernelOwned, requestSet, saveAndReport } from "./sync";
 
 function h<K extends keyof HTMLElementTagNameMap>(
   tag: K,
@@ -38,6 +38,10 @@ function attach(video: HTMLVideoElement, stream: MediaStream | null): void {
   }
 }
 
+function isKernelOwned(key: keyof WidgetTraits): key is KernelOwned {
+  return key === "prompt" || key === "enhance" || key === "image";
+}
+
 export class View {
   readonly root: HTMLDivElement;
   private readonly pill = h("span", "dw-pill");
@@ -63,6 +67,8 @@ export class View {
   private readonly startButton = h("button", "dw-button dw-start", { type: "button" });
   private readonly cleanups: (() => void)[] = [];
   private thumbUrl: string | null = null;
+  /** Kernel signaling: what this view asked the kernel to set and the model does not show yet. */
+  private readonly requested: { prompt?: string; enhance?: boolean } = {};
 
   constructor(
     private readonly model: WidgetModel,
@@ -121,6 +127,21 @@ export class View {
       const file = (event as DragEvent).dataTransfer?.files?.[0];
       if (file) void this.setImageFile(file);
     });
+
+    // the kernel answered a `set` (its update, or an error when it refused the value)
+    const settled: [string, () => void][] = [
+      ["change:prompt", () => delete this.requested.prompt],
+      ["change:enhance", () => delete this.requested.enhance],
+      [
+        "change:last_error",
+        () => {
+          delete this.requested.prompt;
+          delete this.requested.enhance;
+        },
+      ],
+    ];
+    for (const [event, handler] of settled) model.on(event, handler);
+    this.cleanups.push(() => settled.forEach(([event, handler]) => model.off(event, handler)));
 
     // a view that fails to draw must not break the session that notified it
     const onChange = (): void => {
@@ -195,8 +216,8 @@ export class View {
     this.overlay.textContent = view.overlay ?? "";
     this.placeholder.hidden = view.outputPlaceholder === "";
     this.placeholder.textContent = view.outputPlaceholder;
-    if (document.activeElement !== this.prompt) this.prompt.value = this.model.get("prompt") ?? "";
-    this.enhance.checked = this.model.get("enhance") ?? true;
+    if (document.activeElement !== this.prompt) this.prompt.value = this.currentPrompt();
+    this.enhance.checked = this.requested.enhance ?? this.model.get("enhance") ?? true;
     attach(this.inputVideo, controller.localStream);
     attach(this.outputVideo, controller.remoteStream);
     this.device.hidden = source !== "camera" || !this.device.options.length;
@@ -210,7 +231,11 @@ export class View {
 
   private commitPrompt(): void {
     const text = this.prompt.value.trim();
-    if (text !== (this.model.get("prompt") ?? "")) this.save("prompt", text);
+    if (text !== this.currentPrompt()) this.save("prompt", text);
+  }
+
+  private currentPrompt(): string {
+    return this.requested.prompt ?? this.model.get("prompt") ?? "";
   }
 
   private async setImageFile(file: Blob): Promise<void> {
@@ -247,6 +272,13 @@ export class View {
   }
 
   private save<K extends keyof WidgetTraits>(key: K, value: WidgetTraits[K]): void {
+    if (this.model.get("signaling") === "kernel" && isKernelOwned(key)) {
+      // the kernel sets it (and sends it to the service); the model follows (src/sync.ts)
+      if (key === "prompt") this.requested.prompt = value as string;
+      if (key === "enhance") this.requested.enhance = value as boolean;
+      requestSet(this.model, { [key]: value });
+      return;
+    }
     this.model.set(key, value);
     saveAndReport(this.model, [key]);
   }

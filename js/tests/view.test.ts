@@ -110,6 +110,47 @@ describe("View", () => {
     expect($<HTMLImageElement>(".dw-thumb").hidden).toBe(true);
   });
 
+  it("kernel signaling: the prompt box asks the kernel with one message; the model follows the kernel", () => {
+    const { model, $ } = mount({ signaling: "kernel" });
+    const input = $<HTMLInputElement>(".dw-prompt");
+    input.value = "Pencil sketch";
+    input.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter" }));
+    input.dispatchEvent(new Event("blur")); // the same text: not asked twice
+    expect(model.fromFront).toEqual([{ type: "set", state: { prompt: "Pencil sketch" }, buffer_keys: [] }]);
+    expect(model.saves).toBe(0);
+    expect(model.reports).toEqual([]);
+    // the kernel sets the traitlet; until its update comes, the box keeps what was typed
+    expect(model.get("prompt")).toBe("Anime");
+    model.pythonSets("stats", { fps_in: 30 });
+    expect(input.value).toBe("Pencil sketch");
+    model.pythonSets("prompt", "Pencil sketch");
+    expect(input.value).toBe("Pencil sketch");
+    model.pythonSets("prompt", "Invert colours"); // later changes from Python still show
+    expect(input.value).toBe("Invert colours");
+  });
+
+  it("kernel signaling: enhance and the image go through the kernel too; a refusal shows the model again", () => {
+    const { model, $ } = mount({ signaling: "kernel", image: new DataView(new Uint8Array([1, 2]).buffer) });
+    const enhance = $<HTMLInputElement>(".dw-enhance input");
+    enhance.click();
+    model.pythonSets("stats", { fps_in: 30 });
+    expect(enhance.checked).toBe(false);
+    expect(model.get("enhance")).toBe(true);
+    $<HTMLButtonElement>(".dw-image button:nth-of-type(2)").click();
+    expect(model.fromFront).toEqual([
+      { type: "set", state: { enhance: false }, buffer_keys: [] },
+      { type: "set", state: { image: null }, buffer_keys: [] },
+    ]);
+    expect(model.get("image")).not.toBeNull();
+    const input = $<HTMLInputElement>(".dw-prompt");
+    input.value = "x".repeat(20);
+    input.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter" }));
+    model.pythonSets("last_error", "prompt is too long"); // the kernel refused it
+    expect(input.value).toBe("Anime");
+    expect(enhance.checked).toBe(true);
+    expect(model.saves).toBe(0);
+  });
+
   it("destroy detaches from the model and the controller", () => {
     const { model, view, controller } = mount();
     const before = model.listenerCount();

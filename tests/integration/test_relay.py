@@ -160,6 +160,45 @@ def test_a_burst_of_fifty_applies_the_last_without_backlog(
         w.close()
 
 
+def test_the_views_set_messages_are_the_kernels_own_changes(
+    emulator: dw.Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the prompt box, the enhance box and the image picker send in kernel mode."""
+    w, front = kernel_widget(emulator, monkeypatch, prompt="Anime")
+    seen: list[str] = []
+
+    @w.on_signal
+    def watch(frame: dict[str, Any], direction: str) -> None:
+        if direction == "to_service" and frame["type"] == "prompt":
+            seen.append(frame["prompt"])
+
+    try:
+        front.open({"type": "prompt", "prompt": "Anime", "enhance_prompt": True})
+        front.post({"type": "set", "state": {"prompt": "Film noir"}, "buffer_keys": []})
+        assert w.prompt == "Film noir"  # the traitlet follows at once
+        front.wait_frame(lambda f: f["type"] == "prompt_ack" and f["prompt"] == "Film noir")
+        for index in range(50):
+            front.post({"type": "set", "state": {"prompt": f"hue shift {index}"}})
+        front.wait_frame(lambda f: f["type"] == "prompt_ack" and f["prompt"] == "hue shift 49")
+        assert latest(emulator).prompts_applied[-1] == "hue shift 49"
+        assert len(latest(emulator).prompts_applied) < 50
+        assert seen == latest(emulator).prompts_applied  # the hooks saw every frame sent
+        png = encode_png(np.full((8, 8, 3), 90, dtype=np.uint8))
+        front.post({"type": "set", "state": {"enhance": False}, "buffer_keys": ["image"]}, [png])
+        assert (w.enhance, w.image) == (False, png)
+        emulator.wait_until(lambda: len(latest(emulator).images_applied) == 1)
+        assert latest(emulator).images_applied == [hashlib.sha256(png).hexdigest()]
+        # a value the traitlet refuses changes nothing, is never sent, and the view says why
+        front.post({"type": "set", "state": {"prompt": "x" * 10_001, "enhance": True}})
+        assert (w.prompt, w.enhance) == ("hue shift 49", False)
+        assert "10,000" in w.last_error and w.last_error_kind == "invalid_input"
+        # only these three: the rest of the state is not the view's to set this way
+        front.post({"type": "set", "state": {"realtime_url": "ws://evil.example"}})
+        assert w.realtime_url == ""
+    finally:
+        w.close()
+
+
 def test_images_travel_as_binary_buffers_and_python_images_are_sent_by_the_kernel(
     emulator: dw.Emulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
