@@ -259,7 +259,13 @@ class Relay:
                 )
             elif msg.type is WSMsgType.CLOSE:
                 code = msg.data if isinstance(msg.data, int) else None
-                await self.shutdown("client_closed", codes.NORMAL, "", codes.from_client(code))
+                # a client that leaves after the service ended the generation leaves because of it
+                reason = (
+                    "client_closed"
+                    if self._generation_ended is None
+                    else _end_reason(None, self._generation_ended)
+                )
+                await self.shutdown(reason, codes.NORMAL, "", codes.from_client(code))
             elif msg.type is WSMsgType.ERROR:
                 error = msg.data
                 if isinstance(error, aiohttp.WebSocketError) and (
