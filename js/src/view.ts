@@ -28,14 +28,22 @@ function videoElement(className: string): HTMLVideoElement {
   return video;
 }
 
-function attach(video: HTMLVideoElement, stream: MediaStream | null): void {
-  if (video.srcObject === stream) return;
-  try {
-    video.srcObject = stream;
-    if (stream) video.play().catch(() => {}); // autoplay rules: muted video may play
-  } catch (error) {
-    debug("cannot show the stream:", error);
+/**
+ * Show `stream` in `pane`. The <video> is in the page only while it has a stream: the first video
+ * element of a page costs tens of milliseconds of style and layout (the media controls' style
+ * sheet), which a widget that is not playing yet should not pay, nor a starting session wait for.
+ */
+function attach(pane: HTMLElement, video: HTMLVideoElement, stream: MediaStream | null): void {
+  if (stream && !video.isConnected) pane.prepend(video);
+  if (video.srcObject !== stream) {
+    try {
+      video.srcObject = stream;
+      if (stream) video.play().catch(() => {}); // autoplay rules: muted video may play
+    } catch (error) {
+      debug("cannot show the stream:", error);
+    }
   }
+  if (!stream) video.remove();
 }
 
 export class View {
@@ -49,6 +57,8 @@ export class View {
   private readonly banner: HTMLDivElement;
   private readonly inputVideo = videoElement("dw-video");
   private readonly outputVideo = videoElement("dw-video");
+  private readonly inputPane: HTMLElement;
+  private readonly outputPane: HTMLElement;
   private readonly overlay = h("button", "dw-overlay", { type: "button" });
   private readonly placeholder = h("div", "dw-placeholder");
   private readonly prompt = h("input", "dw-prompt", {
@@ -74,17 +84,12 @@ export class View {
       dismiss,
     ]);
     const upload = h("button", "dw-button", { type: "button", textContent: "Image…", title: "Reference image (or drop one here)" });
+    this.inputPane = h("figure", "dw-pane dw-input", {}, [this.overlay, h("figcaption", "", { textContent: "Input" })]);
+    this.outputPane = h("figure", "dw-pane dw-output", {}, [this.placeholder, h("figcaption", "", { textContent: "Output" })]);
     this.root = h("div", "decart-widget", {}, [
       h("div", "dw-header", {}, [this.pill, this.usage, this.stats, this.note]),
       this.banner,
-      h("div", "dw-stage", {}, [
-        h("figure", "dw-pane dw-input", {}, [this.inputVideo, this.overlay, h("figcaption", "", { textContent: "Input" })]),
-        h("figure", "dw-pane dw-output", {}, [
-          this.outputVideo,
-          this.placeholder,
-          h("figcaption", "", { textContent: "Output" }),
-        ]),
-      ]),
+      h("div", "dw-stage", {}, [this.inputPane, this.outputPane]),
       h("div", "dw-controls", {}, [
         this.prompt,
         h("label", "dw-enhance", { title: "Let the service enrich the prompt" }, [this.enhance, document.createTextNode(" Enhance")]),
@@ -157,8 +162,8 @@ export class View {
 
   destroy(): void {
     for (const cleanup of this.cleanups.splice(0)) cleanup();
-    attach(this.inputVideo, null);
-    attach(this.outputVideo, null);
+    attach(this.inputPane, this.inputVideo, null);
+    attach(this.outputPane, this.outputVideo, null);
     if (this.thumbUrl) URL.revokeObjectURL(this.thumbUrl);
     this.thumbUrl = null;
     this.root.remove();
@@ -197,8 +202,8 @@ export class View {
     this.placeholder.textContent = view.outputPlaceholder;
     if (document.activeElement !== this.prompt) this.prompt.value = this.model.get("prompt") ?? "";
     this.enhance.checked = this.model.get("enhance") ?? true;
-    attach(this.inputVideo, controller.localStream);
-    attach(this.outputVideo, controller.remoteStream);
+    attach(this.inputPane, this.inputVideo, controller.localStream);
+    attach(this.outputPane, this.outputVideo, controller.remoteStream);
     this.device.hidden = source !== "camera" || !this.device.options.length;
     if (source === "camera" && controller.localStream) void this.fillDevices();
   }
