@@ -22,6 +22,11 @@ function h<K extends keyof HTMLElementTagNameMap>(
   return element;
 }
 
+/** Write a DOM property only when it changes: a same-value write still costs style and layout. */
+function put<T extends object, K extends keyof T>(target: T, key: K, value: T[K]): void {
+  if (target[key] !== value) target[key] = value;
+}
+
 function videoElement(className: string): HTMLVideoElement {
   const video = h("video", className, { autoplay: true, muted: true, playsInline: true });
   video.setAttribute("playsinline", "");
@@ -182,29 +187,32 @@ export class View {
       source,
       hasRemote: controller.remoteStream !== null,
     });
-    this.pill.textContent = view.pill.text;
-    this.pill.className = `dw-pill dw-tone-${view.pill.tone}`;
-    this.root.dataset["state"] = controller.state;
+    put(this.pill, "textContent", view.pill.text);
+    put(this.pill, "className", `dw-pill dw-tone-${view.pill.tone}`);
+    put(this.root.dataset, "state", controller.state);
     const spec = this.model.get("model_spec");
-    if (spec?.width && spec.height) this.root.style.setProperty("--dw-aspect", `${spec.width} / ${spec.height}`);
-    this.usage.textContent = view.usage;
-    this.stats.textContent = view.stats;
-    this.note.textContent = this.model.get("note") ?? "";
-    this.banner.hidden = view.banner === null;
-    this.bannerText.textContent = view.banner?.message ?? "";
-    this.bannerHint.textContent = view.banner?.hint ?? "";
-    this.bannerHint.hidden = !view.banner?.hint;
-    this.startButton.textContent = view.button.label;
-    this.startButton.dataset["action"] = view.button.action;
-    this.overlay.hidden = view.overlay === null;
-    this.overlay.textContent = view.overlay ?? "";
-    this.placeholder.hidden = view.outputPlaceholder === "";
-    this.placeholder.textContent = view.outputPlaceholder;
-    if (document.activeElement !== this.prompt) this.prompt.value = this.model.get("prompt") ?? "";
-    this.enhance.checked = this.model.get("enhance") ?? true;
+    const aspect = spec?.width && spec.height ? `${spec.width} / ${spec.height}` : "";
+    if (aspect && this.root.style.getPropertyValue("--dw-aspect") !== aspect) {
+      this.root.style.setProperty("--dw-aspect", aspect);
+    }
+    put(this.usage, "textContent", view.usage);
+    put(this.stats, "textContent", view.stats);
+    put(this.note, "textContent", this.model.get("note") ?? "");
+    put(this.banner, "hidden", view.banner === null);
+    put(this.bannerText, "textContent", view.banner?.message ?? "");
+    put(this.bannerHint, "textContent", view.banner?.hint ?? "");
+    put(this.bannerHint, "hidden", !view.banner?.hint);
+    put(this.startButton, "textContent", view.button.label);
+    put(this.startButton.dataset, "action", view.button.action);
+    put(this.overlay, "hidden", view.overlay === null);
+    put(this.overlay, "textContent", view.overlay ?? "");
+    put(this.placeholder, "hidden", view.outputPlaceholder === "");
+    put(this.placeholder, "textContent", view.outputPlaceholder);
+    if (document.activeElement !== this.prompt) put(this.prompt, "value", this.model.get("prompt") ?? "");
+    put(this.enhance, "checked", this.model.get("enhance") ?? true);
     attach(this.inputPane, this.inputVideo, controller.localStream);
     attach(this.outputPane, this.outputVideo, controller.remoteStream);
-    this.device.hidden = source !== "camera" || !this.device.options.length;
+    put(this.device, "hidden", source !== "camera" || !this.device.options.length);
     if (source === "camera" && controller.localStream) void this.fillDevices();
   }
 
