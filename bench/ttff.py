@@ -344,6 +344,10 @@ def measure(
     return results
 
 
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
@@ -369,11 +373,13 @@ def main(argv: list[str]) -> int:
     print(f"  tracemalloc {traced:.1f} KB   RSS {rss:.1f} KB")
 
     print(f"time to first transformed frame, {args.runs} runs each (Chromium, loopback emulator):")
+    print(f"  load average at the start: {_load()}")
     phases: dict[str, dict[str, list[float]]] | None = (
         {"widget": {}, "reference": {}} if args.phases else None
     )
     results = measure(args.runs, args.chromium, phases)
     widget, reference = results["widget"], results["reference"]
+    print(f"  load average at the end:   {_load()}  (other work inflates the figures)")
     for kind, values in results.items():
         if values:
             print(

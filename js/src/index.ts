@@ -61,10 +61,11 @@ export default () => {
 
   const render: Render<WidgetTraits> = ({ model, el }) => {
     const controller = own(model); // initialize normally made it; a host may skip initialize
+    const detach = controller.attachView();
+    // before building the view: the token request and the source need not wait for it
+    controller.autostart();
     const view = new View(model, controller);
     el.append(view.root);
-    const detach = controller.attachView();
-    controller.autostart();
     return () => {
       view.destroy();
       detach();

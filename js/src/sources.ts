@@ -3,6 +3,7 @@
 // it took (tracks, timers, object URLs, elements). Failures come back as typed, actionable errors.
 
 import { DecartError, InvalidInput, MediaError } from "./errors";
+import { drawSynthetic } from "./synthetic";
 
 export type SourceKind = "camera" | "screen" | "video" | "synthetic";
 
@@ -135,7 +136,8 @@ function canvasSource(options: SourceOptions, draw: (ctx: CanvasRenderingContext
   const canvas = document.createElement("canvas");
   canvas.width = options.width;
   canvas.height = options.height;
-  const ctx = canvas.getContext("2d");
+  // opaque: every frame covers the whole canvas, and the encoder has no use for alpha
+  const ctx = canvas.getContext("2d", { alpha: false });
   if (!ctx) throw new MediaError("camera", "This browser cannot draw on a canvas.");
   const started = performance.now();
   const timer = setInterval(() => draw(ctx, (performance.now() - started) / 1000), 1000 / options.fps);
@@ -224,26 +226,6 @@ async function openVideo(options: SourceOptions): Promise<InputSource> {
     );
   }
   return canvasSource(options, (ctx) => drawCover(ctx, video, options.mirror), release);
-}
-
-function drawSynthetic(ctx: CanvasRenderingContext2D, t: number): void {
-  const { width, height } = ctx.canvas;
-  const hue = (t * 40) % 360;
-  const gradient = ctx.createLinearGradient(0, 0, width, height);
-  gradient.addColorStop(0, `hsl(${hue} 80% 55%)`);
-  gradient.addColorStop(1, `hsl(${(hue + 140) % 360} 80% 35%)`);
-  ctx.fillStyle = gradient;
-  ctx.fillRect(0, 0, width, height);
-  const radius = Math.min(width, height) / 6;
-  const x = width / 2 + Math.cos(t * 1.3) * (width / 2 - radius);
-  const y = height / 2 + Math.sin(t * 1.7) * (height / 2 - radius);
-  ctx.fillStyle = "#fff";
-  ctx.beginPath();
-  ctx.arc(x, y, radius, 0, Math.PI * 2);
-  ctx.fill();
-  ctx.fillStyle = "#000";
-  ctx.font = `${Math.round(height / 10)}px sans-serif`;
-  ctx.fillText(t.toFixed(1), width / 20, height - height / 20);
 }
 
 /** The opener the widget uses in a browser. */

@@ -22,20 +22,33 @@ function h<K extends keyof HTMLElementTagNameMap>(
   return element;
 }
 
+/** Write a DOM property only when it changes: a same-value write still costs style and layout. */
+function put<T extends object, K extends keyof T>(target: T, key: K, value: T[K]): void {
+  if (target[key] !== value) target[key] = value;
+}
+
 function videoElement(className: string): HTMLVideoElement {
   const video = h("video", className, { autoplay: true, muted: true, playsInline: true });
   video.setAttribute("playsinline", "");
   return video;
 }
 
-function attach(video: HTMLVideoElement, stream: MediaStream | null): void {
-  if (video.srcObject === stream) return;
-  try {
-    video.srcObject = stream;
-    if (stream) video.play().catch(() => {}); // autoplay rules: muted video may play
-  } catch (error) {
-    debug("cannot show the stream:", error);
+/**
+ * Show `stream` in `pane`. The <video> is in the page only while it has a stream: the first video
+ * element of a page costs tens of milliseconds of style and layout (the media controls' style
+ * sheet), which a widget that is not playing yet should not pay, nor a starting session wait for.
+ */
+function attach(pane: HTMLElement, video: HTMLVideoElement, stream: MediaStream | null): void {
+  if (stream && !video.isConnected) pane.prepend(video);
+  if (video.srcObject !== stream) {
+    try {
+      video.srcObject = stream;
+      if (stream) video.play().catch(() => {}); // autoplay rules: muted video may play
+    } catch (error) {
+      debug("cannot show the stream:", error);
+    }
   }
+  if (!stream) video.remove();
 }
 
 function isKernelOwned(key: keyof WidgetTraits): key is KernelOwned {
@@ -53,6 +66,8 @@ export class View {
   private readonly banner: HTMLDivElement;
   private readonly inputVideo = videoElement("dw-video");
   private readonly outputVideo = videoElement("dw-video");
+  private readonly inputPane: HTMLElement;
+  private readonly outputPane: HTMLElement;
   private readonly overlay = h("button", "dw-overlay", { type: "button" });
   private readonly placeholder = h("div", "dw-placeholder");
   private readonly prompt = h("input", "dw-prompt", {
@@ -80,17 +95,12 @@ export class View {
       dismiss,
     ]);
     const upload = h("button", "dw-button", { type: "button", textContent: "Image…", title: "Reference image (or drop one here)" });
+    this.inputPane = h("figure", "dw-pane dw-input", {}, [this.overlay, h("figcaption", "", { textContent: "Input" })]);
+    this.outputPane = h("figure", "dw-pane dw-output", {}, [this.placeholder, h("figcaption", "", { textContent: "Output" })]);
     this.root = h("div", "decart-widget", {}, [
       h("div", "dw-header", {}, [this.pill, this.usage, this.stats, this.note]),
       this.banner,
-      h("div", "dw-stage", {}, [
-        h("figure", "dw-pane dw-input", {}, [this.inputVideo, this.overlay, h("figcaption", "", { textContent: "Input" })]),
-        h("figure", "dw-pane dw-output", {}, [
-          this.outputVideo,
-          this.placeholder,
-          h("figcaption", "", { textContent: "Output" }),
-        ]),
-      ]),
+      h("div", "dw-stage", {}, [this.inputPane, this.outputPane]),
       h("div", "dw-controls", {}, [
         this.prompt,
         h("label", "dw-enhance", { title: "Let the service enrich the prompt" }, [this.enhance, document.createTextNode(" Enhance")]),
@@ -178,8 +188,8 @@ export class View {
 
   destroy(): void {
     for (const cleanup of this.cleanups.splice(0)) cleanup();
-    attach(this.inputVideo, null);
-    attach(this.outputVideo, null);
+    attach(this.inputPane, this.inputVideo, null);
+    attach(this.outputPane, this.outputVideo, null);
     if (this.thumbUrl) URL.revokeObjectURL(this.thumbUrl);
     this.thumbUrl = null;
     this.root.remove();
@@ -198,29 +208,32 @@ export class View {
       source,
       hasRemote: controller.remoteStream !== null,
     });
-    this.pill.textContent = view.pill.text;
-    this.pill.className = `dw-pill dw-tone-${view.pill.tone}`;
-    this.root.dataset["state"] = controller.state;
+    put(this.pill, "textContent", view.pill.text);
+    put(this.pill, "className", `dw-pill dw-tone-${view.pill.tone}`);
+    put(this.root.dataset, "state", controller.state);
     const spec = this.model.get("model_spec");
-    if (spec?.width && spec.height) this.root.style.setProperty("--dw-aspect", `${spec.width} / ${spec.height}`);
-    this.usage.textContent = view.usage;
-    this.stats.textContent = view.stats;
-    this.note.textContent = this.model.get("note") ?? "";
-    this.banner.hidden = view.banner === null;
-    this.bannerText.textContent = view.banner?.message ?? "";
-    this.bannerHint.textContent = view.banner?.hint ?? "";
-    this.bannerHint.hidden = !view.banner?.hint;
-    this.startButton.textContent = view.button.label;
-    this.startButton.dataset["action"] = view.button.action;
-    this.overlay.hidden = view.overlay === null;
-    this.overlay.textContent = view.overlay ?? "";
-    this.placeholder.hidden = view.outputPlaceholder === "";
-    this.placeholder.textContent = view.outputPlaceholder;
-    if (document.activeElement !== this.prompt) this.prompt.value = this.currentPrompt();
-    this.enhance.checked = this.requested.enhance ?? this.model.get("enhance") ?? true;
-    attach(this.inputVideo, controller.localStream);
-    attach(this.outputVideo, controller.remoteStream);
-    this.device.hidden = source !== "camera" || !this.device.options.length;
+    const aspect = spec?.width && spec.height ? `${spec.width} / ${spec.height}` : "";
+    if (aspect && this.root.style.getPropertyValue("--dw-aspect") !== aspect) {
+      this.root.style.setProperty("--dw-aspect", aspect);
+    }
+    put(this.usage, "textContent", view.usage);
+    put(this.stats, "textContent", view.stats);
+    put(this.note, "textContent", this.model.get("note") ?? "");
+    put(this.banner, "hidden", view.banner === null);
+    put(this.bannerText, "textContent", view.banner?.message ?? "");
+    put(this.bannerHint, "textContent", view.banner?.hint ?? "");
+    put(this.bannerHint, "hidden", !view.banner?.hint);
+    put(this.startButton, "textContent", view.button.label);
+    put(this.startButton.dataset, "action", view.button.action);
+    put(this.overlay, "hidden", view.overlay === null);
+    put(this.overlay, "textContent", view.overlay ?? "");
+    put(this.placeholder, "hidden", view.outputPlaceholder === "");
+    put(this.placeholder, "textContent", view.outputPlaceholder);
+    if (document.activeElement !== this.prompt) put(this.prompt, "value", this.currentPrompt());
+    put(this.enhance, "checked", this.requested.enhance ?? this.model.get("enhance") ?? true);
+    attach(this.inputPane, this.inputVideo, controller.localStream);
+    attach(this.outputPane, this.outputVideo, controller.remoteStream);
+    put(this.device, "hidden", source !== "camera" || !this.device.options.length);
     if (source === "camera" && controller.localStream) void this.fillDevices();
   }
 

@@ -28,7 +28,8 @@ describe("View", () => {
   it("renders the controls under one root class", () => {
     const { view, $ } = mount({ note: "local emulator (no DECART_API_KEY)" });
     expect(view.root.classList.contains("decart-widget")).toBe(true);
-    expect(view.root.querySelectorAll("video")).toHaveLength(2);
+    expect(view.root.querySelectorAll(".dw-pane")).toHaveLength(2);
+    expect(view.root.querySelectorAll("video")).toHaveLength(0); // a pane gets one with a stream
     expect($(".dw-pill").textContent).toBe("Stopped");
     expect($(".dw-start").textContent).toBe("Start");
     expect($(".dw-overlay").textContent).toBe("Start camera");
@@ -74,6 +75,28 @@ describe("View", () => {
     expect(model.get("connection_state")).toBe("disconnected");
     expect($(".dw-pill").textContent).toBe("Stopped");
     expect(sources[0]!.stopped).toBe(true);
+  });
+
+  it("panes hold a video only while it has a stream", async () => {
+    const { model, $, sources, transports, peers } = mount();
+    const video = (pane: string) => $<HTMLVideoElement>(`.dw-${pane} video`);
+    $<HTMLButtonElement>(".dw-start").click();
+    await flush();
+    expect(video("input")?.srcObject).toBe(sources[0]!.stream);
+    expect(video("output")).toBeNull();
+    const request = model.fromFront.find((m) => (m as { type: string }).type === "token_request") as { id: number };
+    model.fromKernel({ type: "token", id: request.id, api_key: "ek_test" });
+    await flush();
+    transports[0]!.accept();
+    transports[0]!.deliver({ type: "prompt_ack", prompt: "Anime", success: true });
+    peers[0]!.events.offer("v=0 offer");
+    expect(video("output")).toBeNull();
+    const remote = new MediaStream();
+    peers[0]!.events.remoteStream(remote);
+    expect(video("output")?.srcObject).toBe(remote);
+    $<HTMLButtonElement>(".dw-start").click();
+    expect(video("input")).toBeNull();
+    expect(video("output")).toBeNull();
   });
 
   it("the overlay click starts the camera", async () => {
