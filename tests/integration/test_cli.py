@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -62,6 +63,9 @@ def test_lab_serves_the_quickstart_with_an_emulator_and_stops_both() -> None:
                     break
             assert match, seen
             emulator_url = match.group(1)
+            # keep reading: a full pipe would block the server's (and the CLI's) logging
+            drain = threading.Thread(target=seen.extend, args=(proc.stdout,), daemon=True)
+            drain.start()
             deadline = time.monotonic() + 90
             contents = None
             while time.monotonic() < deadline:
@@ -84,7 +88,12 @@ def test_lab_serves_the_quickstart_with_an_emulator_and_stops_both() -> None:
             assert quota.status_code == 200
         finally:
             os.killpg(proc.pid, signal.SIGINT)
-            proc.wait(timeout=60)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                output = "".join(seen[-80:])
+                raise AssertionError(f"lab did not stop on Ctrl+C:\n{output}") from None
     try:
         httpx.get(f"{emulator_url}/v1/realtime/quota", timeout=2)
         raise AssertionError("the emulator is still serving after lab stopped")
