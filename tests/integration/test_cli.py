@@ -40,6 +40,10 @@ def test_lab_refuses_a_missing_notebooks_folder(tmp_path: Path) -> None:
     assert "no notebooks folder" in result.stderr
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_lab_serves_the_quickstart_with_an_emulator_and_stops_both() -> None:
     port = free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -52,6 +56,9 @@ def test_lab_serves_the_quickstart_with_an_emulator_and_stops_both() -> None:
         env=env,
         cwd=ROOT,
         start_new_session=True,
+        # A runner started in the background (`cmd &` without job control) ignores SIGINT, and
+        # children inherit that: give the CLI a terminal's Ctrl+C back.
+        preexec_fn=_default_sigint,
     ) as proc:
         try:
             assert proc.stdout is not None
