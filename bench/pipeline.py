@@ -57,6 +57,8 @@ ROOT = BENCH.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from _common import load_average  # noqa: E402
+
 from decart_widget.client.sources import PacedTrack  # noqa: E402 - after the path is set
 
 FPS = 30
@@ -464,10 +466,6 @@ async def run_sessions(
 # ---- reporting ----------------------------------------------------------------------------------
 
 
-def _load() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
 def _ok(flag: bool) -> str:
     return "ok" if flag else "MISS"
 
@@ -565,7 +563,8 @@ def parse_size(text: str) -> tuple[int, int]:
 async def main_async(args: argparse.Namespace) -> None:
     sizes: list[tuple[int, int]] = args.sizes
     print(
-        f"decart-widget pipeline bench: {os.cpu_count()} cores, load avg {_load()} (1/5/15 min) "
+        f"decart-widget pipeline bench: {os.cpu_count()} cores, "
+        f"load avg {load_average()} (1/5/15 min) "
         f"at start; input {FPS} fps; {args.warmup:g} s warm-up + {args.seconds:g} s per figure"
     )
     print(
@@ -599,7 +598,7 @@ async def main_async(args: argparse.Namespace) -> None:
     finally:
         for peer in peers.values():
             peer.stop()
-    print(f"\nload avg at end: {_load()}")
+    print(f"\nload avg at end: {load_average()}")
 
 
 def main(argv: list[str] | None = None) -> int:

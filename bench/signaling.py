@@ -44,7 +44,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import statistics
 import sys
 import threading
@@ -59,19 +58,11 @@ for path in (ROOT, ROOT / "tests" / "browser"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
+from _common import CHROMIUM_ARGS, load_average  # noqa: E402
+
 import decart_widget as dw  # noqa: E402
 
 GOAL_ADDED_P50_MS = 5.0
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-    "--disable-gpu",
-    "--autoplay-policy=no-user-gesture-required",
-    "--disable-background-timer-throttling",
-    "--disable-renderer-backgrounding",
-    "--disable-backgrounding-occluded-windows",
-]
 
 WRAP_WEBSOCKETS = r"""
 (() => {
@@ -336,11 +327,6 @@ def _wait_for(page: Any, table: str, name: str, timeout: float = 20.0) -> float:
     return float(handle.json_value())
 
 
-def load_average() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"load average {one:.2f}, {five:.2f}, {fifteen:.2f}"
-
-
 # ---- the relay alone, in Python ------------------------------------------------------------------
 
 
@@ -434,11 +420,11 @@ def main() -> None:
         if args.skip_browser:
             return
         print("\nin Chromium, JupyterLab 4 (page: Enter in the prompt box -> ack in the page):")
-        print(f"  before: {load_average()}")
+        print(f"  before: load average {load_average()}")
         browser = browser_round_trips(
             emu, args.prompts, args.chromium, args.focus_in_window, args.settle_ms
         )
-        print(f"  after:  {load_average()}")
+        print(f"  after:  load average {load_average()}")
         print("  " + summary("signaling=direct", browser["direct"]))
         print("  " + summary("signaling=kernel", browser["kernel"]))
         print("  " + summary("bare WebSocket echo", browser["websocket echo"]))

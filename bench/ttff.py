@@ -44,17 +44,10 @@ ROOT = BENCH.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from _common import CHROMIUM_ARGS, load_average  # noqa: E402
+
 STATIC = ROOT / "decart_widget" / "widget" / "static"
 MODEL = {"name": "lucy-2.1", "width": 1088, "height": 624, "fps": 30}
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-    "--disable-gpu",
-    "--autoplay-policy=no-user-gesture-required",
-    "--disable-background-timer-throttling",
-    "--disable-renderer-backgrounding",
-]
 GOAL_RATIO = 1.1
 GOAL_MEDIAN_S = 1.0
 GOAL_BUNDLE_KB = 60
@@ -344,10 +337,6 @@ def measure(
     return results
 
 
-def _load() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
@@ -373,13 +362,13 @@ def main(argv: list[str]) -> int:
     print(f"  tracemalloc {traced:.1f} KB   RSS {rss:.1f} KB")
 
     print(f"time to first transformed frame, {args.runs} runs each (Chromium, loopback emulator):")
-    print(f"  load average at the start: {_load()}")
+    print(f"  load average at the start: {load_average()}")
     phases: dict[str, dict[str, list[float]]] | None = (
         {"widget": {}, "reference": {}} if args.phases else None
     )
     results = measure(args.runs, args.chromium, phases)
     widget, reference = results["widget"], results["reference"]
-    print(f"  load average at the end:   {_load()}  (other work inflates the figures)")
+    print(f"  load average at the end:   {load_average()}  (other work inflates the figures)")
     for kind, values in results.items():
         if values:
             print(
