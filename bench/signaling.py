@@ -1,7 +1,7 @@
 """Prompt-to-ack round trip: signaling "kernel" versus "direct", in the same run, on loopback.
 
 Run ``python bench/signaling.py [--prompts 40] [--settle-ms 150] [--focus-in-window]
-[--chromium /usr/bin/chromium]``. Not part of the test run; it prints figures next to the goal and
+[--compare-nagle] [--chromium /usr/bin/chromium]``. Not part of the test run; it prints figures next to the goal and
 never fails on them. Figures depend on the machine's load more than on anything else: the load
 average is printed before and after.
 
@@ -33,6 +33,10 @@ How it measures:
   custom message from the relay's thread, as the relay answers). A comm round trip minus a
   WebSocket round trip is what any kernel-relayed frame must add; kernel mode's overhead beyond
   that is printed too.
+* The server runs with decart_widget's Jupyter server extension, which sets ``TCP_NODELAY`` on
+  kernel WebSockets (``decart_widget/server_extension.py``). ``--compare-nagle`` first measures
+  the server as Jupyter ships it (extension off: Nagle's algorithm holds a comm reply written right
+  after the kernel's ``busy`` status until the browser's delayed ACK, up to 40 ms), then with it.
 * Also printed, without a browser or Jupyter: the relay alone (a websockets client straight to the
   emulator versus the same frames through a kernel-mode widget's relay), to split the overhead
   between the relay and Jupyter's comm.
@@ -63,6 +67,9 @@ from _common import CHROMIUM_ARGS, load_average  # noqa: E402
 import decart_widget as dw  # noqa: E402
 
 GOAL_ADDED_P50_MS = 5.0
+
+#: the server as Jupyter ships it: decart_widget's server extension (TCP_NODELAY) switched off
+NAGLE_ON = "--ServerApp.jpserver_extensions=decart_widget=False"
 
 WRAP_WEBSOCKETS = r"""
 (() => {
@@ -219,6 +226,7 @@ def browser_round_trips(
     chromium: str,
     focus_in_window: bool = False,
     settle_ms: float = 0.0,
+    nagle: bool = False,
 ) -> dict[str, list[float]]:
     from jupyter_servers import JupyterPage, JupyterServer, write_notebook
     from playwright.sync_api import sync_playwright
@@ -236,7 +244,7 @@ def browser_round_trips(
     }
     with (
         echo_server() as echo_url,
-        JupyterServer("lab", env=env) as server,
+        JupyterServer("lab", env=env, args=[NAGLE_ON] if nagle else []) as server,
         sync_playwright() as pw,
     ):
         write_notebook(server.root_dir / "bench.ipynb", NOTEBOOK_CELLS)
@@ -402,6 +410,12 @@ def main() -> None:
         help="focus and fill the prompt box in the timed task (the first figures' method)",
     )
     parser.add_argument(
+        "--compare-nagle",
+        action="store_true",
+        help="also measure with decart_widget's server extension off (Nagle's algorithm on the "
+        "kernel WebSocket, as Jupyter server ships it), first",
+    )
+    parser.add_argument(
         "--settle-ms",
         type=float,
         default=150.0,
@@ -419,27 +433,36 @@ def main() -> None:
         print(f"  relay adds {added_py:+.2f} ms at p50")
         if args.skip_browser:
             return
-        print("\nin Chromium, JupyterLab 4 (page: Enter in the prompt box -> ack in the page):")
-        print(f"  before: load average {load_average()}")
-        browser = browser_round_trips(
-            emu, args.prompts, args.chromium, args.focus_in_window, args.settle_ms
-        )
-        print(f"  after:  load average {load_average()}")
-        print("  " + summary("signaling=direct", browser["direct"]))
-        print("  " + summary("signaling=kernel", browser["kernel"]))
-        print("  " + summary("bare WebSocket echo", browser["websocket echo"]))
-        print("  " + summary("bare comm echo", browser["comm echo"]))
-        added = percentile(browser["kernel"], 0.5) - percentile(browser["direct"], 0.5)
-        verdict = "met" if added <= GOAL_ADDED_P50_MS else "missed"
-        print(
-            f"  kernel mode adds {added:+.2f} ms at p50 "
-            f"(goal <= {GOAL_ADDED_P50_MS:g} ms: {verdict})"
-        )
-        floor = percentile(browser["comm echo"], 0.5) - percentile(browser["websocket echo"], 0.5)
-        print(
-            f"  floor: a comm round trip takes {floor:+.2f} ms more than a WebSocket round trip "
-            f"at p50; kernel mode's overhead beyond that: {added - floor:+.2f} ms"
-        )
+        runs = [True, False] if args.compare_nagle else [False]
+        for nagle in runs:
+            server = "extension off: Nagle on" if nagle else "TCP_NODELAY"
+            print(
+                f"\nin Chromium, JupyterLab 4, kernel WebSocket {server} "
+                "(page: Enter in the prompt box -> ack in the page):"
+            )
+            print(f"  before: load average {load_average()}")
+            browser = browser_round_trips(
+                emu, args.prompts, args.chromium, args.focus_in_window, args.settle_ms, nagle
+            )
+            print(f"  after:  load average {load_average()}")
+            print_browser_figures(browser)
+
+
+def print_browser_figures(browser: dict[str, list[float]]) -> None:
+    print("  " + summary("signaling=direct", browser["direct"]))
+    print("  " + summary("signaling=kernel", browser["kernel"]))
+    print("  " + summary("bare WebSocket echo", browser["websocket echo"]))
+    print("  " + summary("bare comm echo", browser["comm echo"]))
+    added = percentile(browser["kernel"], 0.5) - percentile(browser["direct"], 0.5)
+    verdict = "met" if added <= GOAL_ADDED_P50_MS else "missed"
+    print(
+        f"  kernel mode adds {added:+.2f} ms at p50 (goal <= {GOAL_ADDED_P50_MS:g} ms: {verdict})"
+    )
+    floor = percentile(browser["comm echo"], 0.5) - percentile(browser["websocket echo"], 0.5)
+    print(
+        f"  floor: a comm round trip takes {floor:+.2f} ms more than a WebSocket round trip "
+        f"at p50; kernel mode's overhead beyond that: {added - floor:+.2f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -51,6 +51,11 @@ def __getattr__(name: str) -> Any:
     return value
 
 
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    """Jupyter server's entry point: see ``decart_widget.server_extension``."""
+    return [{"module": "decart_widget.server_extension"}]
+
+
 __all__ = [
     "AckTimeout",
     "AuthenticationError",

@@ -74,13 +74,17 @@ def _notebook(cells: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 class JupyterServer:
-    """``with JupyterServer("lab", env={...}) as server:`` -- ``server.url(path)`` opens it."""
+    """``with JupyterServer("lab", env={...}) as server:`` -- ``server.url(path)`` opens it.
+
+    ``args`` are added to the server's command line (``--ServerApp.x=y``).
+    """
 
     def __init__(
         self,
         app: str = "lab",
         *,
         env: dict[str, str] | None = None,
+        args: list[str] | None = None,
         startup_timeout: float = 60.0,
     ) -> None:
         if app not in APPS:
@@ -90,6 +94,7 @@ class JupyterServer:
         self.token = secrets.token_hex(16)
         self.base_url = f"http://127.0.0.1:{self.port}"
         self._extra_env = dict(env or {})
+        self._extra_args = list(args or [])
         self._startup_timeout = startup_timeout
         self._tmp = Path(tempfile.mkdtemp(prefix=f"dw-jupyter-{app}-"))
         self.root_dir = self._tmp / "root"
@@ -135,6 +140,7 @@ class JupyterServer:
             "--ServerApp.password=",
             f"--ServerApp.root_dir={self.root_dir}",
             "--ServerApp.port_retries=0",
+            *self._extra_args,
         ]
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             command.append("--allow-root")
@@ -200,6 +206,13 @@ class JupyterServer:
         if self.app == "lab":
             return f"{self.base_url}/lab/tree/{name}?reset&token={self.token}"
         return f"{self.base_url}/notebooks/{name}?token={self.token}"
+
+    @property
+    def pid(self) -> int:
+        """The server process's id."""
+        if self._process is None:
+            raise RuntimeError("the server is not running")
+        return self._process.pid
 
     def kernel_state(self, name: str) -> str | None:
         """The execution state of the kernel of notebook ``name`` (None: no session yet)."""

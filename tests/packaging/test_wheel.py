@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import zipfile
@@ -31,6 +32,16 @@ def test_wheel_contains_the_bundle_and_no_sources_of_the_front_end(wheel: Path) 
     assert not any(name.startswith("js/") or "node_modules" in name for name in names)
     bundle = zipfile.ZipFile(wheel).read("decart_widget/widget/static/widget.js")
     assert b"export" in bundle and len(bundle) > 10_000
+
+
+def test_wheel_enables_the_jupyter_server_extension(wheel: Path) -> None:
+    archive = zipfile.ZipFile(wheel)
+    config = [
+        n for n in archive.namelist() if n.endswith("jupyter_server_config.d/decart_widget.json")
+    ]
+    assert config and config[0].split("/")[1] == "data", config  # installed under sys.prefix
+    enabled = json.loads(archive.read(config[0]))["ServerApp"]["jpserver_extensions"]
+    assert enabled == {"decart_widget": True}
 
 
 def test_wheel_installs_and_imports_in_a_clean_venv(wheel: Path, tmp_path: Path) -> None:
