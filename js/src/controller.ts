@@ -6,7 +6,7 @@ import { toBase64, toBytes, fromBase64, MAX_IMAGE_BYTES } from "./bytes";
 import { ConnectionLost, DecartError, InvalidInput, KernelGone, MediaError, fromKind } from "./errors";
 import { debug } from "./log";
 import { encode, parseServer } from "./messages";
-import type { Peer, PeerFactory } from "./peer";
+import { HeldPeerEvents, type Peer, type PeerEvents, type PeerFactory } from "./peer";
 import { Session, type Action, type ConnectionState } from "./session";
 import type { InputSource, SourceKind, SourceOpener, SourceOptions } from "./sources";
 import { summarizeStats, type StatsSample } from "./stats";
@@ -46,6 +46,15 @@ const asError = (error: unknown): DecartError =>
 const unusableConnection = (error: unknown): DecartError =>
   new InvalidInput(`Cannot open the realtime connection: ${redactUrl(asError(error).message)}`);
 
+/** A peer created ahead of the handshake, with what it was created from. */
+interface WarmPeer {
+  peer: Peer;
+  events: HeldPeerEvents;
+  started: Promise<void>;
+  track: MediaStreamTrack | null;
+  iceServers: string;
+}
+
 /** A token asked for while the camera opened is used only if the camera took less than this. */
 export const PREFETCH_FRESH_SECONDS = 20;
 
@@ -71,6 +80,8 @@ export class Controller {
   private socketGeneration = 0;
   private peer: Peer | null = null;
   private peerGeneration = 0;
+  /** a peer made ready while the socket opens, taken by the handshake's StartPeer */
+  private warm: WarmPeer | null = null;
   private timer: unknown = null;
   private statsTimer: unknown = null;
   private statsSample: StatsSample | null = null;
@@ -296,6 +307,7 @@ export class Controller {
         break;
       case "ClosePeer":
         this.closePeer();
+        this.discardWarm();
         break;
       case "ApplyAnswer":
         this.peer?.applyAnswer(action.sdp).catch((error) => this.peerFailed(error));
@@ -484,7 +496,9 @@ export class Controller {
           transport.open();
         } catch (error) {
           this.fail(unusableConnection(error));
+          return;
         }
+        this.warmUp(); // after the socket starts connecting: it must not wait for the peer
       },
       (error: DecartError) => {
         if (!current()) return;
@@ -572,7 +586,7 @@ export class Controller {
     this.closePeer();
     const generation = ++this.peerGeneration;
     const current = (): boolean => generation === this.peerGeneration && !this.disposed;
-    const peer = this.deps.createPeer(this.model.get("ice_servers") ?? [], {
+    const events: PeerEvents = {
       offer: (sdp) => current() && this.feed((s) => s.localOffer(this.deps.now(), sdp)),
       candidate: (candidate) => current() && this.feed((s) => s.localCandidate(this.deps.now(), candidate)),
       state: (state) => current() && this.feed((s) => s.peerState(this.deps.now(), state)),
@@ -581,12 +595,59 @@ export class Controller {
         this.remoteStream = stream;
         this.notify();
       },
-    });
-    this.peer = peer;
-    peer.start(this.source?.track ?? null).catch((error) => {
+    };
+    const warm = this.takeWarm();
+    const track = this.source?.track ?? null;
+    let started: Promise<void>;
+    if (warm) {
+      this.peer = warm.peer;
+      started = warm.started;
+      if (warm.track !== track) void warm.peer.replaceTrack(track); // the source changed meanwhile
+      warm.events.release(events);
+    } else {
+      this.peer = this.deps.createPeer(this.iceServers(), events);
+      started = this.peer.start(track);
+    }
+    started.catch((error) => {
       if (current()) this.peerFailed(error);
     });
     this.startStats(generation);
+  }
+
+  /**
+   * Create the peer connection and its offer while the socket connects and the initial state is
+   * acknowledged: a browser takes tens of milliseconds to set up its first RTCPeerConnection, and
+   * the handshake would otherwise wait for it after the ack. Its events are held until StartPeer.
+   */
+  private warmUp(): void {
+    if (this.warm || this.peer || this.disposed) return;
+    const events = new HeldPeerEvents();
+    const iceServers = this.iceServers();
+    const peer = this.deps.createPeer(iceServers, events);
+    const track = this.source?.track ?? null;
+    const started = peer.start(track);
+    started.catch(() => undefined); // reported when the handshake takes the peer
+    this.warm = { peer, events, started, track, iceServers: JSON.stringify(iceServers) };
+  }
+
+  /** The warm peer, if it still fits the widget's settings. */
+  private takeWarm(): WarmPeer | null {
+    const warm = this.warm;
+    this.warm = null;
+    if (warm && warm.iceServers !== JSON.stringify(this.iceServers())) {
+      warm.peer.close();
+      return null;
+    }
+    return warm;
+  }
+
+  private discardWarm(): void {
+    this.warm?.peer.close();
+    this.warm = null;
+  }
+
+  private iceServers(): RTCIceServer[] {
+    return this.model.get("ice_servers") ?? [];
   }
 
   private peerFailed(error: unknown): void {
@@ -690,6 +751,7 @@ export class Controller {
   }
 
   private releaseSource(): void {
+    this.discardWarm(); // made with this source's track
     this.sourceGeneration++;
     const source = this.source;
     this.source = null;

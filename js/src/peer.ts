@@ -24,6 +24,45 @@ export interface Peer {
 
 export type PeerFactory = (iceServers: RTCIceServer[], events: PeerEvents) => Peer;
 
+/**
+ * A peer's events, held until a session takes the peer. A peer created while the socket opens
+ * has its offer (and first candidates) ready when the handshake asks for them; nothing may reach
+ * the service before that, and then everything in the order it happened.
+ */
+export class HeldPeerEvents implements PeerEvents {
+  private target: PeerEvents | null = null;
+  private held: ((events: PeerEvents) => void)[] = [];
+
+  offer(sdp: string): void {
+    this.emit((events) => events.offer(sdp));
+  }
+
+  candidate(candidate: IceCandidateInfo | null): void {
+    this.emit((events) => events.candidate(candidate));
+  }
+
+  state(state: PeerState): void {
+    this.emit((events) => events.state(state));
+  }
+
+  remoteStream(stream: MediaStream): void {
+    this.emit((events) => events.remoteStream(stream));
+  }
+
+  /** Deliver what was held to `target`, then pass every later event straight on. */
+  release(target: PeerEvents): void {
+    this.target = target;
+    const held = this.held;
+    this.held = [];
+    for (const event of held) event(target);
+  }
+
+  private emit(event: (events: PeerEvents) => void): void {
+    if (this.target) event(this.target);
+    else this.held.push(event);
+  }
+}
+
 /** The codec list with `mimeType` codecs first, the rest (rtx, red, fec, ...) kept after. */
 export function preferCodec<T extends { mimeType: string }>(codecs: readonly T[], mimeType: string): T[] {
   const wanted = mimeType.toLowerCase();

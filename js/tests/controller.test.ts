@@ -48,6 +48,7 @@ describe("Controller: connecting", () => {
   it("opens the source, asks the kernel for a token, connects and runs the handshake", async () => {
     const w = setup({ prompt: "Anime style", ice_servers: [{ urls: "stun:x" }] });
     await w.controller.start();
+    expect(w.peers).toHaveLength(0);
     expect(w.sources).toHaveLength(1);
     expect(w.sources[0]!.kind).toBe("camera");
     expect(w.sources[0]!.options).toMatchObject({ width: 1088, height: 624, fps: 30, deviceId: "", mirror: false });
@@ -65,17 +66,17 @@ describe("Controller: connecting", () => {
     });
     expect(transport.opened).toBe(true);
 
-    transport.accept();
-    expect(transport.sent).toEqual([{ type: "prompt", prompt: "Anime style", enhance_prompt: true }]);
-    expect(w.peers).toHaveLength(0);
-    transport.deliver({ type: "prompt_ack", prompt: "Anime style", success: true, error: null });
+    // the peer connection is made while the socket opens; what it says waits for the ack
     const peer = w.peers[0]!;
     expect(peer.started).toBe(true);
     expect(peer.track).toBe(w.sources[0]!.track);
     expect(peer.iceServers).toEqual([{ urls: "stun:x" }]);
-
     peer.events.offer("v=0 offer");
     peer.events.candidate({ candidate: "candidate:1", sdpMid: "0", sdpMLineIndex: 0 });
+    transport.accept();
+    expect(transport.sent).toEqual([{ type: "prompt", prompt: "Anime style", enhance_prompt: true }]);
+    transport.deliver({ type: "prompt_ack", prompt: "Anime style", success: true, error: null });
+    expect(w.peers).toHaveLength(1);
     peer.events.candidate(null);
     expect(transport.sent.slice(1)).toEqual([
       { type: "offer", sdp: "v=0 offer" },
@@ -388,6 +389,71 @@ describe("Controller: lifecycle", () => {
     w.transports.at(-1)!.accept();
     w.transports.at(-1)!.deliver({ type: "prompt_ack", prompt: "Anime", success: true });
     expect(w.peers).toHaveLength(2);
+    expect(w.peers.filter((p) => !p.closed)).toHaveLength(1);
+  });
+
+  it("closes the peer it made while connecting when the start fails or stops", async () => {
+    const w = setup();
+    await w.controller.start();
+    w.model.fromKernel({ type: "token_error", id: 1, kind: "authentication", message: "invalid key" });
+    await flush();
+    expect(w.model.get("connection_state")).toBe("disconnected");
+    expect(w.peers).toHaveLength(0); // made only once the socket connects
+
+    await w.controller.start();
+    grantToken(w.model);
+    await flush();
+    expect(w.peers).toHaveLength(1);
+    w.transports.at(-1)!.accept();
+    w.transports.at(-1)!.deliver({ type: "error", error: "Invalid API key" });
+    expect(w.model.get("connection_state")).toBe("disconnected");
+    expect(w.peers[0]!.closed).toBe(true);
+
+    await w.controller.start();
+    grantToken(w.model);
+    await flush();
+    w.transports.at(-1)!.accept();
+    expect(w.peers).toHaveLength(2);
+    w.controller.stop();
+    expect(w.peers.every((p) => p.closed)).toBe(true);
+    expect(w.transports.at(-1)!.sent.map((m) => (m as { type: string }).type)).toEqual(["prompt"]);
+  });
+
+  it("keeps an unused early peer through a reconnect before the ack, and sends its offer once", async () => {
+    const w = setup();
+    await w.controller.start();
+    grantToken(w.model);
+    await flush();
+    const peer = w.peers[0]!;
+    peer.events.offer("v=0 early");
+    w.transports[0]!.drop(1006);
+    expect(peer.closed).toBe(false);
+    w.clock.advance(1);
+    grantToken(w.model);
+    await flush();
+    expect(w.peers).toHaveLength(1);
+    const second = w.transports[1]!;
+    second.accept();
+    second.deliver({ type: "prompt_ack", prompt: "Anime", success: true });
+    expect(second.sent.slice(1)).toEqual([{ type: "offer", sdp: "v=0 early" }]);
+    expect(w.transports[0]!.sent.some((m) => (m as { type: string }).type === "offer")).toBe(false);
+  });
+
+  it("gives an early peer the new track when the source changed before the ack", async () => {
+    const w = setup();
+    await w.controller.start();
+    grantToken(w.model);
+    await flush();
+    const early = w.peers[0]!;
+    w.model.set("mirror", true);
+    await flush();
+    expect(early.closed).toBe(true); // made with the old track
+    const transport = w.transports[0]!;
+    transport.accept();
+    transport.deliver({ type: "prompt_ack", prompt: "Anime", success: true });
+    const peer = w.peers.at(-1)!;
+    expect(peer).not.toBe(early);
+    expect(peer.track).toBe(w.sources.at(-1)!.track);
     expect(w.peers.filter((p) => !p.closed)).toHaveLength(1);
   });
 

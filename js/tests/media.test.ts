@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { fromBase64, toBase64, toBytes } from "../src/bytes";
 import { MediaError } from "../src/errors";
-import { preferCodec, turnServer } from "../src/peer";
+import { HeldPeerEvents, preferCodec, turnServer } from "../src/peer";
 import { cameraConstraints, captureUnavailable, describeCaptureFailure, type MediaEnvironment } from "../src/sources";
 
 const browser: MediaEnvironment = { hasMediaDevices: true, secureContext: true, vscode: false };
@@ -83,5 +83,26 @@ describe("bytes", () => {
     const large = new Uint8Array(100_000).map((_, i) => i % 256);
     const decoded = fromBase64(toBase64(large));
     expect(decoded.length === large.length && decoded.every((value, i) => value === large[i])).toBe(true);
+  });
+});
+
+describe("HeldPeerEvents", () => {
+  it("holds a peer's events until released, then delivers them in order and passes later ones on", () => {
+    const held = new HeldPeerEvents();
+    const seen: string[] = [];
+    held.offer("v=0");
+    held.candidate({ candidate: "candidate:1" });
+    held.state("connecting");
+    expect(seen).toEqual([]);
+    held.release({
+      offer: (sdp) => seen.push(`offer ${sdp}`),
+      candidate: (candidate) => seen.push(`candidate ${candidate?.candidate ?? "end"}`),
+      state: (state) => seen.push(`state ${state}`),
+      remoteStream: () => seen.push("stream"),
+    });
+    expect(seen).toEqual(["offer v=0", "candidate candidate:1", "state connecting"]);
+    held.candidate(null);
+    held.remoteStream({} as MediaStream);
+    expect(seen.slice(3)).toEqual(["candidate end", "stream"]);
   });
 });
