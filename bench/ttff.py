@@ -1,7 +1,8 @@
 """Time to first transformed frame: the widget's front end vs a minimal reference page.
 
-Run ``python bench/ttff.py [--runs 10] [--chromium /usr/bin/chromium]``. Not part of the test run;
-it prints figures and goals, and never fails on them.
+Run ``python bench/ttff.py [--runs 10] [--phases] [--baseline DIR] [--chromium /usr/bin/chromium]``.
+Not part of the test run; it prints figures and goals, and never fails on them. ``--baseline``
+measures another build's ``widget.js`` (e.g. an older commit's) in the same runs, interleaved.
 
 How it measures:
 
@@ -73,7 +74,7 @@ WIDGET_HTML = """<!doctype html>
 <body>HOST_CHROME<div id="cell" style="width:900px"></div>
 <script type="module">
 window.ttff = async (config) => {
-  const mod = await import("/widget.js");
+  const mod = await import(config.bundle || "/widget.js");
   const def = typeof mod.default === "function" ? await mod.default() : mod.default;
   const state = {
     model: config.model.name, model_spec: config.model, prompt: "invert", enhance: true,
@@ -317,17 +318,24 @@ def build_pattern(out: Path) -> None:
 
 
 def measure(
-    runs: int, chromium: str, phases: dict[str, dict[str, list[float]]] | None = None
+    runs: int,
+    chromium: str,
+    phases: dict[str, dict[str, list[float]]] | None = None,
+    baseline: Path | None = None,
 ) -> dict[str, list[float]]:
     from playwright.sync_api import sync_playwright
 
     import decart_widget as dw
 
-    results: dict[str, list[float]] = {"widget": [], "reference": []}
+    kinds = ["widget", "reference"] + (["baseline"] if baseline else [])
+    results: dict[str, list[float]] = {kind: [] for kind in kinds}
     with tempfile.TemporaryDirectory(prefix="ttff-") as tmp, dw.Emulator() as emu:
         site = Path(tmp)
         for name in ("widget.js", "widget.css"):
             (site / name).write_bytes((STATIC / name).read_bytes())
+        if baseline:
+            (site / "baseline").mkdir()
+            (site / "baseline" / "widget.js").write_bytes((baseline / "widget.js").read_bytes())
         build_pattern(site / "synthetic.js")
         (site / "widget.html").write_text(WIDGET_HTML)
         (site / "reference.html").write_text(REFERENCE_HTML)
@@ -340,21 +348,22 @@ def measure(
                 if phases is not None:
                     context.add_init_script(PHASES_JS)
                 # one unmeasured run each: Chromium's first WebRTC / codec set-up is not the app's
-                plan = [("widget", True), ("reference", True)]
+                plan = [(kind, True) for kind in kinds]
                 for _ in range(runs):
-                    plan += [("widget", False), ("reference", False)]
+                    plan += [(kind, False) for kind in kinds]
                 for kind, warm_up in plan:
                     token = minter.mint(expires_in=120, allowed_models=[MODEL["name"]], reuse=False)
                     page = context.new_page()
-                    page.goto(f"{base}/{kind}.html")
+                    page.goto(f"{base}/{'reference' if kind == 'reference' else 'widget'}.html")
                     page.wait_for_function(
                         "typeof window.ttff === 'function' && "
-                        f"{'true' if kind == 'widget' else 'Boolean(window.drawSynthetic)'}"
+                        f"{'Boolean(window.drawSynthetic)' if kind == 'reference' else 'true'}"
                     )
                     config = {
                         "token": token.api_key,
                         "realtimeUrl": emu.realtime_url,
                         "model": MODEL,
+                        "bundle": "/baseline/widget.js" if kind == "baseline" else "/widget.js",
                     }
                     result = page.evaluate("(config) => window.ttff(config)", config)
                     marks = page.evaluate(
@@ -387,6 +396,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--chromium", default=os.environ.get("DECART_WIDGET_CHROMIUM", "/usr/bin/chromium")
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="a directory holding another build's widget.js (e.g. of an older commit): measured "
+        "in the same runs, interleaved, and compared with the current bundle",
+    )
     args = parser.parse_args(argv)
 
     print("bundle (minified):")
@@ -407,7 +422,9 @@ def main(argv: list[str]) -> int:
     phases: dict[str, dict[str, list[float]]] | None = (
         {"widget": {}, "reference": {}} if args.phases else None
     )
-    results = measure(args.runs, args.chromium, phases)
+    if phases is not None and args.baseline:
+        phases["baseline"] = {}
+    results = measure(args.runs, args.chromium, phases, args.baseline)
     widget, reference = results["widget"], results["reference"]
     print(f"  load average at the end:   {load_average()}  (other work inflates the figures)")
     for kind, values in results.items():
@@ -428,14 +445,21 @@ def main(argv: list[str]) -> int:
             f"  widget median {median:.2f} s  (goal < {GOAL_MEDIAN_S} s: "
             f"{'met' if median < GOAL_MEDIAN_S else 'NOT met'})"
         )
+    if results.get("baseline") and widget and reference:
+        base = statistics.median(results["baseline"])
+        print(
+            f"  baseline/reference {base / statistics.median(reference):.2f}   "
+            f"widget - baseline {(statistics.median(widget) - base) * 1000:+.0f} ms"
+        )
     if phases is not None:
-        print("  median ms from the start call (widget / reference):")
+        shown = [kind for kind in ("widget", "reference", "baseline") if kind in phases]
+        print(f"  median ms from the start call ({' / '.join(shown)}):")
         for key, label in [*PHASES, ("", "first frame")]:
             cells = []
-            for kind in ("widget", "reference"):
+            for kind in shown:
                 values = phases[kind].get(key) if key else results[kind]
                 cells.append(f"{statistics.median(values) * 1000:5.0f}" if values else "    -")
-            print(f"    {label:<19} {cells[0]} / {cells[1]}")
+            print(f"    {label:<19} {' / '.join(cells)}")
     return 0
 
 

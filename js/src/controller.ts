@@ -58,6 +58,15 @@ interface WarmPeer {
 /** A token asked for while the camera opened is used only if the camera took less than this. */
 export const PREFETCH_FRESH_SECONDS = 20;
 
+/**
+ * How long the input preview waits for the transformed output before it shows anyway. While a
+ * session starts, the preview (a full-size video the page scales every frame) competes with the
+ * handshake, the encoder and the decoder for the CPU: on a 2-core machine showing it at once
+ * delayed the first transformed frame by ~25 ms (bench/ttff.py --baseline). Input and output then
+ * appear together.
+ */
+export const PREVIEW_HOLD_MS = 1000;
+
 /** How long a widget with no view left keeps its session (a view may be re-attached). */
 export const ORPHAN_GRACE_MS = 2000;
 
@@ -65,6 +74,9 @@ export class Controller {
   readonly session: Session;
   /** the live input stream, shared by every view's preview */
   localStream: MediaStream | null = null;
+  /** whether views show the input preview yet (see PREVIEW_HOLD_MS) */
+  private previewShown = false;
+  private previewTimer: unknown = null;
   /** the transformed video from the service */
   remoteStream: MediaStream | null = null;
   /** true while the input source is being opened (before connecting) */
@@ -222,6 +234,11 @@ export class Controller {
     this.notify();
   }
 
+  /** The input stream views show: held back until the output arrives or PREVIEW_HOLD_MS passed. */
+  get previewStream(): MediaStream | null {
+    return this.previewShown ? this.localStream : null;
+  }
+
   listCameras(): Promise<MediaDeviceInfo[]> {
     return this.deps.listCameras();
   }
@@ -253,6 +270,7 @@ export class Controller {
     this.stop();
     this.disposed = true;
     if (this.orphanTimer !== null) this.deps.clearTimeout(this.orphanTimer);
+    this.clearPreviewTimer();
     this.clearTimer();
     this.stopStats();
     for (const [id, waiter] of this.tokenWaiters) {
@@ -593,6 +611,7 @@ export class Controller {
       remoteStream: (stream) => {
         if (!current()) return;
         this.remoteStream = stream;
+        this.showPreview();
         this.notify();
       },
     };
@@ -723,6 +742,7 @@ export class Controller {
     }
     this.source = source;
     this.localStream = source.stream;
+    this.holdPreview();
     source.track.addEventListener?.("ended", () => this.sourceEnded(source, kind));
     this.notify();
     return source;
@@ -739,7 +759,7 @@ export class Controller {
   /** Source settings changed: swap the track under a running session. */
   private async restartSource(): Promise<void> {
     if (!this.source) return;
-    this.releaseSource();
+    this.releaseSource(true);
     try {
       const source = await this.ensureSource();
       await this.peer?.replaceTrack(source.track);
@@ -750,8 +770,33 @@ export class Controller {
     }
   }
 
-  private releaseSource(): void {
+  private holdPreview(): void {
+    this.clearPreviewTimer();
+    if (this.previewShown || this.remoteStream) {
+      this.previewShown = true; // a new track under a running session: nothing to wait for
+      return;
+    }
+    this.previewTimer = this.deps.setTimeout(() => {
+      this.previewTimer = null;
+      this.showPreview();
+      this.notify();
+    }, PREVIEW_HOLD_MS);
+  }
+
+  private showPreview(): void {
+    this.clearPreviewTimer();
+    this.previewShown = true;
+  }
+
+  private clearPreviewTimer(): void {
+    if (this.previewTimer !== null) this.deps.clearTimeout(this.previewTimer);
+    this.previewTimer = null;
+  }
+
+  private releaseSource(keepPreview = false): void {
     this.discardWarm(); // made with this source's track
+    this.clearPreviewTimer();
+    this.previewShown &&= keepPreview;
     this.sourceGeneration++;
     const source = this.source;
     this.source = null;

@@ -231,7 +231,7 @@ export class View {
     put(this.placeholder, "textContent", view.outputPlaceholder);
     if (document.activeElement !== this.prompt) put(this.prompt, "value", this.currentPrompt());
     put(this.enhance, "checked", this.requested.enhance ?? this.model.get("enhance") ?? true);
-    attach(this.inputPane, this.inputVideo, controller.localStream);
+    attach(this.inputPane, this.inputVideo, controller.previewStream);
     attach(this.outputPane, this.outputVideo, controller.remoteStream);
     put(this.device, "hidden", source !== "camera" || !this.device.options.length);
     if (source === "camera" && controller.localStream) void this.fillDevices();

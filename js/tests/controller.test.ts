@@ -457,6 +457,22 @@ describe("Controller: lifecycle", () => {
     expect(w.peers.filter((p) => !p.closed)).toHaveLength(1);
   });
 
+  it("keeps the preview through a reconnect and a camera change while running", async () => {
+    const w = setup();
+    expect(w.controller.previewStream).toBeNull();
+    const { peer, transport } = await live(w);
+    expect(w.controller.previewStream).toBeNull(); // no output yet
+    peer.events.remoteStream({} as MediaStream);
+    expect(w.controller.previewStream).toBe(w.sources[0]!.stream);
+    transport.drop(1006);
+    expect(w.model.get("connection_state")).toBe("reconnecting");
+    expect(w.controller.previewStream).toBe(w.sources[0]!.stream);
+    w.model.set("mirror", true);
+    await flush();
+    expect(w.sources).toHaveLength(2);
+    expect(w.controller.previewStream).toBe(w.sources[1]!.stream);
+  });
+
   it("swaps the track when the camera settings change while running", async () => {
     const w = setup();
     const { peer } = await live(w);

@@ -1,7 +1,7 @@
 // @vitest-environment happy-dom
 import { afterEach, describe, expect, it } from "vitest";
 import widget from "../src/index";
-import { Controller } from "../src/controller";
+import { Controller, PREVIEW_HOLD_MS } from "../src/controller";
 import type { WidgetTraits } from "../src/traits";
 import { View } from "../src/view";
 import { FakeModel, flush, world } from "./fakes";
@@ -82,7 +82,8 @@ describe("View", () => {
     const video = (pane: string) => $<HTMLVideoElement>(`.dw-${pane} video`);
     $<HTMLButtonElement>(".dw-start").click();
     await flush();
-    expect(video("input")?.srcObject).toBe(sources[0]!.stream);
+    expect(sources).toHaveLength(1);
+    expect(video("input")).toBeNull(); // the preview waits for the output (PREVIEW_HOLD_MS)
     expect(video("output")).toBeNull();
     const request = model.fromFront.find((m) => (m as { type: string }).type === "token_request") as { id: number };
     model.fromKernel({ type: "token", id: request.id, api_key: "ek_test" });
@@ -94,9 +95,26 @@ describe("View", () => {
     const remote = new MediaStream();
     peers[0]!.events.remoteStream(remote);
     expect(video("output")?.srcObject).toBe(remote);
+    expect(video("input")?.srcObject).toBe(sources[0]!.stream);
     $<HTMLButtonElement>(".dw-start").click();
     expect(video("input")).toBeNull();
     expect(video("output")).toBeNull();
+  });
+
+  it("shows the preview after PREVIEW_HOLD_MS when the output is slow, and hides it on stop", async () => {
+    const { $, sources, clock } = mount();
+    const input = () => $<HTMLVideoElement>(".dw-input video");
+    $<HTMLButtonElement>(".dw-start").click();
+    await flush();
+    clock.advance((PREVIEW_HOLD_MS - 1) / 1000);
+    expect(input()).toBeNull();
+    clock.advance(1 / 1000);
+    expect(input()?.srcObject).toBe(sources[0]!.stream);
+    $<HTMLButtonElement>(".dw-start").click();
+    expect(input()).toBeNull();
+    $<HTMLButtonElement>(".dw-start").click(); // a new start holds it back again
+    await flush();
+    expect(input()).toBeNull();
   });
 
   it("the overlay click starts the camera", async () => {
