@@ -1,6 +1,6 @@
 """Time to first transformed frame: the widget's front end vs a minimal reference page.
 
-Run ``python bench/ttff.py [--runs 10] [--phases] [--baseline DIR] [--chromium /usr/bin/chromium]``.
+Run ``python bench/ttff.py [--runs 20] [--phases] [--baseline DIR] [--chromium /usr/bin/chromium]``.
 Not part of the test run; it prints figures and goals, and never fails on them. ``--baseline``
 measures another build's ``widget.js`` (e.g. an older commit's) in the same runs, interleaved.
 
@@ -389,7 +389,7 @@ def measure(
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=20)
     parser.add_argument(
         "--phases", action="store_true", help="also print the median time of each handshake step"
     )
