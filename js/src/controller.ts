@@ -74,9 +74,6 @@ export class Controller {
   readonly session: Session;
   /** the live input stream, shared by every view's preview */
   localStream: MediaStream | null = null;
-  /** whether views show the input preview yet (see PREVIEW_HOLD_MS) */
-  private previewShown = false;
-  private previewTimer: unknown = null;
   /** the transformed video from the service */
   remoteStream: MediaStream | null = null;
   /** true while the input source is being opened (before connecting) */
@@ -87,6 +84,9 @@ export class Controller {
   private readonly customHandler: (message: unknown) => void;
   private source: InputSource | null = null;
   private sourceGeneration = 0;
+  /** whether views show the input preview yet (see PREVIEW_HOLD_MS) */
+  private previewShown = false;
+  private previewTimer: unknown = null;
   private startGeneration = 0;
   private transport: Transport | null = null;
   private socketGeneration = 0;
