@@ -17,6 +17,8 @@ export interface ViewInput {
   stats: Partial<Stats> | null;
   source: SourceKind;
   hasRemote: boolean;
+  /** whether the input preview shows (it waits for the output while a session starts) */
+  hasPreview: boolean;
 }
 
 export interface Presentation {
@@ -29,6 +31,8 @@ export interface Presentation {
   overlay: string | null;
   /** text over the output pane, or "" once the transformed video shows */
   outputPlaceholder: string;
+  /** text over the input pane while capture starts and its preview is held back, else "" */
+  inputPlaceholder: string;
 }
 
 // What to do next, by error kind. Capture errors are written by the front end with their own
@@ -115,6 +119,12 @@ function outputPlaceholder(input: ViewInput): string {
   }
 }
 
+function inputPlaceholder(input: ViewInput, idle: boolean): string {
+  if (idle || input.hasPreview) return "";
+  if (input.starting) return input.source === "camera" ? "Opening the camera…" : "Starting…";
+  return input.state === "disconnected" ? "" : "Shown with the transformed video…";
+}
+
 export function present(input: ViewInput): Presentation {
   const idle = input.state === "disconnected" && !input.starting;
   return {
@@ -125,5 +135,6 @@ export function present(input: ViewInput): Presentation {
     stats: input.state === "disconnected" ? "" : formatStats(input.stats),
     overlay: idle ? START_LABELS[input.source] ?? "Start" : null,
     outputPlaceholder: outputPlaceholder(input),
+    inputPlaceholder: inputPlaceholder(input, idle),
   };
 }

@@ -70,6 +70,7 @@ export class View {
   private readonly outputPane: HTMLElement;
   private readonly overlay = h("button", "dw-overlay", { type: "button" });
   private readonly placeholder = h("div", "dw-placeholder");
+  private readonly inputPlaceholder = h("div", "dw-placeholder");
   private readonly prompt = h("input", "dw-prompt", {
     type: "text",
     placeholder: "Describe a style, e.g. Anime style — Enter to apply",
@@ -95,7 +96,11 @@ export class View {
       dismiss,
     ]);
     const upload = h("button", "dw-button", { type: "button", textContent: "Image…", title: "Reference image (or drop one here)" });
-    this.inputPane = h("figure", "dw-pane dw-input", {}, [this.overlay, h("figcaption", "", { textContent: "Input" })]);
+    this.inputPane = h("figure", "dw-pane dw-input", {}, [
+      this.overlay,
+      this.inputPlaceholder,
+      h("figcaption", "", { textContent: "Input" }),
+    ]);
     this.outputPane = h("figure", "dw-pane dw-output", {}, [this.placeholder, h("figcaption", "", { textContent: "Output" })]);
     this.root = h("div", "decart-widget", {}, [
       h("div", "dw-header", {}, [this.pill, this.usage, this.stats, this.note]),
@@ -207,6 +212,7 @@ export class View {
       stats: (this.model.get("stats") ?? null) as Partial<Stats> | null,
       source,
       hasRemote: controller.remoteStream !== null,
+      hasPreview: controller.previewStream !== null,
     });
     put(this.pill, "textContent", view.pill.text);
     put(this.pill, "className", `dw-pill dw-tone-${view.pill.tone}`);
@@ -229,6 +235,8 @@ export class View {
     put(this.overlay, "textContent", view.overlay ?? "");
     put(this.placeholder, "hidden", view.outputPlaceholder === "");
     put(this.placeholder, "textContent", view.outputPlaceholder);
+    put(this.inputPlaceholder, "hidden", view.inputPlaceholder === "");
+    put(this.inputPlaceholder, "textContent", view.inputPlaceholder);
     if (document.activeElement !== this.prompt) put(this.prompt, "value", this.currentPrompt());
     put(this.enhance, "checked", this.requested.enhance ?? this.model.get("enhance") ?? true);
     attach(this.inputPane, this.inputVideo, controller.previewStream);

@@ -10,6 +10,7 @@ const base: ViewInput = {
   stats: null,
   source: "camera",
   hasRemote: false,
+  hasPreview: false,
 };
 
 describe("present", () => {
@@ -48,6 +49,15 @@ describe("present", () => {
     expect(present({ ...base, state: "generating" }).outputPlaceholder).toMatch(/Waiting/);
     expect(present({ ...base, state: "generating", hasRemote: true }).outputPlaceholder).toBe("");
     expect(present({ ...base, state: "reconnecting", hasRemote: true }).outputPlaceholder).toMatch(/reconnecting/);
+  });
+
+  it("says what the input pane waits for while its preview is held back", () => {
+    expect(present({ ...base, state: "disconnected" }).inputPlaceholder).toBe("");
+    expect(present({ ...base, state: "disconnected", starting: true, source: "camera" }).inputPlaceholder).toBe("Opening the camera…");
+    expect(present({ ...base, state: "disconnected", starting: true, source: "synthetic" }).inputPlaceholder).toBe("Starting…");
+    expect(present({ ...base, state: "connecting" }).inputPlaceholder).toMatch(/Shown with the transformed video/);
+    expect(present({ ...base, state: "connecting", hasPreview: true }).inputPlaceholder).toBe("");
+    expect(present({ ...base, state: "reconnecting", hasPreview: true }).inputPlaceholder).toBe("");
   });
 
   it.each([

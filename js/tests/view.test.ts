@@ -106,10 +106,14 @@ describe("View", () => {
     const input = () => $<HTMLVideoElement>(".dw-input video");
     $<HTMLButtonElement>(".dw-start").click();
     await flush();
+    const waiting = $<HTMLDivElement>(".dw-input .dw-placeholder");
     clock.advance((PREVIEW_HOLD_MS - 1) / 1000);
     expect(input()).toBeNull();
+    expect(waiting.hidden).toBe(false); // never a blank pane while the camera is on
+    expect(waiting.textContent).toMatch(/Shown with the transformed video/);
     clock.advance(1 / 1000);
     expect(input()?.srcObject).toBe(sources[0]!.stream);
+    expect(waiting.hidden).toBe(true);
     $<HTMLButtonElement>(".dw-start").click();
     expect(input()).toBeNull();
     $<HTMLButtonElement>(".dw-start").click(); // a new start holds it back again
