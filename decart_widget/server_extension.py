@@ -5,15 +5,15 @@ Jupyter server leaves Nagle's algorithm on for the WebSocket between the page an
 previous one is not yet acknowledged waits for that acknowledgement, and the browser delays its
 acknowledgements by up to 40 ms. Every comm reply follows the kernel's ``busy`` status message, so
 a prompt typed in a ``signaling="kernel"`` view waited for its ack up to 40 ms longer
-(``bench/signaling.py --settle-ms 0``: 54 -> 19 ms at p50). The extension wraps whatever kernel
-WebSocket connection class the server uses (the default ZMQ one, or a gateway's) in a subclass that
-sets ``TCP_NODELAY`` when a page connects, as asyncio and the ``websockets`` library do for every
-connection by default.
+(``bench/signaling.py --settle-ms 0 --compare-nagle``: 52 -> 19 ms at p50). The extension wraps
+whatever kernel WebSocket connection class the server uses (the default ZMQ one, or a gateway's)
+in a subclass that sets ``TCP_NODELAY`` when a page connects, as asyncio and the ``websockets``
+library do for every connection by default.
 
 Installed with the package and enabled by
 ``etc/jupyter/jupyter_server_config.d/decart_widget.json``; ``jupyter server extension disable
-decart_widget`` turns it off. It imports no Jupyter module
-itself: the server hands it what it needs.
+decart_widget`` turns it off. It imports no Jupyter module itself: the server hands it what it
+needs.
 """
 
 from __future__ import annotations
@@ -31,7 +31,9 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
     settings = serverapp.web_app.settings
     current = settings.get(SETTING)
     if current is None:
-        logger.warning("decart_widget: this server has no %s setting; nothing changed", SETTING)
+        serverapp.log.warning(
+            "decart_widget: no %s setting in this server; nothing changed", SETTING
+        )
         return
     settings[SETTING] = without_nagle(current)
     serverapp.log.info("decart_widget: kernel WebSockets send without Nagle's delay (TCP_NODELAY)")
