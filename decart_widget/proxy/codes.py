@@ -9,7 +9,9 @@ code   meaning
 =====  =============================================================================
 1000   normal end (either side closed normally)
 1001   going away: the proxy is shutting down, or the upstream said so; reconnect
-1011   upstream failure: unreachable, lost mid-session, internal error, ledger down
+1011   upstream failure: unreachable, lost mid-session, internal error, ledger down; or the
+       platform is misconfigured: the service refused the proxy's own key (never 4001, which
+       would make clients blame the user's token)
 4000   bad request: missing or invalid ``model`` / ``resolution``
 4001   unauthorized: missing, invalid or expired token, or origin not allowed
 4002   usage quota exhausted ("insufficient_credits")
@@ -34,6 +36,17 @@ MALFORMED_FRAME = 4008
 FRAME_TOO_BIG = 4009
 CONCURRENCY_LIMIT = 4013
 RATE_LIMITED = 4029
+
+#: Upstream close codes meaning the service refused the proxy's own credentials (the user's
+#: token never travels upstream, so these are never the user's fault).
+UPSTREAM_KEY_REFUSED = frozenset({UNAUTHORIZED, 4003})
+#: HTTP statuses of a refused upstream handshake meaning the same.
+UPSTREAM_KEY_REFUSED_STATUS = frozenset({401, 403})
+#: What the client reads then: a server-side error, worded so that no client takes it for a
+#: bad user token (no "unauthorized", "invalid api key", "401"...).
+KEY_REFUSED_REASON = (
+    "server error: the platform is misconfigured (the service refused the proxy's credentials)"
+)
 
 #: The longest close reason RFC 6455 allows (125-byte payload minus the 2-byte code).
 MAX_REASON_BYTES = 123

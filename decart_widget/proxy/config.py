@@ -28,11 +28,11 @@ import argparse
 import os
 import socket
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from ..backends import DEFAULT_REALTIME_URL
-from ..protocol.urls import redact_key
+from ..protocol.urls import redact, redact_key
 from .limits import MAX_FRAME_BYTES, Limits
 
 DEFAULT_HOST = "127.0.0.1"
@@ -85,7 +85,7 @@ class ProxyConfig:
     def __post_init__(self) -> None:
         if not self.upstream_url.startswith(("ws://", "wss://")):
             raise ConfigError(
-                f"--upstream-url must start with ws:// or wss://, got {self.upstream_url!r}"
+                f"--upstream-url must start with ws:// or wss://, got {redact(self.upstream_url)!r}"
             )
         if not (0 <= self.port <= 65535):
             raise ConfigError(f"--port must be 0-65535, got {self.port}")
@@ -96,6 +96,12 @@ class ProxyConfig:
             raise ConfigError("drain_seconds must not be negative")
         if self.heartbeat is not None and not self.heartbeat > 0:
             raise ConfigError("heartbeat must be positive (or None)")
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{item.name}={getattr(self, item.name)!r}" for item in fields(self) if item.repr
+        )
+        return redact(f"ProxyConfig({shown})")  # e.g. a password in the upstream URL
 
     def validate_for_serving(self, *, custom_auth: bool = False) -> None:
         """Refuse to serve without an upstream key, or with no or a weak secret."""
@@ -117,7 +123,7 @@ class ProxyConfig:
     def describe(self) -> dict[str, Any]:
         """A loggable summary, with no secret in it."""
         return {
-            "upstream_url": self.upstream_url,
+            "upstream_url": redact(self.upstream_url),
             "api_key": redact_key(self.api_key) if self.api_key else "",
             "secrets": len(self.secrets),
             "host": self.host,

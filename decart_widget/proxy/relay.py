@@ -10,7 +10,10 @@ through unchanged in both directions; the relay only looks at them:
   (else 4029) and are logged (prompts cut to 80 characters);
 * ``generation_tick`` and ``generation_ended`` are written to the ledger, durably, **before** they
   are forwarded; the user's quota is checked after each (close 4002 when exhausted);
-* ``session_id`` renames the session in the logs and is stored in the ledger.
+* ``session_id`` renames the session in the logs and is stored in the ledger;
+* an authentication ``error`` frame (or close 4001/4003) from the service is about the proxy's
+  own key, never the user's: it is not forwarded, the client gets 1011 "the platform is
+  misconfigured" (`codes.KEY_REFUSED_REASON`) and the log an error-level ``upstream_key_refused``.
 
 Either side closing closes the other (codes mapped by `decart_widget.proxy.codes`); the end is
 recorded once, with its reason, in the ledger, the metrics and the log.
@@ -29,7 +32,7 @@ from typing import Any
 import aiohttp
 from aiohttp import WSMsgType, web
 
-from ..protocol.errors import ProtocolError
+from ..protocol.errors import AuthenticationError, ProtocolError, classify
 from ..protocol.messages import END_REASONS, client_message, decode_object
 from ..protocol.urls import build_stream_url
 from . import codes
@@ -151,6 +154,9 @@ class Relay:
         self._upstream_task = asyncio.create_task(self._upstream_side(), name=f"upstream-{self.id}")
         try:
             await self._client_side()
+        except ConnectionError as exc:  # e.g. a pong written to a client that just vanished
+            self.log.event("client_lost", error=str(exc))
+            await self.shutdown("client_lost", codes.NORMAL, "", codes.GOING_AWAY)
         except Exception:
             log.exception("client side of %s failed", self.id)
             await self.shutdown(
@@ -413,6 +419,9 @@ class Relay:
                 config.upstream_connect_timeout,
             )
         except aiohttp.WSServerHandshakeError as exc:
+            if exc.status in codes.UPSTREAM_KEY_REFUSED_STATUS:
+                await self._key_refused(f"HTTP {exc.status}")
+                return None
             self.log.event("upstream_refused", logging.WARNING, status=exc.status)
             if exc.status == 429:
                 code, text = codes.CONCURRENCY_LIMIT, "Concurrent session limit reached (upstream)."
@@ -446,17 +455,12 @@ class Relay:
             elif msg.type is WSMsgType.CLOSE:
                 code = msg.data if isinstance(msg.data, int) else None
                 reason = msg.extra if isinstance(msg.extra, str) else ""
+                if code in codes.UPSTREAM_KEY_REFUSED:
+                    await self._key_refused(f"close {code} {reason}".strip())
+                    return
                 client_code, client_reason = codes.from_upstream(code, reason)
                 end = _end_reason(code, self._generation_ended)
-                self.log.event(
-                    "upstream_closed",
-                    logging.ERROR if code == codes.UNAUTHORIZED else logging.INFO,
-                    code=code,
-                    reason=reason,
-                    hint="the service refused the proxy's API key"
-                    if code == codes.UNAUTHORIZED
-                    else None,
-                )
+                self.log.event("upstream_closed", code=code, reason=reason)
                 await self.shutdown(end, client_code, client_reason, codes.NORMAL)
             elif msg.type is WSMsgType.ERROR:
                 self.log.event("upstream_error", logging.WARNING, error=str(msg.data))
@@ -515,12 +519,30 @@ class Relay:
         elif kind == "generation_started":
             self.log.event("generation_started")
         elif kind == "error":
-            self.log.event("upstream_error_message", logging.WARNING, error=obj.get("error"))
+            error = obj.get("error")
+            if isinstance(error, str) and isinstance(classify(error), AuthenticationError):
+                # The service's words for a bad key would make the client blame its user.
+                await self._key_refused(error)
+                return
+            self.log.event("upstream_error_message", logging.WARNING, error=error)
         elif kind is None:
             self.log.event("upstream_malformed_frame", logging.WARNING, size=len(text))
         await self._to_client(text)
         if kind == "generation_tick" and self.quota is not None:
             await self._check_quota()
+
+    async def _key_refused(self, detail: str) -> None:
+        """The service refused the proxy's own key: a platform problem, never the user's."""
+        self.log.event(
+            "upstream_key_refused",
+            logging.ERROR,
+            detail=detail,
+            hint="the service refused the proxy's API key (--api-key / DECART_API_KEY): "
+            "every session fails until it is fixed",
+        )
+        await self.shutdown(
+            "upstream_key_refused", codes.UPSTREAM_ERROR, codes.KEY_REFUSED_REASON, codes.NORMAL
+        )
 
     async def _meter(self, seconds: object) -> bool:
         """Record a cumulative tick before it is forwarded; False if the ledger failed."""

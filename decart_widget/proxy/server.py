@@ -25,7 +25,7 @@ from aiohttp import web
 
 from .._loop_thread import LoopThread
 from ..backends import Backend
-from ..protocol.urls import url_host
+from ..protocol.urls import redact, url_host
 from .app import ProxyService
 from .auth import Authenticator, issue_token
 from .config import ProxyConfig
@@ -244,7 +244,7 @@ class ProxyServer:
 
     def __repr__(self) -> str:
         where = self.realtime_url if self._port is not None else "not started"
-        return f"ProxyServer({where}, upstream={self.config.upstream_url!r})"
+        return f"ProxyServer({where}, upstream={redact(self.config.upstream_url)!r})"
 
 
 async def serve_async(

@@ -45,6 +45,15 @@ def test_redact_keeps_the_rest() -> None:
     )
 
 
+def test_redact_hides_the_password_of_a_url_and_keeps_its_user_and_host() -> None:
+    assert redact("proxy ready upstream=ws://platform:pA55@10.0.0.1:9/x ok") == (
+        "proxy ready upstream=ws://platform:***@10.0.0.1:9/x ok"
+    )
+    assert redact("postgresql://me:pw@db/ledger") == "postgresql://me:***@db/ledger"
+    for untouched in ("ws://host:8080/v1/stream", "wss://user@host/x", "at 12:30@home"):
+        assert redact(untouched) == untouched
+
+
 def test_redact_key_shows_only_prefix_and_tail() -> None:
     assert redact_key("dct_abcdefghijklmnop") == "dct_***mnop"
     assert redact_key("short") == "***"
