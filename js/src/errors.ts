@@ -135,3 +135,8 @@ export function fromKind(kind: string, message: string): DecartError {
   const ErrorClass = ERROR_CLASSES[kind] ?? DecartError;
   return new ErrorClass(message);
 }
+
+/** Any thrown value as a DecartError (its own kind if it is one). */
+export function asError(error: unknown): DecartError {
+  return error instanceof DecartError ? error : new DecartError(error instanceof Error ? error.message : String(error));
+}

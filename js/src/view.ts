@@ -7,7 +7,7 @@ import { debug } from "./log";
 import { present } from "./present";
 import type { Stats } from "./stats";
 import type { WidgetModel, WidgetTraits } from "./traits";
-import { type KernelOwned, requestSet, saveAndReport } from "./sync";
+import { saveAndReport } from "./sync";
 
 function h<K extends keyof HTMLElementTagNameMap>(
   tag: K,
@@ -49,10 +49,6 @@ function attach(pane: HTMLElement, video: HTMLVideoElement, stream: MediaStream 
     }
   }
   if (!stream) video.remove();
-}
-
-function isKernelOwned(key: keyof WidgetTraits): key is KernelOwned {
-  return key === "prompt" || key === "enhance" || key === "image";
 }
 
 export class View {
@@ -293,15 +289,10 @@ export class View {
   }
 
   private save<K extends keyof WidgetTraits>(key: K, value: WidgetTraits[K]): void {
-    if (this.model.get("signaling") === "kernel" && isKernelOwned(key)) {
-      // the kernel sets it (and sends it to the service); the model follows (src/sync.ts)
-      if (key === "prompt") this.requested.prompt = value as string;
-      if (key === "enhance") this.requested.enhance = value as boolean;
-      requestSet(this.model, { [key]: value });
-      return;
-    }
-    this.model.set(key, value);
-    saveAndReport(this.model, [key]);
+    if (!this.controller.edit(key, value)) return;
+    // the kernel was asked to set it; the box shows it until the model follows (src/sync.ts)
+    if (key === "prompt") this.requested.prompt = value as string;
+    if (key === "enhance") this.requested.enhance = value as boolean;
   }
 
   private listen(target: EventTarget, event: string, handler: (event: Event) => void): void {

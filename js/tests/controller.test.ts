@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { Controller, TOKEN_TIMEOUT_MS } from "../src/controller";
+import { Controller } from "../src/controller";
+import { TOKEN_TIMEOUT_MS } from "../src/kernel_rpc";
 import { MediaError } from "../src/errors";
 import type { WidgetTraits } from "../src/traits";
 import { FakeModel, flush, world } from "./fakes";

@@ -2,6 +2,7 @@
 import type { ControllerDeps } from "../src/controller";
 import type { IceCandidateInfo, TurnConfig } from "../src/messages";
 import type { Peer, PeerEvents } from "../src/peer";
+import { webrtcMedia } from "../src/peer_link";
 import type { InputSource, SourceKind, SourceOptions } from "../src/sources";
 import type { WidgetModel, WidgetTraits } from "../src/traits";
 import type { ConnectContext, SignalingMode, Transport } from "../src/transports";
@@ -243,11 +244,11 @@ export function world(options: { sourceError?: Error } = {}) {
     setTimeout: clock.setTimeout,
     clearTimeout: clock.clearTimeout,
     signalingModes: { direct: mode, proxy: mode },
-    createPeer(iceServers, events) {
+    media: webrtcMedia((iceServers, events) => {
       const peer = new FakePeer(iceServers, events);
       peers.push(peer);
       return peer;
-    },
+    }),
     async openSource(kind, sourceOptions) {
       if (options.sourceError) throw options.sourceError;
       const source = new FakeSource(kind, sourceOptions);
@@ -260,3 +261,10 @@ export function world(options: { sourceError?: Error } = {}) {
 }
 
 export const flush = (): Promise<void> => new Promise((resolve) => globalThis.setTimeout(resolve, 0));
+
+/** A FakeClock as the `Clock` the front end's parts take. */
+export const clockOf = (clock: FakeClock) => ({
+  now: () => clock.now,
+  setTimeout: clock.setTimeout,
+  clearTimeout: clock.clearTimeout,
+});

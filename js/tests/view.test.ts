@@ -1,7 +1,9 @@
 // @vitest-environment happy-dom
 import { afterEach, describe, expect, it } from "vitest";
 import widget from "../src/index";
-import { Controller, PREVIEW_HOLD_MS } from "../src/controller";
+import { Controller } from "../src/controller";
+import { PREVIEW_HOLD_MS } from "../src/source_manager";
+import { kernelSignalingMode } from "../src/kernel_transport";
 import type { WidgetTraits } from "../src/traits";
 import { View } from "../src/view";
 import { FakeModel, flush, world } from "./fakes";
@@ -10,6 +12,7 @@ const views: View[] = [];
 
 function mount(traits: Partial<WidgetTraits> = {}) {
   const fakes = world();
+  fakes.deps.signalingModes = { ...fakes.deps.signalingModes, kernel: kernelSignalingMode() };
   const model = new FakeModel(traits);
   const controller = new Controller(model.asModel(), fakes.deps);
   const view = new View(model.asModel(), controller);

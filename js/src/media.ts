@@ -1,0 +1,46 @@
+// The media transport: how the camera's video reaches the model and the output comes back. It is
+// the second axis of a session, independent of the signaling mode (transports.ts): any signaling
+// mode carries the same control frames, and any media transport rides on them. Today there is
+// one, WebRTC with SDP over the signaling link ("Gen-A", peer_link.ts). A LiveKit room ("Gen-B",
+// docs/protocol.md) plugs in as another MediaTransport: the session core's media actions for it
+// reach its link through `handle`, and it reports back through the same MediaHost.
+
+import type { Clock, Input } from "./core_loop";
+import type { Action } from "./session";
+import type { Stats } from "./stats";
+
+/** The session core's actions that a media link carries out. */
+export type MediaAction = Extract<Action, { kind: "StartPeer" | "ClosePeer" | "ApplyAnswer" | "AddRemoteCandidate" | "RestartIce" }>;
+
+/** What a media link needs from the widget. */
+export interface MediaHost {
+  clock: Clock;
+  /** feed the session core (local offers, candidates, media state) */
+  toCore(input: Input): void;
+  /** the input track to send now (null before the source is open) */
+  track(): MediaStreamTrack | null;
+  iceServers(): RTCIceServer[];
+  /** the transformed video arrived, or went (null) */
+  remoteStream(stream: MediaStream | null): void;
+  /** a new sample of the media statistics; null: none any more */
+  stats(stats: Stats | null): void;
+}
+
+/** One widget's media: at most one live connection (and one prepared ahead) at a time. */
+export interface MediaLink {
+  /** The transformed video, while a connection delivers it. */
+  readonly remoteStream: MediaStream | null;
+  /** The signaling link started connecting: prepare what the handshake will ask for. */
+  prepare(): void;
+  handle(action: MediaAction): void;
+  /** The input source changed under a running session. */
+  replaceTrack(track: MediaStreamTrack | null): Promise<void>;
+  /** Drop what was prepared for the current source (it is being released). */
+  discardPrepared(): void;
+  /** The widget is gone: close everything. */
+  dispose(): void;
+}
+
+export interface MediaTransport {
+  open(host: MediaHost): MediaLink;
+}
