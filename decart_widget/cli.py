@@ -29,6 +29,7 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
         api_key=args.api_key,
         max_concurrent_sessions=args.max_sessions,
         credits_seconds=args.credits,
+        room_capacity=args.room_capacity,
     )
     return 0
 
@@ -85,6 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="generation seconds per key (default: no limit)",
+    )
+    emulator.add_argument(
+        "--room-capacity",
+        type=int,
+        default=None,
+        metavar="N",
+        help="Gen-B sessions in rooms at once; later ones queue and get queue_position "
+        "(0: every session waits; default: no queue)",
     )
 
     commands.add_parser(

@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 
 from .credits import CreditLedger
 from .faults import Faults
+from .gen_b import RoomHost
 from .moderation import DEFAULT_BLOCKLIST, Moderator
+from .queue import RoomQueue
 from .records import Recorder
 from .tokens import TokenStore
 
@@ -26,6 +28,9 @@ class EmulatorConfig:
     #: Wall-clock seconds per generation second: ticks, credits and maxSessionDuration all count
     #: in ticks, so a small value makes a fast test of a long session.
     tick_seconds: float = 1.0
+    #: Gen-B sessions that may hold a room at once; the others wait in line, told their
+    #: ``queue_position`` (see `decart_widget.emulator.queue`). None: nobody waits; 0: everyone.
+    room_capacity: int | None = None
 
     def __post_init__(self) -> None:
         if not self.api_key:
@@ -36,6 +41,8 @@ class EmulatorConfig:
             raise ValueError("max_concurrent_sessions must be at least 1")
         if self.tick_seconds <= 0:
             raise ValueError("tick_seconds must be positive")
+        if self.room_capacity is not None and self.room_capacity < 0:
+            raise ValueError("room_capacity must be None or at least 0")
 
     @property
     def max_message_bytes(self) -> int:
@@ -52,6 +59,9 @@ class Services:
     faults: Faults = field(default_factory=Faults)
     recorder: Recorder = field(default_factory=Recorder)
     moderator: Moderator = field(default_factory=Moderator)
+    queue: RoomQueue = field(default_factory=RoomQueue)
+    #: The LiveKit-compatible room server for Gen-B sessions (None: Gen-B joins get an error).
+    rooms: RoomHost | None = None
     #: The port actually bound (``config.port`` may be 0).
     port: int = 0
 
@@ -61,6 +71,7 @@ class Services:
             config=config,
             tokens=TokenStore([config.api_key]),
             moderator=Moderator(config.blocklist),
+            queue=RoomQueue(config.room_capacity),
         )
         services.credits.set(config.api_key, config.credits_seconds)
         return services

@@ -23,6 +23,13 @@ class SessionRecord:
     origin: str | None
     resolution: str | None = None
     user_agent: str | None = None
+    #: "webrtc" (Gen-A: offer/answer) or "livekit" (Gen-B: livekit_join), set by the first media
+    #: message; None before it.
+    transport: str | None = None
+    #: Gen-B: the session's LiveKit room, once opened.
+    room_name: str | None = None
+    #: Gen-B: every ``queue_position`` sent, in order (empty when it never waited).
+    queue_positions: list[int] = field(default_factory=list)
     #: Prompts applied, in order (from ``prompt`` and from ``set_image`` with a prompt).
     prompts_applied: list[str] = field(default_factory=list)
     #: One entry per applied ``set_image``: the image's sha256 (hex), or None for a clear.
@@ -35,7 +42,7 @@ class SessionRecord:
     frames_sent: int = 0
     generation_seconds: int = 0
     #: None while live; then "disconnect", "timeout", "insufficient_credits", "server_shutdown",
-    #: "dropped", "offer_refused", "invalid_offer" or "error".
+    #: "dropped", "offer_refused", "invalid_offer", "left_room" (Gen-B) or "error".
     end_reason: str | None = None
     close_code: int | None = None
     started_at: float = 0.0
@@ -139,6 +146,17 @@ class SessionLog:
     def __init__(self, recorder: Recorder, session_id: str) -> None:
         self._recorder = recorder
         self.session_id = session_id
+
+    def transport(self, kind: str) -> None:
+        self._recorder._update(self.session_id, lambda r: replace(r, transport=kind))
+
+    def room(self, name: str) -> None:
+        self._recorder._update(self.session_id, lambda r: replace(r, room_name=name))
+
+    def queued(self, position: int) -> None:
+        self._recorder._update(
+            self.session_id, lambda r: replace(r, queue_positions=[*r.queue_positions, position])
+        )
 
     def prompt(self, text: str) -> None:
         self._recorder._update(

@@ -53,6 +53,7 @@ class Emulator:
         max_concurrent_sessions: int = 4,
         credits_seconds: float | None = None,
         tick_seconds: float = 1.0,
+        room_capacity: int | None = None,
     ) -> None:
         self._config = EmulatorConfig(
             host=host,
@@ -63,6 +64,7 @@ class Emulator:
             max_concurrent_sessions=max_concurrent_sessions,
             credits_seconds=credits_seconds,
             tick_seconds=tick_seconds,
+            room_capacity=room_capacity,
         )
         self._services = Services.create(self._config)
         self._thread = LoopThread(
@@ -156,6 +158,14 @@ class Emulator:
         return self._config.api_key
 
     @property
+    def generations(self) -> str:
+        """What ``/v1/stream`` speaks, in words (both generations share the URL and port)."""
+        gen_a = "Gen-A (WebRTC offer/answer)"
+        if self._services.rooms is None:
+            return f"{gen_a}; Gen-B unavailable (no LiveKit room server)"
+        return f"{gen_a} and Gen-B (LiveKit rooms at {self.realtime_url}/rtc)"
+
+    @property
     def config(self) -> EmulatorConfig:
         return self._config
 
@@ -185,6 +195,30 @@ class Emulator:
     def credits(self, api_key: str | None = None) -> float | None:
         """Seconds left for a key (default: the emulator's key); None when unlimited."""
         return self._services.credits.remaining(api_key or self.api_key)
+
+    def set_room_capacity(self, capacity: int | None) -> None:
+        """How many Gen-B sessions may hold a room at once; the rest queue (0: hold every new
+        session; None: no queue). Raising it moves waiting sessions into their rooms at once."""
+        if capacity is not None and capacity < 0:
+            raise ValueError("room capacity must be None or at least 0")
+        queue = self._services.queue
+        if not self._thread.running:
+            queue.set_capacity(capacity)
+            return
+
+        async def change() -> None:
+            queue.set_capacity(capacity)
+
+        self._thread.call(change, STOP_TIMEOUT)
+
+    @property
+    def room_capacity(self) -> int | None:
+        return self._services.queue.capacity
+
+    @property
+    def queued(self) -> list[str]:
+        """Ids of the Gen-B sessions waiting for a room, first in line first."""
+        return self._services.queue.waiting()
 
     def advance_time(self, seconds: float) -> None:
         """Move the emulator's token clock forward: client tokens expire without waiting."""
@@ -229,6 +263,7 @@ def serve_forever(
     *,
     max_concurrent_sessions: int = 4,
     credits_seconds: float | None = None,
+    room_capacity: int | None = None,
 ) -> None:
     """Run an emulator until Ctrl+C / SIGTERM (the ``decart-widget emulator`` command)."""
     emulator = Emulator(
@@ -237,6 +272,7 @@ def serve_forever(
         api_key=api_key or DEFAULT_API_KEY,
         max_concurrent_sessions=max_concurrent_sessions,
         credits_seconds=credits_seconds,
+        room_capacity=room_capacity,
     ).start()
     stop = threading.Event()
 
@@ -250,6 +286,9 @@ def serve_forever(
     out.write(f"API URL:      {emulator.api_url}\n")
     out.write(f"Realtime URL: {emulator.realtime_url}\n")
     out.write(f"API key:      {emulator.api_key}\n")
+    out.write(f"Serves:       {emulator.generations}\n")
+    if room_capacity is not None:
+        out.write(f"Queue:        Gen-B sessions beyond {room_capacity} in rooms wait in line\n")
     out.write("Press Ctrl+C to stop.\n")
     out.flush()
     try:

@@ -1,18 +1,26 @@
-"""One ``/v1/stream`` session, from the server's side of PROTOCOL.md.
+"""One ``/v1/stream`` session, from the server's side of docs/protocol.md.
 
 A `StreamSession` starts once `app` has admitted the connection (key, model, origin, concurrency).
 It reads client messages in order (`parse_client`), keeps the model state (prompt, reference image,
-the compiled effect), answers offers through a `MediaPeer`, and sends acks, ``session_id``,
-``generation_started``, integer cumulative ``generation_tick``s and ``generation_ended``.
+the compiled effect), and sends acks, ``generation_started``, integer cumulative
+``generation_tick``s and ``generation_ended``. The client's first media message picks the
+transport, recorded as `SessionRecord.transport`:
 
-* Both handshake orders work: initial state then offer, or offer then state. ICE candidates may
-  come trickled (dicts, bare strings, ``null``), before or after the offer.
+* ``offer`` -> Gen-A ("webrtc"): answered through a `MediaPeer`, then ``session_id``. Both
+  handshake orders work: initial state then offer, or offer then state. ICE candidates may come
+  trickled (dicts, bare strings, ``null``), before or after the offer.
+* ``livekit_join`` -> Gen-B ("livekit"): a `RoomLink` queues the session if needed, opens its
+  room in the emulator's room server and sends ``livekit_room_info`` (see `gen_b`).
+
+The other transport's messages are then answered with an ``error`` and otherwise ignored.
+
 * ``prompt`` -> ``prompt_ack`` (echoing the text); ``set_image`` -> ``set_image_ack``. A refused
   prompt/image is acked ``success: false`` with the reason and the state is left as it was.
   ``set_image`` replaces the whole state: its image (null: clear) and its prompt (null: no
   prompt); a ``set_image`` without a ``prompt`` key at all keeps the current prompt (the JS SDK's
   ``setImageBase64(image)`` sends none).
-* Generation starts when the peer connection is connected: ``generation_started``, then one tick
+* Generation starts when the media is connected (the peer connection, or the user's video in the
+  room): ``generation_started``, then one tick
   every ``tick_seconds`` whose ``seconds`` counts ticks. Each tick charges one second of credits
   to the account (the permanent key behind the credential).
 
@@ -25,6 +33,8 @@ client closed the socket  --                    (the client's)                 d
 credits exhausted         insufficient_credits  1000 "insufficient_credits"    insufficient_credits
 ``maxSessionDuration``    timeout               1000 "session_duration_limit"  timeout
 peer connection failed    error                 1011 "peer connection failed"  error
+(Gen-B: room media failed)
+the user left the room    disconnect            1000 "left the room"           left_room
 offer refused (fault)     -- (``error`` first)  1011 "offer refused"           offer_refused
 offer unusable            -- (``error`` first)  1011 "invalid offer"           invalid_offer
 the emulator's ``stop()`` --                    1001 "server_shutdown"         server_shutdown
@@ -67,6 +77,7 @@ from ..protocol.messages import (
 )
 from .config import Services
 from .effects import Effect, build_effect
+from .gen_b import RoomLink
 from .images import ImageRejected, ReferenceImage, prepare
 from .media import MediaPeer
 from .moderation import PROMPT_REJECTED
@@ -100,6 +111,10 @@ class EndRequest:
 DISCONNECT = EndRequest("disconnect")
 SHUTDOWN = EndRequest("server_shutdown", close_code=1001, close_message="server_shutdown")
 DROPPED = EndRequest("dropped", abort=True)
+MEDIA_FAILED = EndRequest("error", "error", 1011, "peer connection failed")
+LEFT_ROOM = EndRequest("left_room", "disconnect", 1000, "left the room")
+WEBRTC = "webrtc"
+LIVEKIT = "livekit"
 
 
 class StreamSession:
@@ -131,6 +146,11 @@ class StreamSession:
         self._reference: ReferenceImage | None = None
         self._effect: Effect | None = None
         self._peer: MediaPeer | None = None
+        self._room_link: RoomLink | None = None
+        #: "webrtc" (Gen-A) or "livekit" (Gen-B) once the first media message chose.
+        self.transport: str | None = None
+        #: Set once any prompt or set_image was answered (Gen-B room info may wait for it).
+        self.state_answered = asyncio.Event()
         self._early_candidates: list[dict[str, Any] | None] = []
         self._session_id_sent = False
         self._generating = False
@@ -157,11 +177,11 @@ class StreamSession:
                 self.admission.model,
                 self.admission.credential.kind,
             )
-            self._spawn(self._read())
-            self._spawn(self._send_acks())
+            self.spawn(self._read())
+            self.spawn(self._send_acks())
             drop_after = self.services.faults.drop_socket_after
             if drop_after is not None:
-                self._spawn(self._drop_after(drop_after))
+                self.spawn(self._drop_after(drop_after))
             if self.services.credits.exhausted(self.account_key):
                 self.end(
                     EndRequest(
@@ -184,9 +204,7 @@ class StreamSession:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         if request.generation_ended is not None:
-            await self._send(
-                GenerationEnded(seconds=self._seconds, reason=request.generation_ended)
-            )
+            await self.send(GenerationEnded(seconds=self._seconds, reason=request.generation_ended))
         code: int | None = request.close_code
         if request.abort:
             transport = self.request.transport
@@ -203,11 +221,14 @@ class StreamSession:
             code = self.ws.close_code
         if self._peer is not None:
             await self._peer.close()
+        if self._room_link is not None:
+            await self._room_link.close(request.close_message or request.reason)
         self.log.ended(request.reason, code)
         log.info("session %s ended: %s after %d s", self.id, request.reason, self._seconds)
         self.done.set()
 
-    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run ``coro`` for the session's lifetime (cancelled when it ends; a crash ends it)."""
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
@@ -219,7 +240,7 @@ class StreamSession:
             log.error("session %s: task failed", self.id, exc_info=task.exception())
             self.end(EndRequest("error", "error", 1011, "internal_error"))
 
-    async def _send(self, message: ServerMessage) -> None:
+    async def send(self, message: ServerMessage) -> None:
         if self.ws.closed:
             return
         try:
@@ -235,7 +256,7 @@ class StreamSession:
             if msg.type == WSMsgType.TEXT:
                 await self._handle(msg.data)
             elif msg.type == WSMsgType.BINARY:
-                await self._send(Error(error="Binary frames are not supported: send JSON text"))
+                await self.send(Error(error="Binary frames are not supported: send JSON text"))
             elif msg.type == WSMsgType.ERROR:  # e.g. a frame over the size limit (1009)
                 log.info("session %s: socket error: %s", self.id, msg.data)
                 self.end(EndRequest("error"))
@@ -249,32 +270,74 @@ class StreamSession:
             message = parse_client(frame)
         except ProtocolError as exc:
             log.warning("session %s: bad message: %s", self.id, exc.message)
-            await self._send(Error(error=f"Invalid message: {exc.message}"))
+            await self.send(Error(error=f"Invalid message: {exc.message}"))
             return
         if isinstance(message, Prompt):
-            await self._on_prompt(message)
+            await self.apply_state(message)
         elif isinstance(message, SetImage):
             keep_prompt = message.prompt is None and await self._prompt_key_absent(frame)
-            await self._on_set_image(message, keep_prompt=keep_prompt)
+            await self.apply_state(message, keep_prompt=keep_prompt)
         elif isinstance(message, Offer):
-            await self._on_offer(message.sdp)
+            if await self._choose(WEBRTC, "offer"):
+                await self._on_offer(message.sdp)
         elif isinstance(message, IceCandidate):
             self.log.remote_candidate()
-            if self._peer is None:
+            if self.transport == LIVEKIT:
+                log.debug("session %s: ignored an ICE candidate (LiveKit session)", self.id)
+            elif self._peer is None:
                 self._early_candidates.append(message.candidate)
             else:
                 await self._peer.add_candidate(message.candidate)
         elif isinstance(message, LivekitJoin):
-            await self._send(
-                Error(
-                    error="livekit_join is not supported: the local emulator speaks the "
-                    "WebRTC offer/answer transport (send an offer)"
-                )
-            )
+            if await self._choose(LIVEKIT, "livekit_join"):
+                self._room_link = RoomLink(self)
+                await self._room_link.join(message)
         else:
             log.debug("session %s: ignored a %r message", self.id, message.type)
 
+    async def _choose(self, transport: str, kind: str) -> bool:
+        """Fix the session's transport with its first media message; False (and an ``error``)
+        for a message of the other transport, or a second join."""
+        if self.transport is None:
+            self.transport = transport
+            self.log.transport(transport)
+            log.info("session %s: %s transport", self.id, transport)
+            return True
+        if transport == LIVEKIT and self.transport == LIVEKIT:
+            await self.send(Error(error="livekit_join: this session already joined its room"))
+        elif self.transport == LIVEKIT:
+            await self.send(
+                Error(
+                    error=f"{kind}: this session uses LiveKit (livekit_join); "
+                    "WebRTC offers are not accepted on it"
+                )
+            )
+        else:
+            await self.send(
+                Error(
+                    error=f"{kind}: this session uses WebRTC offer/answer; open a new "
+                    "connection to join a LiveKit room"
+                )
+            )
+        return False
+
+    async def fail_join(self, error: str) -> None:
+        """The Gen-B join cannot be served: tell the client (the session stays open)."""
+        log.warning("session %s: %s", self.id, error)
+        await self.send(Error(error=error))
+
     # ---- state: prompt and image ----------------------------------------------------------------
+
+    async def apply_state(self, message: Prompt | SetImage, *, keep_prompt: bool = False) -> None:
+        """Handle a ``prompt`` or ``set_image`` (also a Gen-B join's ``initial_state``)."""
+        if isinstance(message, Prompt):
+            await self._on_prompt(message)
+        else:
+            await self._on_set_image(message, keep_prompt=keep_prompt)
+        self.state_answered.set()
+
+    def current_effect(self) -> Effect | None:
+        return self._effect
 
     async def _on_prompt(self, message: Prompt) -> None:
         log.info("session %s: prompt %s", self.id, json.dumps(message.prompt[:80]))
@@ -354,7 +417,7 @@ class StreamSession:
             delay = due - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            await self._send(message)
+            await self.send(message)
 
     # ---- media ----------------------------------------------------------------------------------
 
@@ -362,16 +425,16 @@ class StreamSession:
         self.log.offer()
         if self.services.faults.refuse_offers:
             log.info("session %s: refused an offer (fault injection)", self.id)
-            await self._send(Error(error="Offer refused by the emulator (fault: refuse_offers)"))
+            await self.send(Error(error="Offer refused by the emulator (fault: refuse_offers)"))
             self.end(EndRequest("offer_refused", None, 1011, "offer refused"))
             return
         if self._peer is not None:  # a new offer on the same socket: start a fresh peer
             await self._peer.close()
         peer = MediaPeer(
-            effect=lambda: self._effect,
+            effect=self.current_effect,
             on_frame_received=self.log.frame_received,
             on_frame_sent=self.log.frame_sent,
-            on_state=self._peer_state,
+            on_state=self.media_state,
         )
         self._peer = peer
         early, self._early_candidates = self._early_candidates, []
@@ -381,13 +444,13 @@ class StreamSession:
             answer = await peer.answer(sdp)
         except Exception as exc:
             log.warning("session %s: unusable offer: %s", self.id, exc)
-            await self._send(Error(error=f"Invalid offer: {exc}"))
+            await self.send(Error(error=f"Invalid offer: {exc}"))
             self.end(EndRequest("invalid_offer", None, 1011, "invalid offer"))
             return
-        await self._send(Answer(sdp=answer))
+        await self.send(Answer(sdp=answer))
         if not self._session_id_sent:
             self._session_id_sent = True
-            await self._send(
+            await self.send(
                 SessionId(
                     session_id=self.id,
                     server_ip=self.services.config.host,
@@ -395,15 +458,22 @@ class StreamSession:
                 )
             )
 
-    def _peer_state(self, state: str) -> None:
+    def media_state(self, state: str) -> None:
+        """The peer connection's (Gen-A) or the room's (Gen-B) media state changed."""
+        if self.ending:
+            return
         if state == "connected" and not self._generating:
             self._generating = True
-            self._spawn(self._generate())
+            self.spawn(self._generate())
         elif state == "failed":
-            self.end(EndRequest("error", "error", 1011, "peer connection failed"))
+            self.end(MEDIA_FAILED)
+
+    def left_room(self) -> None:
+        """The user left the Gen-B room: the session is over."""
+        self.end(LEFT_ROOM)
 
     async def _generate(self) -> None:
-        await self._send(GenerationStarted())
+        await self.send(GenerationStarted())
         tick = self.services.config.tick_seconds
         credits = self.services.credits
         next_tick = time.monotonic() + tick
@@ -413,7 +483,7 @@ class StreamSession:
             self._seconds += 1
             remaining = credits.charge(self.account_key, 1)
             self.log.seconds(self._seconds)
-            await self._send(GenerationTick(seconds=self._seconds))
+            await self.send(GenerationTick(seconds=self._seconds))
             if remaining is not None and remaining <= 0:
                 self.end(
                     EndRequest(

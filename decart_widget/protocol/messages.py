@@ -63,7 +63,15 @@ class SetImage:
 
 @dataclass(frozen=True)
 class LivekitJoin:
-    passthrough: bool = False
+    """Ask for a LiveKit room (Gen-B, docs/protocol.md). Every variant in the wild parses:
+    bare, ``passthrough`` (None: no such key), ``initial_state`` (a ``prompt`` or ``set_image``
+    message, or null; ``has_initial_state`` tells null from an absent key) and
+    ``client_capabilities`` (kept as sent)."""
+
+    passthrough: bool | None = None
+    initial_state: Prompt | SetImage | None = None
+    has_initial_state: bool = False
+    client_capabilities: JSON | None = None
     type: Literal["livekit_join"] = "livekit_join"
 
 
@@ -119,6 +127,9 @@ class Error:
 
 @dataclass(frozen=True)
 class QueuePosition:
+    """Gen-B: the session waits for capacity. On the wire the position also goes under the legacy
+    key ``queue_position`` (some clients read that one)."""
+
     position: int
     queue_size: int | None = None
     type: Literal["queue_position"] = "queue_position"
@@ -262,8 +273,35 @@ def client_message(obj: JSON) -> ClientMessage:
             enhance_prompt=_bool(obj, "enhance_prompt", kind, True),
         )
     if kind == "livekit_join":
-        return LivekitJoin(passthrough=_bool(obj, "passthrough", kind, False))
+        return _livekit_join(obj)
     return Unknown(type=kind, raw=obj)
+
+
+def _livekit_join(obj: JSON) -> LivekitJoin:
+    kind = "livekit_join"
+    passthrough = None if obj.get("passthrough") is None else _bool(obj, "passthrough", kind)
+    capabilities = obj.get("client_capabilities")
+    if capabilities is not None and not isinstance(capabilities, dict):
+        raise ProtocolError(
+            f"{kind!r} message: 'client_capabilities' must be an object, got {_shape(capabilities)}"
+        )
+    initial: Prompt | SetImage | None = None
+    raw_state = obj.get("initial_state")
+    if raw_state is not None:
+        typed = isinstance(raw_state, dict) and isinstance(raw_state.get("type"), str)
+        state = client_message(raw_state) if typed else None
+        if not isinstance(state, (Prompt, SetImage)):
+            raise ProtocolError(
+                f"{kind!r} message: 'initial_state' must be a prompt or set_image message or "
+                f"null, got {_shape(raw_state)}"
+            )
+        initial = state
+    return LivekitJoin(
+        passthrough=passthrough,
+        initial_state=initial,
+        has_initial_state="initial_state" in obj,
+        client_capabilities=capabilities,
+    )
 
 
 def parse_server(frame: str | bytes) -> ServerMessage:
@@ -307,8 +345,9 @@ def server_message(obj: JSON) -> ServerMessage:
         return Error(error=_error_text(obj.get("error")) or "unknown error")
     if kind == "queue_position":
         size = obj.get("queue_size")
+        key = "position" if "position" in obj else "queue_position"  # the legacy key
         return QueuePosition(
-            position=int(_number(obj, "position", kind)),
+            position=int(_number(obj, key, kind)),
             queue_size=int(size) if _is_finite_number(size) else None,
         )
     if kind == "ice-restart":
@@ -344,12 +383,34 @@ def to_dict(message: Message) -> JSON:
         return {"type": message.type, "seconds": int(message.seconds)}
     if isinstance(message, GenerationEnded):
         return {"type": message.type, "seconds": int(message.seconds), "reason": message.reason}
+    if isinstance(message, LivekitJoin):
+        return _livekit_join_dict(message)
+    if isinstance(message, QueuePosition):
+        return {
+            "type": message.type,
+            "position": message.position,
+            "queue_size": message.queue_size,
+            "queue_position": message.position,
+        }
     body: JSON = {"type": message.type}
     for name in message.__dataclass_fields__:
         if name != "type":
             body[name] = getattr(message, name)
     if isinstance(message, SessionId):
         body = {k: v for k, v in body.items() if v is not None or k == "session_id"}
+    return body
+
+
+def _livekit_join_dict(message: LivekitJoin) -> JSON:
+    """Only the keys the join was given: each variant goes out as it came in."""
+    body: JSON = {"type": message.type}
+    if message.passthrough is not None:
+        body["passthrough"] = message.passthrough
+    if message.has_initial_state or message.initial_state is not None:
+        state = message.initial_state
+        body["initial_state"] = to_dict(state) if state is not None else None
+    if message.client_capabilities is not None:
+        body["client_capabilities"] = message.client_capabilities
     return body
 
 

@@ -355,6 +355,7 @@ class ProxyService:
             quota=quota,
             quota_since=since,
             client_address=client,
+            early_room_info=request.query.get("livekit_early_room_info") == "true",
         )
         self.relays.add(relay)
         self._idle.clear()

@@ -1,7 +1,8 @@
 """One client <-> upstream pair: buffering, forwarding unchanged, metering, closing.
 
 The handler's task reads the client; a second task opens the upstream connection (with the
-proxy's key, the client's ``model`` URL-encoded, ``resolution`` if given and nothing else),
+proxy's key, the client's ``model`` URL-encoded, ``resolution`` and Gen-B's
+``livekit_early_room_info=true`` if given, and nothing else),
 flushes the frames the client sent meanwhile, in order, and then reads the upstream. Frames go
 through unchanged in both directions; the relay only looks at them:
 
@@ -10,7 +11,8 @@ through unchanged in both directions; the relay only looks at them:
   (else 4029) and are logged (prompts cut to 80 characters);
 * ``generation_tick`` and ``generation_ended`` are written to the ledger, durably, **before** they
   are forwarded; the user's quota is checked after each (close 4002 when exhausted);
-* ``session_id`` renames the session in the logs and is stored in the ledger;
+* ``session_id`` (Gen-A) or ``livekit_room_info``'s ``session_id`` (Gen-B) renames the session in
+  the logs and is stored in the ledger;
 * an authentication ``error`` frame (or close 4001/4003) from the service is about the proxy's
   own key, never the user's: it is not forwarded, the client gets 1011 "the platform is
   misconfigured" (`codes.KEY_REFUSED_REASON`) and the log an error-level ``upstream_key_refused``.
@@ -110,6 +112,7 @@ class Relay:
         quota: float | None,
         quota_since: float | None,
         client_address: str | None = None,
+        early_room_info: bool = False,
     ) -> None:
         self.ctx = ctx
         self.client = client
@@ -120,6 +123,7 @@ class Relay:
         self.quota = quota
         self.quota_since = quota_since
         self.client_address = client_address
+        self.early_room_info = early_room_info
         self.upstream: aiohttp.ClientWebSocketResponse[bool] | None = None
         self.upstream_session_id: str | None = None
         self.seconds = 0.0
@@ -405,6 +409,8 @@ class Relay:
         url = build_stream_url(
             config.upstream_url, config.api_key, self.model, resolution=self.resolution
         )
+        if self.early_room_info:  # Decart's Python SDK: room info before its initial state
+            url += "&livekit_early_room_info=true"
         started = time.monotonic()
         try:
             upstream = await asyncio.wait_for(
@@ -496,12 +502,12 @@ class Relay:
             )
             if not await self._meter(obj.get("seconds")):
                 return
-        elif kind == "session_id":
+        elif kind in ("session_id", "livekit_room_info"):
             sid = obj.get("session_id")
-            if isinstance(sid, str) and sid:
+            if isinstance(sid, str) and sid and sid != self.upstream_session_id:
                 self.upstream_session_id = sid
                 self.log.session = sid
-                self.log.event("session_id")
+                self.log.event(kind)
                 task = asyncio.create_task(self._store_upstream_id(sid))
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)

@@ -184,13 +184,15 @@ async def test_odd_input_is_tolerated(emu: Emulator, client: StreamClient) -> No
     await client.ws.send("{not json")
     error = await client.expect("error")
     assert error["error"].startswith("Invalid message:")
-    await client.send({"type": "livekit_join", "passthrough": False})
-    assert "livekit_join is not supported" in (await client.expect("error"))["error"]
+    # A malformed join is refused and does not make the session Gen-B (test_emulator_gen_b*).
+    await client.send({"type": "livekit_join", "passthrough": 1})
+    assert "boolean 'passthrough'" in (await client.expect("error"))["error"]
     # Candidates before any offer are kept for it, not refused.
     await client.send({"type": "ice-candidate", "candidate": None})
     assert (await client.prompt("still here"))["success"] is True
     assert emu.sessions[0].remote_candidates == 1
     assert emu.sessions[0].end_reason is None
+    assert emu.sessions[0].transport is None
 
 
 async def test_an_unusable_offer_gets_an_error_and_1011(emu: Emulator) -> None:

@@ -37,6 +37,35 @@ CLIENT_FRAMES: list[tuple[dict[str, Any], m.Message]] = [
         m.SetImage(None, None, True),
     ),
     ({"type": "livekit_join", "passthrough": False}, m.LivekitJoin(False)),
+    # Every Gen-B join variant in the wild (docs/protocol.md), each re-encoded as it came.
+    ({"type": "livekit_join"}, m.LivekitJoin()),
+    ({"type": "livekit_join", "initial_state": None}, m.LivekitJoin(has_initial_state=True)),
+    (
+        {
+            "type": "livekit_join",
+            "initial_state": {"type": "prompt", "prompt": "Anime", "enhance_prompt": False},
+        },
+        m.LivekitJoin(initial_state=m.Prompt("Anime", False), has_initial_state=True),
+    ),
+    (
+        {
+            "type": "livekit_join",
+            "passthrough": True,
+            "initial_state": {
+                "type": "set_image",
+                "image_data": "aGVsbG8=",
+                "prompt": None,
+                "enhance_prompt": True,
+            },
+            "client_capabilities": {"frame_timing": True},
+        },
+        m.LivekitJoin(
+            passthrough=True,
+            initial_state=m.SetImage("aGVsbG8="),
+            has_initial_state=True,
+            client_capabilities={"frame_timing": True},
+        ),
+    ),
 ]
 
 SERVER_FRAMES: list[tuple[dict[str, Any], m.Message]] = [
@@ -63,7 +92,7 @@ SERVER_FRAMES: list[tuple[dict[str, Any], m.Message]] = [
     ),
     ({"type": "error", "error": "Invalid API key"}, m.Error("Invalid API key")),
     (
-        {"type": "queue_position", "position": 2, "queue_size": 5},
+        {"type": "queue_position", "position": 2, "queue_size": 5, "queue_position": 2},
         m.QueuePosition(2, 5),
     ),
     (
@@ -210,6 +239,11 @@ def test_malformed_frames_raise_protocol_error(frame: str | bytes, needle: str) 
         ('{"type":"ice-candidate","candidate":7}', "bad candidate int"),
         ('{"type":"ice-candidate","candidate":{"candidate":1}}', "bad candidate dict"),
         ('{"type":"livekit_join","passthrough":1}', "boolean 'passthrough', got int"),
+        ('{"type":"livekit_join","initial_state":3}', "'initial_state' must be a prompt or"),
+        ('{"type":"livekit_join","initial_state":{"type":"offer","sdp":"v"}}', "got dict"),
+        ('{"type":"livekit_join","initial_state":{"prompt":"x"}}', "'initial_state' must be"),
+        ('{"type":"livekit_join","initial_state":{"type":"prompt"}}', "string 'prompt'"),
+        ('{"type":"livekit_join","client_capabilities":[]}', "must be an object, got list"),
     ],
 )
 def test_client_messages_with_wrong_field_types_raise(frame: str, needle: str) -> None:
@@ -238,6 +272,11 @@ def test_client_messages_with_wrong_field_types_raise(frame: str, needle: str) -
 def test_server_messages_with_wrong_field_types_raise(frame: str, needle: str) -> None:
     with pytest.raises(ProtocolError, match=needle):
         m.parse_server(frame)
+
+
+def test_queue_position_reads_the_legacy_key_too() -> None:
+    legacy = '{"type":"queue_position","queue_position":3,"queue_size":4}'
+    assert m.parse_server(legacy) == m.QueuePosition(3, 4)
 
 
 def test_protocol_error_is_a_decart_error_of_kind_protocol() -> None:

@@ -1,0 +1,73 @@
+"""A Gen-B (LiveKit) client through the proxy: control traffic passes, the ledger keeps the
+session id of ``livekit_room_info``, and the Python SDK's ``livekit_early_room_info`` reaches the
+upstream."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import pytest_asyncio
+from gen_b_kit import StandInRooms, with_stand_in
+from proxy_kit import ProxyFactory, connect, receive_type, run_emulator, run_proxies, wait_for
+from test_emulator_kit import StreamClient
+
+from decart_widget.emulator import Emulator
+
+
+@pytest.fixture
+def emulator() -> Iterator[Emulator]:
+    yield from run_emulator()
+
+
+@pytest.fixture
+def rooms(emulator: Emulator) -> StandInRooms:
+    return with_stand_in(emulator)
+
+
+@pytest_asyncio.fixture
+async def proxy_factory(emulator: Emulator) -> AsyncIterator[ProxyFactory]:
+    async for make in run_proxies(emulator):
+        yield make
+
+
+async def test_a_gen_b_session_through_the_proxy(
+    emulator: Emulator, rooms: StandInRooms, proxy_factory: ProxyFactory
+) -> None:
+    proxy = await proxy_factory()
+    url = proxy.stream_url(proxy.issue_token("alice")) + "&livekit_early_room_info=true"
+    client = StreamClient(await connect(url))
+    try:
+        # passthrough:false and no state yet: only the early flag lets the room info come now.
+        await client.send({"type": "livekit_join", "passthrough": False})
+        info = await client.expect("livekit_room_info")
+        record = emulator.sessions[-1]
+        assert (record.transport, record.key_kind) == ("livekit", "permanent")
+        assert info["session_id"] == record.id
+        assert info["livekit_url"] == emulator.realtime_url  # the room is the emulator's own
+        assert (await client.prompt("anime"))["success"] is True
+
+        rooms.rooms[record.id].report("connected")
+        ticks = [await client.expect("generation_tick") for _ in range(2)]
+        assert [t["seconds"] for t in ticks] == [1, 2]
+    finally:
+        await client.close()
+
+    await wait_for(lambda: emulator.sessions[-1].end_reason is not None, what="upstream end")
+    assert rooms.rooms[record.id].closed is not None
+    [row] = await proxy.ledger.sessions("alice")
+    assert row.upstream_session_id == info["session_id"]
+    assert row.seconds >= 2
+
+
+async def test_without_the_early_flag_room_info_waits_for_the_state(
+    emulator: Emulator, rooms: StandInRooms, proxy_factory: ProxyFactory
+) -> None:
+    proxy = await proxy_factory()
+    async with await connect(proxy.stream_url(proxy.issue_token("bob"))) as ws:
+        await ws.send('{"type":"livekit_join","passthrough":false}')
+        await ws.send('{"type":"prompt","prompt":"noir","enhance_prompt":false}')
+        ack = await receive_type(ws, "prompt_ack")
+        info = await receive_type(ws, "livekit_room_info")  # after the ack: it waited
+        assert ack["prompt"] == "noir"
+        assert info["session_id"] == emulator.sessions[-1].id
