@@ -14,7 +14,7 @@ import { asError, ConnectionLost, type DecartError, InvalidInput, KernelGone, Me
 import { KernelComm } from "./kernel_comm";
 import { TokenRequests } from "./kernel_rpc";
 import { debug } from "./log";
-import type { MediaLink, MediaTransport } from "./media";
+import { isMediaAction, type MediaLink, type MediaTransport } from "./media";
 import { ModelBridge } from "./model_bridge";
 import { Session, type Action, type ConnectionState } from "./session";
 import { SignalingLink } from "./signaling_link";
@@ -276,6 +276,10 @@ export class Controller {
   // ---- the core's actions ------------------------------------------------------------------------
 
   private execute(action: Action): void {
+    if (isMediaAction(action)) {
+      this.media.handle(action);
+      return;
+    }
     switch (action.kind) {
       case "OpenSocket":
         this.signaling.connect(action.attempt);
@@ -285,13 +289,6 @@ export class Controller {
         break;
       case "Send":
         this.signaling.send(action.message);
-        break;
-      case "StartPeer":
-      case "ClosePeer":
-      case "ApplyAnswer":
-      case "AddRemoteCandidate":
-      case "RestartIce":
-        this.media.handle(action);
         break;
       case "StateChanged":
         this.bridge.state(action.state);

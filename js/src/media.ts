@@ -9,8 +9,14 @@ import type { Clock, Input } from "./core_loop";
 import type { Action } from "./session";
 import type { Stats } from "./stats";
 
+const MEDIA_KINDS = ["StartPeer", "ClosePeer", "ApplyAnswer", "AddRemoteCandidate", "RestartIce"] as const;
+
 /** The session core's actions that a media link carries out. */
-export type MediaAction = Extract<Action, { kind: "StartPeer" | "ClosePeer" | "ApplyAnswer" | "AddRemoteCandidate" | "RestartIce" }>;
+export type MediaAction = Extract<Action, { kind: (typeof MEDIA_KINDS)[number] }>;
+
+export function isMediaAction(action: Action): action is MediaAction {
+  return (MEDIA_KINDS as readonly string[]).includes(action.kind);
+}
 
 /** What a media link needs from the widget. */
 export interface MediaHost {

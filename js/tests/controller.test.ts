@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { Controller } from "../src/controller";
 import { TOKEN_TIMEOUT_MS } from "../src/kernel_rpc";
 import { MediaError } from "../src/errors";
+import type { MediaHost, MediaTransport } from "../src/media";
 import type { WidgetTraits } from "../src/traits";
 import { FakeModel, flush, world } from "./fakes";
 
@@ -622,5 +623,44 @@ describe("Controller: reporting state to the kernel", () => {
     expect(reported.connection_state).toBe("generating");
     expect(reported).not.toHaveProperty("prompt"); // only what the front end changed
     expect(w.model.reports.every((r) => Object.keys(r.state).length > 0)).toBe(true);
+  });
+});
+
+describe("Controller: the media transport is an axis of its own", () => {
+  it("hands the core's media actions to whatever media transport it is given, over any signaling mode", async () => {
+    const w = setup({ prompt: "Anime" });
+    const handled: string[] = [];
+    let host: MediaHost | null = null;
+    const media: MediaTransport = {
+      open(given) {
+        host = given;
+        return {
+          remoteStream: null,
+          prepare: () => handled.push("prepare"),
+          handle: (action) => handled.push(action.kind),
+          replaceTrack: async () => {},
+          discardPrepared: () => handled.push("discardPrepared"),
+          dispose: () => handled.push("dispose"),
+        };
+      },
+    };
+    const controller = new Controller(w.model.asModel(), { ...w.deps, media });
+    await controller.start();
+    grantToken(w.model);
+    await flush();
+    const transport = w.transports.at(-1)!;
+    transport.accept();
+    transport.deliver({ type: "prompt_ack", prompt: "Anime", success: true });
+    expect(handled).toEqual(["prepare", "StartPeer"]);
+    // what the link reports goes to the core and the traitlets
+    host!.toCore((s, now) => s.peerState(now, "connected"));
+    expect(w.model.get("connection_state")).toBe("connected");
+    host!.stats({ fps_in: 1, fps_out: 2, rtt_ms: 3, bitrate_kbps: 4 });
+    expect(w.model.get("stats")).toEqual({ fps_in: 1, fps_out: 2, rtt_ms: 3, bitrate_kbps: 4 });
+    expect(host!.track()).toBe(w.sources[0]!.track);
+    expect(w.peers).toHaveLength(0); // no WebRTC peer was made
+    controller.dispose();
+    expect(handled.slice(2, 4)).toEqual(["ClosePeer", "discardPrepared"]);
+    expect(handled.at(-1)).toBe("dispose");
   });
 });
