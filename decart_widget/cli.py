@@ -10,6 +10,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ._logging import SafeTextFormatter, install_process_handler
+
 log = logging.getLogger("decart_widget.cli")
 
 DEFAULT_NOTEBOOK = "00-quickstart.ipynb"
@@ -114,10 +116,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     # `proxy` and `lab` pass unknown arguments on (to the proxy's parser, to JupyterLab).
     args, rest = parser.parse_known_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    # Every record of the process (aiohttp's and asyncio's too) scrubbed, one line each.
+    handler = logging.StreamHandler()
+    handler.setFormatter(SafeTextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    install_process_handler(handler, logging.DEBUG if args.verbose else logging.INFO)
     if args.command == "emulator":
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")

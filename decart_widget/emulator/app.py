@@ -25,7 +25,8 @@ code    when (error text)
 ======  ====================================================================================
 
 The access log (logger ``decart_widget.emulator.access``, debug level) shows paths, never query
-strings, so keys in ``?api_key=`` never reach a log.
+strings, so keys in ``?api_key=`` never reach a log; values from the query that are logged (a
+refused model name) have their control characters escaped, so they cannot forge a log line.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from .. import models
+from .._logging import escape_controls
 from ..protocol.messages import Error, encode
 from ..protocol.urls import redact_key
 from .config import Services
@@ -231,7 +233,7 @@ class EmulatorApp:
             log.info(
                 "refused a stream (%s): %s",
                 decision.close_code,
-                decision.error or decision.close_reason,
+                escape_controls(decision.error or decision.close_reason),  # quotes the query
             )
             self.services.recorder.reject(
                 decision.error or decision.close_reason, decision.close_code, model, origin

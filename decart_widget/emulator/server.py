@@ -20,6 +20,7 @@ from types import FrameType, TracebackType
 
 from aiohttp import web
 
+from .._logging import add_secret, guard_library_loggers
 from .._loop_thread import LoopThread
 from ..protocol.urls import redact_key, url_host
 from .app import EmulatorApp, PathOnlyAccessLogger, access_log
@@ -101,6 +102,8 @@ class Emulator:
         self.stop()
 
     async def _startup(self) -> None:
+        add_secret(self._config.api_key)  # scrubbed by value from every log record
+        guard_library_loggers()  # aiohttp's parser errors quote the request line, key and all
         app = EmulatorApp(self._services)
         runner = web.AppRunner(
             app.app,

@@ -14,7 +14,8 @@ _SECRET_PARAMS = ("api_key", "token", "key", "access_token")
 _SECRET_QUERY = re.compile(
     r"(?P<name>(?:" + "|".join(_SECRET_PARAMS) + r"))=(?P<value>[^&#\s'\"]+)", re.IGNORECASE
 )
-_SECRET_WORD = re.compile(r"\b(?:dct|ek)_[A-Za-z0-9_\-]{4,}")
+# Decart keys and client tokens; the proxy's user tokens (``dwp1.<payload>.<signature>``).
+_SECRET_WORD = re.compile(r"\b(?:(?:dct|ek)_[A-Za-z0-9_\-]{4,}|dwp1\.[A-Za-z0-9_\-.]{4,})")
 # The password of a URL's user info: ``scheme://user:password@host``.
 _URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^/@:\s'\"]*):[^/@\s'\"]*@")
 
@@ -44,7 +45,8 @@ def build_stream_url(
 
 def redact(text: str) -> str:
     """Replace every credential in a URL or message by `***` (query parameters named like a
-    key or token, ``dct_``/``ek_`` keys, the password of ``scheme://user:password@host``)."""
+    key or token, ``dct_``/``ek_`` keys, ``dwp1.`` proxy tokens, the password of
+    ``scheme://user:password@host``)."""
     text = _URL_PASSWORD.sub(lambda m: f"{m.group('head')}:***@", text)
     text = _SECRET_QUERY.sub(lambda m: f"{m.group('name')}=***", text)
     return _SECRET_WORD.sub("***", text)

@@ -27,7 +27,7 @@ def run_cli(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"decart-widget proxy: {exc}", file=sys.stderr)
         return 2
-    configure_logging(level, json_format=log_format == "json")
+    configure_logging(level, json_format=log_format == "json", process=True)
 
     def ready(server: ProxyServer) -> None:
         print(f"Proxy listening on {server.realtime_url}/v1/stream", flush=True)

@@ -3,9 +3,14 @@
 The proxy logs through ``logging.getLogger("decart_widget.proxy....")`` with its fields in
 ``extra={"fields": {...}}``. `JsonFormatter` renders a record as
 ``{"ts": ..., "level": ..., "logger": ..., "event": ..., "session": ..., ...}``. Every string goes
-through `redact` (``api_key=``/``token=`` values, ``dct_``/``ek_`` keys) and fields whose name says
-"secret", "token", "key" or "password" are dropped, so a credential cannot reach a log line even by
+through `redact` (``api_key=``/``token=`` values, ``dct_``/``ek_`` keys, ``dwp1.`` tokens, URL
+passwords) and the proxy's own key and secrets by value, and fields whose name says "secret",
+"token", "key" or "password" are dropped, so a credential cannot reach a log line even by
 mistake. Prompts are cut to 80 characters; ticks are never logged.
+
+The command (``configure_logging(..., process=True)``) puts its handler on the root logger, so
+every record of the process — aiohttp's parser errors with their tracebacks, asyncio's, any
+library's — is one redacted JSON object a line (see `decart_widget._logging`).
 """
 
 from __future__ import annotations
@@ -17,7 +22,12 @@ import time
 from collections.abc import Mapping
 from typing import IO, Any
 
-from ..protocol.urls import redact
+from .._logging import (
+    escape_controls,
+    guard_library_loggers,
+    install_process_handler,
+    scrub,
+)
 
 PROMPT_LOG_CHARS = 80
 _SECRET_FIELD_WORDS = ("secret", "token", "api_key", "apikey", "password", "authorization")
@@ -42,14 +52,14 @@ def _is_secret_field(name: str) -> bool:
 
 def _clean(value: Any) -> Any:
     if isinstance(value, str):
-        return redact(value)
+        return scrub(value)
     if isinstance(value, Mapping):
         return {str(k): _clean(v) for k, v in value.items() if not _is_secret_field(str(k))}
     if isinstance(value, (list, tuple)):
         return [_clean(v) for v in value]
     if value is None or isinstance(value, (bool, int, float)):
         return value
-    return redact(str(value))
+    return scrub(str(value))
 
 
 class JsonFormatter(logging.Formatter):
@@ -69,8 +79,12 @@ class JsonFormatter(logging.Formatter):
         for name, value in record.__dict__.items():
             if name not in _STANDARD_ATTRS and not name.startswith("_"):
                 body.setdefault(name, value)
-        if record.exc_info and record.exc_info[0] is not None:
+        if record.exc_text:  # already rendered (and scrubbed) by `_logging.CleanRecords`
+            body["exc"] = record.exc_text
+        elif record.exc_info and record.exc_info[0] is not None:
             body["exc"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            body["stack"] = record.stack_info
         cleaned = _clean(body)
         return json.dumps(cleaned, ensure_ascii=False, separators=(",", ":"), default=str)
 
@@ -84,26 +98,42 @@ class RedactingFormatter(logging.Formatter):
         if isinstance(fields, Mapping) and fields:
             cleaned = _clean(fields)
             text += " " + " ".join(f"{k}={json.dumps(v, default=str)}" for k, v in cleaned.items())
-        return redact(text)
+        head, newline, rest = scrub(text).partition("\n")
+        # one line a record, except a traceback's own lines
+        return escape_controls(head) + newline + escape_controls(rest, keep_newlines=True)
 
 
 def configure_logging(
-    level: int | str = logging.INFO, *, json_format: bool = True, stream: IO[str] | None = None
+    level: int | str = logging.INFO,
+    *,
+    json_format: bool = True,
+    stream: IO[str] | None = None,
+    process: bool = False,
 ) -> logging.Handler:
-    """Send ``decart_widget`` logs to ``stream`` (stderr) as JSON lines; returns the handler."""
+    """Send ``decart_widget`` logs to ``stream`` (stderr) as JSON lines; returns the handler.
+
+    ``process=True`` (the command) sends every record of the process there instead: the
+    handler becomes the root logger's only one. Either way, aiohttp's and asyncio's records are
+    scrubbed and rate-limited where they are made (`decart_widget._logging`).
+    """
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(
         JsonFormatter()
         if json_format
-        else RedactingFormatter("%(asctime)s %(levelname)s %(message)s")
+        else RedactingFormatter("%(asctime)s %(levelname)s %(name)s %(message)s")
     )
     logger = logging.getLogger("decart_widget")
     for old in list(logger.handlers):
         if getattr(old, "_decart_proxy_handler", False):
             logger.removeHandler(old)
+    logger.setLevel(level)
+    guard_library_loggers()
+    if process:
+        install_process_handler(handler, level)
+        logger.propagate = True
+        return handler
     handler._decart_proxy_handler = True  # type: ignore[attr-defined]
     logger.addHandler(handler)
-    logger.setLevel(level)
     logger.propagate = False
     return handler
 

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from .._logging import add_secret, guard_library_loggers
 from .._loop_thread import LoopThread
 from ..backends import Backend
 from ..protocol.urls import redact, url_host
@@ -158,6 +159,9 @@ class ProxyServer:
         """Start serving on the running loop; returns self."""
         if self._runner is not None:
             return self
+        for secret in (self.config.api_key, *self.config.secrets):
+            add_secret(secret)  # scrubbed by value from every log record, whatever quotes it
+        guard_library_loggers()
         service = ProxyService(
             self.config, authenticate=self._authenticate, ledger=self._ledger_obj
         )
