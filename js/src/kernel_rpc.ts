@@ -4,7 +4,7 @@
 // counts as a lost connection, which the session core retries.
 //
 // anywidget's `experimental.invoke` / `@command` does the same round trip, but is not used here:
-// it needs anywidget >= 0.9.4 on both sides (pyproject allows 0.9) and hosts that re-implement
+// it arrived within anywidget 0.9.x (pyproject allows any 0.9) and hosts that re-implement
 // anywidget's front end may lack `experimental`; a Python command that raises sends no answer at
 // all, so the error would still need its own envelope; and bench/ttff.py compares a bundle
 // against the previous one, which speaks this protocol.

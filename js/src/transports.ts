@@ -37,6 +37,10 @@ export interface ConnectContext {
   kernel?: KernelChannel;
 }
 
+/**
+ * A signaling mode, as an object: what it needs and how it connects. The `signaling` traitlet only
+ * selects one by name (defaultSignalingModes); no other code compares the names.
+ */
 export interface SignalingMode {
   /** Ask the kernel for a credential (token_request) before every (re)connect. */
   needsCredential: boolean;
