@@ -14,7 +14,8 @@ transport, recorded as `SessionRecord.transport`:
 
 The other transport's messages are then answered with an ``error`` and otherwise ignored.
 
-* ``prompt`` -> ``prompt_ack`` (echoing the text); ``set_image`` -> ``set_image_ack``. A refused
+* ``prompt`` -> ``prompt_ack`` (echoing the text); ``set_image`` -> ``set_image_ack`` (refused for
+  an ``image_ref``: Decart's Files API is not emulated). A refused
   prompt/image is acked ``success: false`` with the reason and the state is left as it was.
   ``set_image`` replaces the whole state: its image (null: clear) and its prompt (null: no
   prompt); a ``set_image`` without a ``prompt`` key at all keeps the current prompt (the JS SDK's
@@ -115,6 +116,20 @@ MEDIA_FAILED = EndRequest("error", "error", 1011, "peer connection failed")
 LEFT_ROOM = EndRequest("left_room", "disconnect", 1000, "left the room")
 WEBRTC = "webrtc"
 LIVEKIT = "livekit"
+
+
+#: JS SDK's ``set_image {image_ref}`` points at Decart's Files API, which is not emulated.
+IMAGE_REF_UNSUPPORTED = (
+    "image_ref (Decart's Files API) is not supported by the local emulator: send image_data"
+)
+
+
+def _names_an_image_ref(frame: str) -> bool:
+    """True for a set_image frame with an ``image_ref`` (small frames: no image data in them)."""
+    if '"image_ref"' not in frame:
+        return False
+    body = json.loads(frame)
+    return isinstance(body, dict) and body.get("image_ref") is not None
 
 
 class StreamSession:
@@ -275,6 +290,11 @@ class StreamSession:
         if isinstance(message, Prompt):
             await self.apply_state(message)
         elif isinstance(message, SetImage):
+            if message.image_data is None and _names_an_image_ref(frame):
+                self._ack(SetImageAck(success=False, error=IMAGE_REF_UNSUPPORTED))
+                self.log.rejected("image", IMAGE_REF_UNSUPPORTED)
+                self.state_answered.set()
+                return
             keep_prompt = message.prompt is None and await self._prompt_key_absent(frame)
             await self.apply_state(message, keep_prompt=keep_prompt)
         elif isinstance(message, Offer):

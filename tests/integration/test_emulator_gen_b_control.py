@@ -342,3 +342,20 @@ async def test_without_a_room_server_the_join_gets_an_error(emu: Emulator) -> No
         assert (await client.prompt("still open"))["success"] is True
     finally:
         await client.close()
+
+
+async def test_an_image_ref_is_refused_and_the_state_kept(
+    emu: Emulator, rooms: StandInRooms
+) -> None:
+    client = await connect(emu)
+    try:
+        assert (await client.prompt("anime"))["success"] is True
+        # The JS SDK's Files API reference: one failed ack, the prompt stays.
+        await client.send({"type": "set_image", "image_ref": "file_123", "prompt": "noir"})
+        ack = await client.expect("set_image_ack")
+        assert ack["success"] is False and "image_ref" in ack["error"]
+        await join(client, passthrough=False)
+        record = emu.sessions[0]
+        assert (record.prompts_applied, record.images_applied) == (["anime"], [])
+    finally:
+        await client.close()
