@@ -162,6 +162,7 @@ class RealtimeSession:
 
     @property
     def generation_seconds(self) -> int:
+        """Seconds generated since `connect`, summed over reconnects (as the widget shows it)."""
         return self._core.generation_seconds
 
     @property

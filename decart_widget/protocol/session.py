@@ -221,7 +221,8 @@ class SessionCore:
         self._answered = False
         self._early_candidates: list[JSON | None] = []
         self._acked = False  # an initial state was accepted since start()
-        self._seconds = 0
+        self._seconds_before = 0  # generation seconds of the server sessions before this one
+        self._seconds = 0  # the current server session's generation seconds
         self._session_id: str | None = None
 
     # ---- properties ----------------------------------------------------------------------------
@@ -232,7 +233,8 @@ class SessionCore:
 
     @property
     def generation_seconds(self) -> int:
-        return self._seconds
+        """Seconds generated since `start`, summed over every server session (reconnects)."""
+        return self._seconds_before + self._seconds
 
     @property
     def session_id(self) -> str | None:
@@ -274,7 +276,7 @@ class SessionCore:
             return []
         self._retries = 0
         self._acked = False
-        self._seconds = 0
+        self._seconds_before = self._seconds = 0
         self._session_id = None
         self._connect_deadline = now + self._connect_timeout
         return [*self._set_state(_STATE.CONNECTING), *self._open()]
@@ -336,6 +338,8 @@ class SessionCore:
         error = _permanent_error(reason) if reason else None
         if error is not None:
             return self._end(now, error)
+        if code is None:
+            return self._lose(now, reason or "could not connect")
         return self._lose(now, f"socket closed (code {code}{': ' + reason if reason else ''})")
 
     def message(self, now: float, msg: ServerMessage) -> list[Action]:
@@ -360,7 +364,10 @@ class SessionCore:
             return self._set_state(_STATE.GENERATING)
         if isinstance(msg, GenerationTick):
             self._seconds = int(msg.seconds)
-            return [*self._set_state(_STATE.GENERATING), Emit("generation_tick", self._seconds)]
+            return [
+                *self._set_state(_STATE.GENERATING),
+                Emit("generation_tick", self.generation_seconds),
+            ]
         if isinstance(msg, GenerationEnded):
             return self._on_generation_ended(now, msg)
         if isinstance(msg, Error):
@@ -550,12 +557,15 @@ class SessionCore:
         else:
             error = SessionEnded(f"the server ended the generation ({reason})", reason=reason)
         return [
-            Emit("generation_tick", self._seconds),
+            Emit("generation_tick", self.generation_seconds),
             Emit("generation_ended", reason),
             *self._end(now, error),
         ]
 
     def _open(self) -> list[Action]:
+        # a new socket is a new server session, whose ticks count from zero again
+        self._seconds_before += self._seconds
+        self._seconds = 0
         self._phase = _Phase.OPENING
         self._retry_at = None
         self._socket = True

@@ -35,6 +35,19 @@ export const CLOSE_PROXY_CONCURRENCY = 4013;
 export type ConnectionState = "disconnected" | "connecting" | "connected" | "generating" | "reconnecting";
 export type PeerState = "new" | "connecting" | "connected" | "disconnected" | "failed" | "closed";
 
+/** What a session starts from, and its limits (the defaults are the protocol's). */
+export interface SessionOptions {
+  prompt?: string | null;
+  image?: string | null;
+  enhance?: boolean;
+  promptAckTimeout?: number;
+  imageAckTimeout?: number;
+  initialAckTimeout?: number;
+  connectTimeout?: number;
+  /** seconds before each reconnect attempt; its length is the number of retries */
+  backoff?: readonly number[];
+}
+
 /** What the model should run with (desired) or is known to run with (accepted). */
 export interface MediaState extends Settings {
   enhance: boolean;
@@ -95,12 +108,23 @@ export class Session {
   private answered = false;
   private earlyCandidates: (IceCandidateInfo | null)[] = [];
   private acked = false; // an initial state was accepted since start()
-  private seconds = 0;
+  private secondsBefore = 0; // generation seconds of the server sessions before this one
+  private seconds = 0; // the current server session's generation seconds
   private sessionIdValue: string | null = null;
+  private readonly promptAckTimeout: number;
+  private readonly imageAckTimeout: number;
+  private readonly initialAckTimeout: number;
+  private readonly connectTimeout: number;
+  private readonly backoff: readonly number[];
 
-  constructor(initial: { prompt?: string | null; image?: string | null; enhance?: boolean } = {}) {
-    this.base = { prompt: cleanPrompt(initial.prompt ?? null), image: cleanImage(initial.image ?? null) };
-    this.enhanceFlag = initial.enhance ?? true;
+  constructor(options: SessionOptions = {}) {
+    this.base = { prompt: cleanPrompt(options.prompt ?? null), image: cleanImage(options.image ?? null) };
+    this.enhanceFlag = options.enhance ?? true;
+    this.promptAckTimeout = options.promptAckTimeout ?? PROMPT_ACK_TIMEOUT;
+    this.imageAckTimeout = options.imageAckTimeout ?? IMAGE_ACK_TIMEOUT;
+    this.initialAckTimeout = options.initialAckTimeout ?? INITIAL_ACK_TIMEOUT;
+    this.connectTimeout = options.connectTimeout ?? CONNECT_TIMEOUT;
+    this.backoff = options.backoff ?? BACKOFF;
   }
 
   // ---- properties ----------------------------------------------------------------------------
@@ -123,8 +147,9 @@ export class Session {
     return { ...this.known, enhance: this.enhanceFlag };
   }
 
+  /** Seconds generated since start(), summed over every server session (reconnects). */
   get generationSeconds(): number {
-    return this.seconds;
+    return this.secondsBefore + this.seconds;
   }
 
   get sessionId(): string | null {
@@ -151,9 +176,9 @@ export class Session {
     if (this.phase !== "idle") return [];
     this.retries = 0;
     this.acked = false;
-    this.seconds = 0;
+    this.secondsBefore = this.seconds = 0;
     this.sessionIdValue = null;
-    this.connectDeadline = now + CONNECT_TIMEOUT;
+    this.connectDeadline = now + this.connectTimeout;
     return [...this.setState("connecting"), ...this.open()];
   }
 
@@ -161,11 +186,14 @@ export class Session {
     return this.phase === "idle" ? [] : this.end(now, null);
   }
 
-  /** Set the prompt (null or blank clears it); `enhance` undefined keeps the current flag. */
+  /** Set the prompt (null clears it; blank is InvalidInput); `enhance` undefined keeps the flag. */
   setPrompt(now: number, text: string | null, enhance?: boolean): RequestResult {
     const requestId = ++this.lastRequestId;
     let change: Change;
     try {
+      if (text !== null && typeof text === "string" && !text.trim()) {
+        throw new InvalidInput("prompt is empty (use null to clear it)");
+      }
       change = { prompt: cleanPrompt(text) };
     } catch (error) {
       return { requestId, actions: [reject(requestId, error as DecartError)] };
@@ -195,7 +223,7 @@ export class Session {
     const update = this.queued ?? new Update();
     this.queued = null;
     const message = messageFor(apply(update.change, this.base), update.change, this.enhanceFlag, true);
-    return [this.sendUpdate(now, message, update, INITIAL_ACK_TIMEOUT, true)];
+    return [this.sendUpdate(now, message, update, this.initialAckTimeout, true)];
   }
 
   socketClosed(now: number, code: number | null, reason = ""): Action[] {
@@ -233,7 +261,7 @@ export class Session {
         return this.setState("generating");
       case "generation_tick":
         this.seconds = Math.trunc(message.seconds);
-        return [...this.setState("generating"), { kind: "Emit", name: "generation_tick", value: this.seconds }];
+        return [...this.setState("generating"), { kind: "Emit", name: "generation_tick", value: this.generationSeconds }];
       case "generation_ended":
         return this.onGenerationEnded(now, message.seconds, message.reason);
       case "error": {
@@ -268,7 +296,7 @@ export class Session {
 
   onTimer(now: number): Action[] {
     if (this.connectDeadline !== null && now >= this.connectDeadline) {
-      return this.end(now, new ConnectionLost(`could not connect within ${CONNECT_TIMEOUT} s`));
+      return this.end(now, new ConnectionLost(`could not connect within ${this.connectTimeout} s`));
     }
     const actions: Action[] = [];
     if (this.phase === "backoff" && this.retryAt !== null && now >= this.retryAt) actions.push(...this.open());
@@ -301,7 +329,7 @@ export class Session {
     const update = this.queued;
     this.queued = null;
     const message = messageFor(apply(update.change, this.base), update.change, this.enhanceFlag, false);
-    const timeout = message.type === "prompt" ? PROMPT_ACK_TIMEOUT : IMAGE_ACK_TIMEOUT;
+    const timeout = message.type === "prompt" ? this.promptAckTimeout : this.imageAckTimeout;
     return [this.sendUpdate(now, message, update, timeout, false)];
   }
 
@@ -376,7 +404,7 @@ export class Session {
     if (flight.initial) return this.lose(now, "no ack for the initial state");
     this.inFlight = null; // a set_image stays in the FIFO, so its late ack still matches it
     const what = flight.message.type === "prompt" ? "prompt" : "image";
-    const timeout = what === "prompt" ? PROMPT_ACK_TIMEOUT : IMAGE_ACK_TIMEOUT;
+    const timeout = what === "prompt" ? this.promptAckTimeout : this.imageAckTimeout;
     const error = new AckTimeout(`no ${what} ack within ${timeout} s`);
     return [...flight.update.ids.map((id) => reject(id, error)), ...this.dispatch(now)];
   }
@@ -403,13 +431,16 @@ export class Session {
     else if (reason === "timeout") error = new SessionEnded("the session reached its time limit", "timeout");
     else error = new SessionEnded(`the server ended the generation (${reason})`, reason);
     return [
-      { kind: "Emit", name: "generation_tick", value: this.seconds },
+      { kind: "Emit", name: "generation_tick", value: this.generationSeconds },
       { kind: "Emit", name: "generation_ended", value: reason },
       ...this.end(now, error),
     ];
   }
 
   private open(): Action[] {
+    // a new socket is a new server session, whose ticks count from zero again
+    this.secondsBefore += this.seconds;
+    this.seconds = 0;
     this.phase = "opening";
     this.retryAt = null;
     this.socket = true;
@@ -445,14 +476,14 @@ export class Session {
   /** An unexpected loss: retry after the next backoff delay, or give up. */
   private lose(now: number, why: string): Action[] {
     const actions = this.teardown();
-    if (this.retries >= BACKOFF.length) {
+    if (this.retries >= this.backoff.length) {
       return [...actions, ...this.end(now, new ConnectionLost(`connection lost after ${this.retries} retries: ${why}`))];
     }
-    const delay = BACKOFF[this.retries]!;
+    const delay = this.backoff[this.retries]!;
     this.retries += 1;
     this.retryAt = now + delay;
     this.phase = "backoff";
-    if (this.current === "connected" || this.current === "generating") this.connectDeadline = now + CONNECT_TIMEOUT;
+    if (this.current === "connected" || this.current === "generating") this.connectDeadline = now + this.connectTimeout;
     return [...actions, ...this.setState("reconnecting")];
   }
 
