@@ -2,7 +2,8 @@
 
 ``POST /v1/client/tokens`` (``X-API-KEY``): 200 with the token; 401 ``{"detail": "Invalid API
 key"}``; 403 ``{"detail": "Cannot create client token from a client token"}`` for any ``ek_``
-caller; 422 ``{"detail": [{type, loc, msg, input}, ...]}`` for a bad body.
+caller; 422 ``{"detail": [{type, loc, msg, input}, ...]}`` for a bad body, also for one that is
+not strict JSON (``NaN``), nests more than 32 levels, or holds a number too large to be finite.
 
 ``GET /v1/realtime/quota`` (``X-API-KEY``, permanent key or client token): the account's
 ``concurrent_sessions_limit``, ``active_sessions`` and ``credits_seconds_remaining`` (null:
@@ -32,7 +33,6 @@ refused model name) have their control characters escaped, so they cannot forge 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import secrets
 from dataclasses import dataclass
@@ -53,6 +53,7 @@ from .tokens import (
     Credential,
     CredentialError,
     MintRequestInvalid,
+    decode_mint_body,
     parse_mint_request,
 )
 
@@ -113,24 +114,8 @@ class EmulatorApp:
         except CredentialError:
             return _json_error(401, INVALID_KEY)
         raw = await request.read()
-        body: object = None
-        if raw.strip():
-            try:
-                body = json.loads(raw)
-            except ValueError as exc:
-                return _json_error(
-                    422,
-                    [
-                        {
-                            "type": "json_invalid",
-                            "loc": ["body"],
-                            "msg": f"JSON decode error: {exc}",
-                            "input": None,
-                        }
-                    ],
-                )
         try:
-            mint_request = parse_mint_request(body)
+            mint_request = parse_mint_request(decode_mint_body(raw))
         except MintRequestInvalid as exc:
             return _json_error(422, exc.details)
         grant = tokens.mint(credential.account_key, mint_request)

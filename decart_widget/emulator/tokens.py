@@ -1,6 +1,7 @@
 """Credentials: the permanent key, and the client tokens (``ek_...``) minted from it.
 
-`parse_mint_request` validates a ``POST /v1/client/tokens`` body (PROTOCOL §6) and raises
+`decode_mint_body` parses a ``POST /v1/client/tokens`` body as strict JSON, at most
+`MAX_JSON_DEPTH` levels deep; `parse_mint_request` validates it (PROTOCOL §6) and raises
 `MintRequestInvalid` carrying FastAPI-style ``detail`` items for the 422 answer. `TokenStore`
 mints tokens, and `authenticate` resolves any key to a `Credential` or raises `CredentialError`.
 The store's clock can be moved forward (`advance`) so expiry is testable without waiting.
@@ -8,6 +9,8 @@ The store's clock can be moved forward (`advance`) so expiry is testable without
 
 from __future__ import annotations
 
+import json
+import math
 import secrets
 import threading
 import time
@@ -22,6 +25,8 @@ KeyKind = Literal["permanent", "client"]
 
 CLIENT_PREFIX = "ek_"
 MAX_LIST = 20
+#: Deepest nesting of lists/objects a token request may have (metadata is echoed back).
+MAX_JSON_DEPTH = 32
 DEFAULT_EXPIRES_IN = 60
 MAX_EXPIRES_IN = 3600
 #: Expired tokens are remembered this long (so a late use says "expired", not "invalid").
@@ -112,7 +117,57 @@ class Credential:
 
 
 def _detail(kind: str, loc: Iterable[str], msg: str, value: object) -> Detail:
-    return {"type": kind, "loc": ["body", *loc], "msg": msg, "input": value}
+    return {"type": kind, "loc": ["body", *loc], "msg": msg, "input": _json_safe(value)}
+
+
+def _json_safe(value: object) -> object:
+    """``value`` with non-finite floats as text, so that the 422 body stays strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, list):
+        return [_json_safe(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    return value
+
+
+def _json_invalid(msg: str) -> MintRequestInvalid:
+    return MintRequestInvalid([_detail("json_invalid", [], msg, None)])
+
+
+def _reject_constant(name: str) -> object:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _too_deep(value: object, limit: int) -> bool:
+    """True when ``value`` nests lists/objects more than ``limit`` levels (iteratively)."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (list, dict)):
+            if depth > limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def decode_mint_body(raw: bytes) -> object:
+    """The JSON body of a token request (None when empty); `MintRequestInvalid` (a
+    ``json_invalid`` 422) for text that is not strict JSON or nests more than
+    `MAX_JSON_DEPTH` levels."""
+    if not raw.strip():
+        return None
+    too_deep = f"JSON nested too deep (at most {MAX_JSON_DEPTH} levels)"
+    try:
+        body = json.loads(raw, parse_constant=_reject_constant)
+    except RecursionError:
+        raise _json_invalid(f"JSON decode error: {too_deep}") from None
+    except ValueError as exc:
+        raise _json_invalid(f"JSON decode error: {exc}") from None
+    if _too_deep(body, MAX_JSON_DEPTH):
+        raise _json_invalid(too_deep)
+    return body
 
 
 def _int_field(
@@ -120,6 +175,9 @@ def _int_field(
 ) -> int | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         errors.append(_detail("int_type", loc, "Input should be a valid integer", value))
+        return None
+    if isinstance(value, float) and not math.isfinite(value):  # 1e400 parses as inf
+        errors.append(_detail("finite_number", loc, "Input should be a finite number", value))
         return None
     if isinstance(value, float) and not value.is_integer():
         errors.append(
