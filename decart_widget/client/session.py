@@ -65,6 +65,8 @@ Callback: TypeAlias = Callable[[Any], Any]
 EVENTS = ("connection_change", "generation_tick", "error", "session_id", "generation_ended")
 #: Enough for a 10 MB image as base64 with headroom.
 MAX_FRAME_BYTES = 16 * 1024 * 1024
+#: Of a `connect` timeout, the part kept for tearing down a start that failed (a quarter at most).
+START_CLEANUP_SECONDS = 0.25
 #: Frames kept per `frames()` reader before the oldest are dropped (stay live, never lag).
 FRAME_BUFFER = 4
 _DONE = object()
@@ -118,6 +120,8 @@ class RealtimeSession:
         self._state = ConnectionState.DISCONNECTED
         self._state_changed = asyncio.Event()
         self._final_error: DecartError | None = None
+        self._socket_opened = False
+        self._service_heard = False
         self._ended = asyncio.Event()
         self._batch_error: DecartError | None = None
         self.last_error: DecartError | None = None
@@ -288,19 +292,56 @@ class RealtimeSession:
     # ---- the event loop around the core ----------------------------------------------------------
 
     async def _start(self, timeout: float) -> None:
+        """Connect within ``timeout`` seconds, cleanup included: a failed start tears the
+        session down in the time it kept for that (`_abandon`), never waiting on a silent
+        server's close reply."""
+        deadline = _now() + timeout
+        cleanup = min(START_CLEANUP_SECONDS, timeout / 4)
         self._runner = asyncio.create_task(self._run(), name="decart-session")
         self._post(lambda now: self._core.start(now))
         live = (ConnectionState.CONNECTED, ConnectionState.GENERATING)
         try:
-            await self._wait_until(lambda: self._state in live, timeout)
+            await self._wait_until(lambda: self._state in live, timeout - cleanup)
         except asyncio.TimeoutError:
-            await self.disconnect()
-            raise ConnectionLost(
-                f"could not connect to {redact(self.backend.realtime_url)} within {timeout:g} s"
-            ) from None
+            error = ConnectionLost(
+                f"could not connect to {redact(self.backend.realtime_url)} within {timeout:g} s: "
+                + self._stall_reason()
+            )
+            await self._abandon(error, deadline)
+            raise error from None
         except BaseException:
-            await self.disconnect()
+            await self._abandon(None, deadline)
             raise
+
+    def _stall_reason(self) -> str:
+        """How far a connection that did not come up got (for the timeout's message)."""
+        if not self._socket_opened:
+            return "the socket did not open"
+        if not self._service_heard:
+            return "the socket opened but the service never answered"
+        return "the service answered but the video connection did not come up"
+
+    async def _abandon(self, error: DecartError | None, deadline: float) -> None:
+        """Tear everything down by ``deadline``: stop the tasks, offer the socket a close only
+        while there is time (then drop it), close the peer."""
+        self._finish(error)
+        pending = [t for t in (*self._tasks, self._runner) if t is not None and not t.done()]
+        for task in pending:
+            task.cancel()
+        socket, self._socket = self._socket, None
+        if socket is not None:
+            self._socket_generation += 1
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(
+                    socket.close(1000, "connect timeout"), max(0.0, (deadline - _now()) / 2)
+                )
+            socket.transport.abort()  # whether or not the close reply came
+        if pending:
+            await asyncio.wait(pending, timeout=max(0.0, deadline - _now()))
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._close_peer(), max(0.0, deadline - _now()))
+        if self._owns_track:
+            self._track.stop()
 
     def _post(self, event: Event) -> None:
         self._events.put_nowait(event)
@@ -398,6 +439,7 @@ class RealtimeSession:
             await socket.close()
             return
         self._socket = socket
+        self._socket_opened = True
         self._post(lambda now: self._core.socket_opened(now))
         self._spawn(self._read_socket(socket, generation))
 
@@ -407,6 +449,7 @@ class RealtimeSession:
     async def _read_socket(self, socket: ClientConnection, generation: int) -> None:
         try:
             async for frame in socket:
+                self._service_heard = True
                 try:
                     message = messages.parse_server(frame)
                 except ProtocolError as exc:
