@@ -16,10 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from .protocol.constants import MAX_IMAGE_BYTES as MAX_IMAGE_BYTES
 from .protocol.errors import InvalidInput
-
-#: Decart's documented limit on the decoded image.
-MAX_IMAGE_BYTES = 10 * 1024 * 1024
 
 _SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"\x89PNG\r\n\x1a\n", "image/png"),

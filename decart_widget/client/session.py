@@ -36,6 +36,13 @@ from ..images import image_bytes, to_base64
 from ..models import DEFAULT_MODEL, RealtimeModel
 from ..models import get as get_model
 from ..protocol import messages
+from ..protocol.constants import (
+    IMAGE_ACK_TIMEOUT,
+    MAX_FRAME_BYTES,
+    PROMPT_ACK_TIMEOUT,
+    WEBSOCKET_OPEN_TIMEOUT,
+    WEBSOCKET_PING_INTERVAL,
+)
 from ..protocol.errors import ConnectionLost, DecartError, InvalidInput, ProtocolError
 from ..protocol.session import (
     Action,
@@ -63,8 +70,6 @@ log = logging.getLogger("decart_widget.client.session")
 Event: TypeAlias = Callable[[float], list[Action]]
 Callback: TypeAlias = Callable[[Any], Any]
 EVENTS = ("connection_change", "generation_tick", "error", "session_id", "generation_ended")
-#: Enough for a 10 MB image as base64 with headroom.
-MAX_FRAME_BYTES = 16 * 1024 * 1024
 #: Of a `connect` timeout, the part kept for tearing down a start that failed (a quarter at most).
 START_CLEANUP_SECONDS = 0.25
 #: Frames kept per `frames()` reader before the oldest are dropped (stay live, never lag).
@@ -90,8 +95,8 @@ class RealtimeSession:
         backend: Backend | None = None,
         fps: float | None = None,
         retry: RetryPolicy | None = None,
-        prompt_ack_timeout: float = 15.0,
-        image_ack_timeout: float = 30.0,
+        prompt_ack_timeout: float = PROMPT_ACK_TIMEOUT,
+        image_ack_timeout: float = IMAGE_ACK_TIMEOUT,
     ) -> None:
         self.model = get_model(model)
         self.backend = backend if backend is not None else default_backend()
@@ -424,7 +429,10 @@ class RealtimeSession:
         log.info("connecting to %s (attempt %d)", redact(url), attempt + 1)
         try:
             socket = await websockets.connect(
-                url, max_size=MAX_FRAME_BYTES, open_timeout=20, ping_interval=20
+                url,
+                max_size=MAX_FRAME_BYTES,
+                open_timeout=WEBSOCKET_OPEN_TIMEOUT,
+                ping_interval=WEBSOCKET_PING_INTERVAL,
             )
         except Exception as exc:
             reason = _connect_failure(exc)

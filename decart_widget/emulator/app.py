@@ -43,6 +43,7 @@ from aiohttp.abc import AbstractAccessLogger
 
 from .. import models
 from .._logging import escape_controls
+from ..protocol.constants import CLOSE_TRY_AGAIN_LATER
 from ..protocol.messages import Error, encode
 from ..protocol.urls import redact_key
 from .config import Services
@@ -63,7 +64,7 @@ access_log = logging.getLogger("decart_widget.emulator.access")
 CLOSE_INVALID_KEY = 4001
 CLOSE_NOT_ALLOWED = 4003
 CLOSE_UNKNOWN_MODEL = 4004
-CLOSE_CONCURRENCY = 1013
+CLOSE_CONCURRENCY = CLOSE_TRY_AGAIN_LATER
 CONCURRENCY_REASON = "Concurrent session limit reached."
 
 

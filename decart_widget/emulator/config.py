@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..protocol.constants import MAX_IMAGE_BYTES
 from .credits import CreditLedger
 from .faults import Faults
 from .gen_b import RoomHost
@@ -22,7 +23,7 @@ class EmulatorConfig:
     port: int = 0
     api_key: str = DEFAULT_API_KEY
     blocklist: tuple[str, ...] = DEFAULT_BLOCKLIST
-    max_image_bytes: int = 10 * 1024 * 1024
+    max_image_bytes: int = MAX_IMAGE_BYTES
     max_concurrent_sessions: int = 4
     credits_seconds: float | None = None
     #: Wall-clock seconds per generation second: ticks, credits and maxSessionDuration all count

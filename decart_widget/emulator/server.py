@@ -22,6 +22,7 @@ from aiohttp import web
 
 from .._logging import add_secret, guard_library_loggers
 from .._loop_thread import LoopThread
+from ..protocol.constants import MAX_IMAGE_BYTES
 from ..protocol.urls import redact_key, url_host
 from .app import EmulatorApp, PathOnlyAccessLogger, access_log
 from .config import DEFAULT_API_KEY, EmulatorConfig, Services
@@ -50,7 +51,7 @@ class Emulator:
         api_key: str = DEFAULT_API_KEY,
         *,
         blocklist: Iterable[str] = DEFAULT_BLOCKLIST,
-        max_image_bytes: int = 10 * 1024 * 1024,
+        max_image_bytes: int = MAX_IMAGE_BYTES,
         max_concurrent_sessions: int = 4,
         credits_seconds: float | None = None,
         tick_seconds: float = 1.0,

@@ -5,6 +5,7 @@ adapters that feed `SessionCore` inputs and carry out its actions.
 """
 
 from . import messages
+from .constants import MAX_IMAGE_BYTES
 from .errors import (
     ERROR_KINDS,
     AckTimeout,
@@ -23,7 +24,6 @@ from .errors import (
 )
 from .messages import encode, parse_client, parse_server
 from .session import (
-    MAX_IMAGE_BYTES,
     Action,
     AddRemoteCandidate,
     ApplyAnswer,

@@ -7,6 +7,15 @@ ever help (PROTOCOL §5).
 
 from __future__ import annotations
 
+from .constants import (
+    CONCURRENCY_MARKERS,
+    CREDIT_MARKERS,
+    MODEL_MARKERS,
+    MODERATION_MARKERS,
+    ORIGIN_MARKERS,
+    PERMANENT_MARKERS,
+)
+
 
 class DecartError(Exception):
     """Base of every error decart-widget raises on purpose."""
@@ -100,22 +109,6 @@ ERROR_KINDS: dict[str, type[DecartError]] = {
     )
 }
 
-_PERMANENT_MARKERS = (
-    "401",
-    "unauthorized",
-    "invalid api key",
-    "invalid_api_key",
-    "permission denied",
-    "not allowed",
-    "not_allowed",
-    "invalid session",
-    "expired",
-)
-_MODEL_MARKERS = ("invalid_model", "removed_model", "unknown model", "invalid model")
-_CREDIT_MARKERS = ("insufficient_credits", "insufficient credits", "out of credits")
-_CONCURRENCY_MARKERS = ("concurrent session limit", "concurrency")
-_MODERATION_MARKERS = ("moderation",)
-
 
 def is_permanent(error_text: str) -> bool:
     """True when an error text means a retry cannot help (the SDKs' rule, plus ours)."""
@@ -123,10 +116,10 @@ def is_permanent(error_text: str) -> bool:
     return any(
         marker in lowered
         for marker in (
-            *_PERMANENT_MARKERS,
-            *_MODEL_MARKERS,
-            *_CREDIT_MARKERS,
-            *_MODERATION_MARKERS,
+            *PERMANENT_MARKERS,
+            *MODEL_MARKERS,
+            *CREDIT_MARKERS,
+            *MODERATION_MARKERS,
         )
     )
 
@@ -134,15 +127,15 @@ def is_permanent(error_text: str) -> bool:
 def classify(error_text: str) -> DecartError:
     """Turn a server error string into the matching typed exception."""
     lowered = error_text.lower()
-    if any(marker in lowered for marker in _CREDIT_MARKERS):
+    if any(marker in lowered for marker in CREDIT_MARKERS):
         return InsufficientCredits(error_text)
-    if any(marker in lowered for marker in _CONCURRENCY_MARKERS):
+    if any(marker in lowered for marker in CONCURRENCY_MARKERS):
         return ConcurrencyLimit(error_text)
-    if any(marker in lowered for marker in _MODERATION_MARKERS):
+    if any(marker in lowered for marker in MODERATION_MARKERS):
         return ModerationError(error_text)
-    if any(marker in lowered for marker in _MODEL_MARKERS):
+    if any(marker in lowered for marker in MODEL_MARKERS):
         return InvalidInput(error_text)
-    if any(marker in lowered for marker in _PERMANENT_MARKERS) or "origin" in lowered:
+    if any(marker in lowered for marker in (*PERMANENT_MARKERS, *ORIGIN_MARKERS)):
         return AuthenticationError(error_text)
     return DecartError(error_text)
 

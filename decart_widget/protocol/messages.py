@@ -14,11 +14,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias, TypeGuard
 
+from .constants import END_REASONS as END_REASONS
 from .errors import ProtocolError
 
 JSON = dict[str, Any]
-
-END_REASONS = ("disconnect", "timeout", "moderation_violation", "error", "insufficient_credits")
 
 
 # ---- client -> server -------------------------------------------------------------------------

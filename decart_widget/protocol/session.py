@@ -16,6 +16,18 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from typing import TypeAlias
 
+from .constants import (
+    BACKOFF,
+    CLOSE_NORMAL,
+    CLOSE_PROXY_CONCURRENCY,
+    CLOSE_TRY_AGAIN_LATER,
+    CONNECT_TIMEOUT,
+    IMAGE_ACK_TIMEOUT,
+    INITIAL_ACK_TIMEOUT,
+    MAX_IMAGE_BYTES,
+    PROMPT_ACK_TIMEOUT,
+    decoded_size,
+)
 from .errors import (
     AckTimeout,
     ConcurrencyLimit,
@@ -50,13 +62,6 @@ from .requests import KEEP, Change, InFlight, Settings, Update, message_for
 
 logger = logging.getLogger("decart_widget.protocol.session")
 
-#: Decart's documented limit for a reference image, decoded.
-MAX_IMAGE_BYTES = 10 * 1024 * 1024
-#: WebSocket close code of "Concurrent session limit reached."
-CLOSE_TRY_AGAIN_LATER = 1013
-#: The same, as a signaling proxy relays it (application codes must be >= 3000).
-CLOSE_PROXY_CONCURRENCY = 4013
-
 
 class ConnectionState(str, Enum):
     """The published ``connection_state``."""
@@ -75,7 +80,7 @@ class ConnectionState(str, Enum):
 class RetryPolicy:
     """Delays (s) before each reconnect attempt; their number is the number of retries."""
 
-    delays: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 10.0)
+    delays: tuple[float, ...] = BACKOFF
 
     @property
     def retries(self) -> int:
@@ -94,7 +99,7 @@ class OpenSocket:
 
 @dataclass(frozen=True)
 class CloseSocket:
-    code: int = 1000
+    code: int = CLOSE_NORMAL
     reason: str = ""
 
 
@@ -192,11 +197,11 @@ class SessionCore:
         prompt: str | None = None,
         image: str | None = None,
         enhance: bool = True,
-        prompt_ack_timeout: float = 15.0,
-        image_ack_timeout: float = 30.0,
-        initial_ack_timeout: float = 30.0,
+        prompt_ack_timeout: float = PROMPT_ACK_TIMEOUT,
+        image_ack_timeout: float = IMAGE_ACK_TIMEOUT,
+        initial_ack_timeout: float = INITIAL_ACK_TIMEOUT,
         retry: RetryPolicy | None = None,
-        connect_timeout: float = 300.0,
+        connect_timeout: float = CONNECT_TIMEOUT,
     ) -> None:
         self._base = Settings(_clean_prompt(prompt), _clean_image(image))
         self._accepted = Settings()
@@ -575,7 +580,7 @@ class SessionCore:
         """Close socket and peer; fold the in-flight update back into the queue."""
         actions: list[Action] = []
         if self._socket:
-            actions.append(CloseSocket(1000, ""))
+            actions.append(CloseSocket(CLOSE_NORMAL, ""))
             self._socket = False
         if self._peer:
             actions.append(ClosePeer())
@@ -673,7 +678,8 @@ def _clean_image(image: object) -> str | None:
     image = image.strip()
     if not image:
         raise InvalidInput("image is empty (use None to clear it)")
-    size = len(image) * 3 // 4 - image.endswith("=") - image.endswith("==")
+    size = decoded_size(image)
     if size > MAX_IMAGE_BYTES:
-        raise InvalidInput(f"image is {size / 2**20:.1f} MiB; the limit is 10 MiB")
+        limit = f"{MAX_IMAGE_BYTES / 2**20:g} MiB"
+        raise InvalidInput(f"image is {size / 2**20:.1f} MiB; the limit is {limit}")
     return image

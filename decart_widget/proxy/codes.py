@@ -26,7 +26,9 @@ Codes 4000-4999 are for applications (RFC 6455 §7.4.2), so every browser passes
 
 from __future__ import annotations
 
-NORMAL = 1000
+from ..protocol.constants import CLOSE_NORMAL, CLOSE_PROXY_CONCURRENCY, CLOSE_TRY_AGAIN_LATER
+
+NORMAL = CLOSE_NORMAL
 GOING_AWAY = 1001
 UPSTREAM_ERROR = 1011
 BAD_REQUEST = 4000
@@ -34,7 +36,7 @@ UNAUTHORIZED = 4001
 QUOTA_EXHAUSTED = 4002
 MALFORMED_FRAME = 4008
 FRAME_TOO_BIG = 4009
-CONCURRENCY_LIMIT = 4013
+CONCURRENCY_LIMIT = CLOSE_PROXY_CONCURRENCY
 RATE_LIMITED = 4029
 
 #: Upstream close codes meaning the service refused the proxy's own credentials (the user's
@@ -80,7 +82,7 @@ def from_upstream(code: int | None, reason: str) -> tuple[int, str]:
         return UPSTREAM_ERROR, cut_reason(reason or "upstream connection lost")
     if code in (NORMAL, GOING_AWAY, UPSTREAM_ERROR, 1012, 1014):
         return code, cut_reason(reason)
-    if code == 1013:
+    if code == CLOSE_TRY_AGAIN_LATER:
         return CONCURRENCY_LIMIT, cut_reason(reason or "Concurrent session limit reached.")
     if code == 1008:
         return MALFORMED_FRAME, cut_reason(reason or "upstream policy violation")

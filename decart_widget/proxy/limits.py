@@ -8,14 +8,14 @@
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from dataclasses import dataclass, field
 
-#: Decart's documented limit on a reference image, decoded.
-MAX_IMAGE_BYTES = 10 * 1024 * 1024
+from ..protocol.constants import MAX_IMAGE_BYTES as MAX_IMAGE_BYTES
+from ..protocol.constants import base64_length
+
 #: base64 of the largest image, plus room for the JSON around it and a long prompt.
-MAX_FRAME_BYTES = 4 * math.ceil(MAX_IMAGE_BYTES / 3) + 64 * 1024
+MAX_FRAME_BYTES = base64_length(MAX_IMAGE_BYTES) + 64 * 1024
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from typing import Any
 import aiohttp
 from aiohttp import WSMsgType, web
 
+from ..protocol.constants import CLOSE_TRY_AGAIN_LATER, decoded_size
 from ..protocol.errors import AuthenticationError, ProtocolError, classify
 from ..protocol.messages import END_REASONS, client_message, decode_object
 from ..protocol.urls import build_stream_url
@@ -92,11 +93,7 @@ class Ending:
 
 def _image_bytes(image_data: object) -> int:
     """The decoded size of raw base64 (no decoding needed)."""
-    if not isinstance(image_data, str):
-        return 0
-    length = len(image_data)
-    padding = image_data[-2:].count("=") if length >= 2 else 0
-    return max(0, length * 3 // 4 - padding)
+    return decoded_size(image_data) if isinstance(image_data, str) else 0
 
 
 class Relay:
@@ -630,7 +627,7 @@ def _end_reason(code: int | None, generation_ended: str | None) -> str:
     if generation_ended is not None:  # the service said why: keep it
         reason = generation_ended if generation_ended in END_REASONS else "error"
         return f"generation_ended_{reason}"
-    if code == 1013:
+    if code == CLOSE_TRY_AGAIN_LATER:
         return "concurrency_limit"
     if code == 1001:
         return "upstream_going_away"

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from ..protocol.constants import decoded_size
 from ..protocol.urls import redact
 
 log = logging.getLogger("decart_widget.widget.relay")
@@ -118,8 +119,7 @@ def cut_prompt(text: Any) -> str:
 
 def base64_size(data: str) -> int:
     """Decoded size of raw base64 (no decoding)."""
-    data = data.split(",", 1)[-1] if data.startswith("data:") else data
-    return max(0, len(data) * 3 // 4 - data[-2:].count("="))
+    return decoded_size(data.split(",", 1)[-1] if data.startswith("data:") else data)
 
 
 def log_frame(frame: dict[str, Any], direction: Direction, origin: str, session: str) -> None:

@@ -36,7 +36,12 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from ..backends import Backend
-from ..images import MAX_IMAGE_BYTES
+from ..protocol.constants import (
+    MAX_FRAME_BYTES,
+    MAX_IMAGE_BYTES,
+    WEBSOCKET_OPEN_TIMEOUT,
+    WEBSOCKET_PING_INTERVAL,
+)
 from ..protocol.errors import AckTimeout, DecartError, ModerationError, classify
 from ..protocol.urls import build_stream_url, redact
 from .hooks import (
@@ -53,8 +58,6 @@ from .updates import KernelUpdates, Pending, Revert, Send, Settings, Settled, Up
 
 log = logging.getLogger("decart_widget.widget.relay")
 
-#: Incoming frame limit: a 10 MB image as base64 is ~13.4 MB.
-MAX_FRAME_BYTES = 16 * 1024 * 1024
 USER_AGENT = "decart-widget-kernel-relay"
 #: How long `KernelRelay.shutdown` waits for the upstream close.
 SHUTDOWN_WAIT = 2.0
@@ -266,8 +269,8 @@ class KernelRelay:
             socket = await websockets.connect(
                 url,
                 max_size=MAX_FRAME_BYTES,
-                open_timeout=20,
-                ping_interval=20,
+                open_timeout=WEBSOCKET_OPEN_TIMEOUT,
+                ping_interval=WEBSOCKET_PING_INTERVAL,
                 user_agent_header=USER_AGENT,
                 compression=None,
             )

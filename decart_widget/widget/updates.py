@@ -22,11 +22,9 @@ import hashlib
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-Origin = Literal["browser", "kernel"]
+from ..protocol.constants import IMAGE_ACK_TIMEOUT, PROMPT_ACK_TIMEOUT
 
-#: Seconds to wait for the ack of a kernel update (the session cores' defaults).
-PROMPT_ACK_TIMEOUT = 15.0
-IMAGE_ACK_TIMEOUT = 30.0
+Origin = Literal["browser", "kernel"]
 
 
 @dataclass(frozen=True)

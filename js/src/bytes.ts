@@ -1,8 +1,7 @@
 // Binary traitlets arrive as DataView (ipywidgets), ArrayBuffer or typed arrays depending on the
 // host; the wire wants raw base64.
 
-/** Decart's documented limit for a reference image (decoded bytes). */
-export const MAX_IMAGE_BYTES = 10 * 1024 * 1024;
+export { MAX_IMAGE_BYTES } from "./constants";
 
 export function toBytes(value: unknown): Uint8Array | null {
   if (value instanceof Uint8Array) return value;

@@ -1,6 +1,8 @@
 // The typed error taxonomy, mirroring decart_widget/protocol/errors.py: same kinds, same
 // classification of server error text, same "permanent" rule (PROTOCOL §5).
 
+import { ERROR_MARKERS } from "./constants";
+
 export class DecartError extends Error {
   /** A stable short name, also the `last_error_kind` traitlet. */
   readonly kind: string = "error";
@@ -74,7 +76,7 @@ export class MediaError extends DecartError {
   }
 }
 
-const ERROR_CLASSES: Record<string, new (message: string) => DecartError> = {
+export const ERROR_CLASSES: Readonly<Record<string, new (message: string) => DecartError>> = {
   error: DecartError,
   authentication: AuthenticationError,
   moderation: ModerationError,
@@ -87,23 +89,16 @@ const ERROR_CLASSES: Record<string, new (message: string) => DecartError> = {
   protocol: ProtocolError,
 };
 
-const PERMANENT_MARKERS = [
-  "401",
-  "unauthorized",
-  "invalid api key",
-  "invalid_api_key",
-  "permission denied",
-  "not allowed",
-  "not_allowed",
-  "invalid session",
-  "expired",
-];
-const MODEL_MARKERS = ["invalid_model", "removed_model", "unknown model", "invalid model"];
-const CREDIT_MARKERS = ["insufficient_credits", "insufficient credits", "out of credits"];
-const CONCURRENCY_MARKERS = ["concurrent session limit", "concurrency"];
-const MODERATION_MARKERS = ["moderation"];
+const {
+  permanent: PERMANENT_MARKERS,
+  model: MODEL_MARKERS,
+  credits: CREDIT_MARKERS,
+  concurrency: CONCURRENCY_MARKERS,
+  moderation: MODERATION_MARKERS,
+  origin: ORIGIN_MARKERS,
+} = ERROR_MARKERS;
 
-const contains = (text: string, markers: string[]): boolean =>
+const contains = (text: string, markers: readonly string[]): boolean =>
   markers.some((marker) => text.includes(marker));
 
 /** True when an error text means a retry cannot help (the SDKs' rule, plus ours). */
@@ -124,7 +119,7 @@ export function classify(errorText: string): DecartError {
   if (contains(lowered, CONCURRENCY_MARKERS)) return new ConcurrencyLimit(errorText);
   if (contains(lowered, MODERATION_MARKERS)) return new ModerationError(errorText);
   if (contains(lowered, MODEL_MARKERS)) return new InvalidInput(errorText);
-  if (contains(lowered, PERMANENT_MARKERS) || lowered.includes("origin")) {
+  if (contains(lowered, PERMANENT_MARKERS) || contains(lowered, ORIGIN_MARKERS)) {
     return new AuthenticationError(errorText);
   }
   return new DecartError(errorText);

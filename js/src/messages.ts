@@ -66,13 +66,7 @@ export type ServerMessage =
   | { type: "queue_position"; position: number; queue_size: number | null }
   | { type: "ice-restart"; turn_config: TurnConfig | null };
 
-export const END_REASONS = [
-  "disconnect",
-  "timeout",
-  "moderation_violation",
-  "error",
-  "insufficient_credits",
-] as const;
+export { END_REASONS } from "./constants";
 
 // ---- builders (client -> server) ----------------------------------------------------------
 

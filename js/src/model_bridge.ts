@@ -56,8 +56,6 @@ export class ModelBridge {
   private readonly requests = new Map<number, RequestInfo>();
   private readonly handlers: [string, () => void][] = [];
   private readonly images = new ImageCodec();
-  private secondsBase = 0;
-  private lastTick = 0;
   private closed = false;
   private core: Core | null = null;
 
@@ -173,7 +171,7 @@ export class ModelBridge {
     const bytes = toBytes(this.model.get("image"));
     if (bytes && bytes.byteLength > MAX_IMAGE_BYTES) {
       const megabytes = (bytes.byteLength / 1024 / 1024).toFixed(1);
-      this.showError(new InvalidInput(`The image is ${megabytes} MB; the limit is 10 MB. Use a smaller image.`));
+      this.showError(new InvalidInput(`The image is ${megabytes} MB; the limit is ${MAX_IMAGE_BYTES / 1024 / 1024} MB. Use a smaller image.`));
       this.set("image", this.images.decode(core.session.desired.image));
       this.save();
       return;
@@ -219,15 +217,12 @@ export class ModelBridge {
 
   /** A new session: usage counts from zero. */
   resetSeconds(): void {
-    this.secondsBase = this.lastTick = 0;
     this.set("generation_seconds", 0);
   }
 
+  /** The core's generation_tick: the seconds since start, already summed over reconnects. */
   tick(seconds: number): void {
-    // each (re)connect is a new server session counting from zero: keep the total
-    if (seconds < this.lastTick) this.secondsBase += this.lastTick;
-    this.lastTick = seconds;
-    this.set("generation_seconds", this.secondsBase + seconds);
+    this.set("generation_seconds", seconds);
   }
 
   /** A stats sample (saved at once: it arrives outside the core's loop); null clears them. */

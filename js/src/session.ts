@@ -4,7 +4,18 @@
 // and returns the actions for the adapter to carry out, in order. Timers are deadlines: the
 // adapter asks nextDeadline() and calls onTimer(now) once it has passed.
 
-import { MAX_IMAGE_BYTES } from "./bytes";
+import {
+  BACKOFF,
+  CLOSE_NORMAL,
+  CLOSE_PROXY_CONCURRENCY,
+  CLOSE_TRY_AGAIN_LATER,
+  CONNECT_TIMEOUT,
+  IMAGE_ACK_TIMEOUT,
+  INITIAL_ACK_TIMEOUT,
+  MAX_IMAGE_BYTES,
+  PROMPT_ACK_TIMEOUT,
+  decodedSize,
+} from "./constants";
 import {
   AckTimeout,
   ConcurrencyLimit,
@@ -21,16 +32,15 @@ import * as msg from "./messages";
 import type { ClientMessage, IceCandidateInfo, PromptAckMessage, ServerMessage, SetImageAckMessage, TurnConfig } from "./messages";
 import { EMPTY, InFlight, Update, apply, messageFor, sameSettings, followedBy, type Change, type Settings } from "./requests";
 
-export const PROMPT_ACK_TIMEOUT = 15;
-export const IMAGE_ACK_TIMEOUT = 30;
-export const INITIAL_ACK_TIMEOUT = 30;
-export const CONNECT_TIMEOUT = 300;
-/** Seconds to wait before each reconnect attempt; its length is the number of retries. */
-export const BACKOFF: readonly number[] = [1, 2, 4, 8, 10];
-/** WebSocket close code of "Concurrent session limit reached." */
-export const CLOSE_TRY_AGAIN_LATER = 1013;
-/** The same, as a signaling proxy relays it (application codes must be >= 3000). */
-export const CLOSE_PROXY_CONCURRENCY = 4013;
+export {
+  BACKOFF,
+  CLOSE_PROXY_CONCURRENCY,
+  CLOSE_TRY_AGAIN_LATER,
+  CONNECT_TIMEOUT,
+  IMAGE_ACK_TIMEOUT,
+  INITIAL_ACK_TIMEOUT,
+  PROMPT_ACK_TIMEOUT,
+} from "./constants";
 
 export type ConnectionState = "disconnected" | "connecting" | "connected" | "generating" | "reconnecting";
 export type PeerState = "new" | "connecting" | "connected" | "disconnected" | "failed" | "closed";
@@ -451,7 +461,7 @@ export class Session {
   private teardown(): Action[] {
     const actions: Action[] = [];
     if (this.socket) {
-      actions.push({ kind: "CloseSocket", code: 1000, reason: "" });
+      actions.push({ kind: "CloseSocket", code: CLOSE_NORMAL, reason: "" });
       this.socket = false;
     }
     if (this.peer) {
@@ -551,9 +561,9 @@ function cleanImage(image: string | null): string | null {
   }
   data = data.trim();
   if (!data) throw new InvalidInput("image is empty (use null to clear it)");
-  const size = Math.floor((data.length * 3) / 4) - (data.endsWith("==") ? 2 : data.endsWith("=") ? 1 : 0);
+  const size = decodedSize(data);
   if (size > MAX_IMAGE_BYTES) {
-    throw new InvalidInput(`image is ${(size / 2 ** 20).toFixed(1)} MiB; the limit is 10 MiB`);
+    throw new InvalidInput(`image is ${(size / 2 ** 20).toFixed(1)} MiB; the limit is ${MAX_IMAGE_BYTES / 2 ** 20} MiB`);
   }
   return data;
 }
