@@ -174,7 +174,7 @@ SEND_PING = """
 #: the way the relay answers (page -> server -> kernel -> relay thread -> server -> page).
 ECHO_CELL = r'''
 import anywidget
-from decart_widget.widget.relay import relay_loop
+from decart_widget.widget.kernel_relay import relay_loop
 
 class BenchEcho(anywidget.AnyWidget):
     _esm = """

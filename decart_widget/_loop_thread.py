@@ -1,9 +1,9 @@
 """An asyncio event loop on a daemon thread, for services that sync code starts and stops.
 
-The emulator and the proxy both run this way, so they work the same from plain Python, notebooks
-(whose own loop is busy) and async tests. `start` runs a startup coroutine on the new loop and
-waits for it (re-raising its failure); `stop` runs a shutdown coroutine, then cancels whatever is
-left, closes the loop and joins the thread: nothing is left behind.
+The emulator, the proxy and the widgets' kernel relay run this way, so they work the same from
+plain Python, notebooks (whose own loop is busy) and async tests. `start` runs a startup coroutine
+on the new loop and waits for it (re-raising its failure); `stop` runs a shutdown coroutine, then
+cancels whatever is left, closes the loop and joins the thread: nothing is left behind.
 """
 
 from __future__ import annotations
@@ -57,6 +57,10 @@ class LoopThread:
                 raise failure[0]
             self._thread = thread
             return True
+
+    def is_current(self) -> bool:
+        """True when called from this loop's own thread (where blocking on it would deadlock)."""
+        return self._thread is not None and threading.current_thread() is self._thread
 
     def rename(self, name: str) -> None:
         """Name the thread (e.g. with the port, known only once serving)."""

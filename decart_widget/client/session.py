@@ -31,18 +31,13 @@ from aiortc.sdp import candidate_from_sdp
 from av import VideoFrame
 from websockets.asyncio.client import ClientConnection
 
+from .._upstream import connect_failure, open_upstream
 from ..backends import Backend, default_backend
 from ..images import image_bytes, to_base64
 from ..models import DEFAULT_MODEL, RealtimeModel
 from ..models import get as get_model
 from ..protocol import messages
-from ..protocol.constants import (
-    IMAGE_ACK_TIMEOUT,
-    MAX_FRAME_BYTES,
-    PROMPT_ACK_TIMEOUT,
-    WEBSOCKET_OPEN_TIMEOUT,
-    WEBSOCKET_PING_INTERVAL,
-)
+from ..protocol.constants import IMAGE_ACK_TIMEOUT, PROMPT_ACK_TIMEOUT
 from ..protocol.errors import ConnectionLost, DecartError, InvalidInput, ProtocolError
 from ..protocol.session import (
     Action,
@@ -428,14 +423,9 @@ class RealtimeSession:
         url = build_stream_url(self.backend.realtime_url, self.backend.api_key, self.model.name)
         log.info("connecting to %s (attempt %d)", redact(url), attempt + 1)
         try:
-            socket = await websockets.connect(
-                url,
-                max_size=MAX_FRAME_BYTES,
-                open_timeout=WEBSOCKET_OPEN_TIMEOUT,
-                ping_interval=WEBSOCKET_PING_INTERVAL,
-            )
+            socket = await open_upstream(url)
         except Exception as exc:
-            reason = _connect_failure(exc)
+            reason = connect_failure(exc)
             log.warning("could not open the socket: %s", reason)
             self._post(
                 self._if_current(
@@ -642,13 +632,3 @@ class RealtimeSession:
 
 def _emit_now(action: Emit, now: float) -> list[Action]:
     return [action]
-
-
-def _connect_failure(exc: Exception) -> str:
-    """A reason text the core can classify (401 -> permanent, others transient)."""
-    status = getattr(getattr(exc, "response", None), "status_code", None)
-    if status is not None:
-        body = getattr(getattr(exc, "response", None), "body", b"") or b""
-        text = body.decode("utf-8", "replace").strip()[:200]
-        return f"HTTP {status}{': ' + text if text else ''}"
-    return redact(f"{type(exc).__name__}: {exc}")

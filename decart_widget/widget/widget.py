@@ -25,7 +25,7 @@ from ..models import get as get_model
 from ..protocol.errors import DecartError, InvalidInput
 from ..tokens import TokenMinter
 from .hooks import SignalHook, UsageRecord
-from .relay import KernelRelay
+from .kernel_relay import KernelRelay
 from .updates import Settings
 
 log = logging.getLogger("decart_widget.widget")

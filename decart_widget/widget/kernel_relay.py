@@ -11,12 +11,14 @@ kernel -> front    ``{"type":"signal_opened","id":n}``, ``{"type":"signal","id":
                    ``{"type":"signal_closed","id":n,"code":int|null,"reason":str}``
 =================  ===================================================================
 
-Every widget's relay runs on one process-wide daemon thread with an asyncio loop, so it keeps
-working while a cell is busy. Comm messages from the browser wait while a cell runs, so the kernel
-itself is the sender of prompt/image/enhance *updates* (`KernelUpdates`): the browser only sends
-its handshake (the initial state after each (re)connect) and the WebRTC offer and candidates.
-Codes and reasons pass through unchanged (1013 stays 1013). Reconnecting is the front end's job:
-each ``signal_open`` opens a new upstream connection.
+Every widget's relay runs on one process-wide daemon thread with an asyncio loop (`RELAY_THREAD`,
+a `decart_widget._loop_thread.LoopThread`), so it keeps working while a cell is busy; the
+upstream socket is opened as the headless client opens it (`decart_widget._upstream`). Comm
+messages from the browser wait while a cell runs, so the kernel itself is the sender of
+prompt/image/enhance *updates* (`KernelUpdates`): the browser only sends its handshake (the
+initial state after each (re)connect) and the WebRTC offer and candidates. Codes and reasons
+pass through unchanged (1013 stays 1013). Reconnecting is the front end's job: each
+``signal_open`` opens a new upstream connection.
 """
 
 from __future__ import annotations
@@ -35,14 +37,11 @@ from typing import Any, Protocol
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+from .._loop_thread import LoopThread
+from .._upstream import ack_error, connect_failure, open_upstream
 from ..backends import Backend
-from ..protocol.constants import (
-    MAX_FRAME_BYTES,
-    MAX_IMAGE_BYTES,
-    WEBSOCKET_OPEN_TIMEOUT,
-    WEBSOCKET_PING_INTERVAL,
-)
-from ..protocol.errors import AckTimeout, DecartError, ModerationError, classify
+from ..protocol.constants import MAX_IMAGE_BYTES
+from ..protocol.errors import ModerationError
 from ..protocol.urls import build_stream_url, redact
 from .hooks import (
     TO_BROWSER,
@@ -56,6 +55,7 @@ from .hooks import (
 )
 from .updates import KernelUpdates, Pending, Revert, Send, Settings, Settled, UpdateAction
 
+# the name users configure (docs/signaling.md), kept from when this module was ``relay.py``
 log = logging.getLogger("decart_widget.widget.relay")
 
 USER_AGENT = "decart-widget-kernel-relay"
@@ -65,30 +65,21 @@ SHUTDOWN_WAIT = 2.0
 
 # ---- the process-wide loop thread ----------------------------------------------------------------
 
-_loop_lock = threading.Lock()
-_loop: asyncio.AbstractEventLoop | None = None
-_thread: threading.Thread | None = None
+#: Every widget's relay runs here; started on first use, never stopped (a daemon thread).
+RELAY_THREAD = LoopThread("decart-widget-relay")
+
+
+async def _nothing_to_start() -> None:
+    return None
 
 
 def relay_loop() -> asyncio.AbstractEventLoop:
-    """The relay's event loop, running on a daemon thread (started on first use)."""
-    global _loop, _thread
-    with _loop_lock:
-        if _loop is not None and _thread is not None and _thread.is_alive():
-            return _loop
-        loop = asyncio.new_event_loop()
-        ready = threading.Event()
-
-        def run() -> None:
-            asyncio.set_event_loop(loop)
-            loop.call_soon(ready.set)
-            loop.run_forever()
-
-        thread = threading.Thread(target=run, name="decart-widget-relay", daemon=True)
-        thread.start()
-        ready.wait(5)
-        _loop, _thread = loop, thread
-        return loop
+    """The relay's event loop, running on `RELAY_THREAD` (started on first use)."""
+    RELAY_THREAD.start(_nothing_to_start)
+    loop = RELAY_THREAD.loop
+    if loop is None:  # only if it was stopped meanwhile, which nothing does
+        raise RuntimeError("the kernel relay's loop thread is not running")
+    return loop
 
 
 # ---- the widget side -----------------------------------------------------------------------------
@@ -162,7 +153,7 @@ class KernelRelay:
             return
         self._shut = True
         future: Future[None] = asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
-        if threading.current_thread() is not _thread:
+        if not RELAY_THREAD.is_current():
             with contextlib.suppress(Exception):
                 future.result(wait)
 
@@ -266,16 +257,9 @@ class KernelRelay:
         url = build_stream_url(self._backend.realtime_url, self._backend.api_key, conn.model)
         log.info("[%s] opening %s", conn.session, redact(url))
         try:
-            socket = await websockets.connect(
-                url,
-                max_size=MAX_FRAME_BYTES,
-                open_timeout=WEBSOCKET_OPEN_TIMEOUT,
-                ping_interval=WEBSOCKET_PING_INTERVAL,
-                user_agent_header=USER_AGENT,
-                compression=None,
-            )
+            socket = await open_upstream(url, user_agent=USER_AGENT)
         except Exception as exc:
-            reason = _connect_failure(exc)
+            reason = connect_failure(exc)
             log.warning("[%s] could not connect: %s", conn.session, reason)
             if conn is self._current:
                 self._send(
@@ -366,7 +350,7 @@ class KernelRelay:
                     error = (
                         ModerationError(action.error or "rejected")
                         if action.by_hook
-                        else _ack_error(action.error, action.timed_out)
+                        else ack_error(action.error, action.timed_out)
                     )
                     self._host.show_error(error.kind, str(error))
             elif isinstance(action, Revert):
@@ -466,23 +450,4 @@ def _failed_ack(frame: dict[str, Any], error: str) -> dict[str, Any]:
     return {"type": "set_image_ack", "success": False, "error": error}
 
 
-def _ack_error(text: str | None, timed_out: bool) -> DecartError:
-    if timed_out:
-        return AckTimeout(text or "no ack")
-    if not text:
-        return ModerationError("rejected by the service")
-    error = classify(text)
-    return ModerationError(text) if type(error) is DecartError else error
-
-
-def _connect_failure(exc: Exception) -> str:
-    """A reason the browser's core can classify (401 -> permanent, others transient)."""
-    status = getattr(getattr(exc, "response", None), "status_code", None)
-    if status is not None:
-        body = getattr(getattr(exc, "response", None), "body", b"") or b""
-        text = body.decode("utf-8", "replace").strip()[:200]
-        return redact(f"HTTP {status}{': ' + text if text else ''}")
-    return redact(f"{type(exc).__name__}: {exc}")
-
-
-__all__ = ["MAX_FRAME_BYTES", "Direction", "KernelRelay", "RelayHost", "relay_loop"]
+__all__ = ["RELAY_THREAD", "Direction", "KernelRelay", "RelayHost", "relay_loop"]
