@@ -13,7 +13,7 @@ How it measures:
   ``prompt="invert"``, ``autostart``. Its ``token_request`` is answered at once with a client token
   minted beforehand, so the kernel round trip and the token HTTP call are left out (as they are
   for the reference page).
-* Reference page: written for this benchmark, the least a browser needs (PROTOCOL §4): a canvas
+* Reference page: written for this benchmark, the least a browser needs (docs/protocol.md): a canvas
   ``captureStream`` of the same size and fps, a WebSocket, the ``prompt`` and its ack, an
   ``RTCPeerConnection`` with VP8 preferred, trickled ICE ending with ``candidate:null``. Its canvas
   shows the widget's own synthetic pattern (``js/src/synthetic.ts``, built with esbuild for the

@@ -1,4 +1,4 @@
-"""Reference images: accept what users have, send what the protocol wants (PROTOCOL §8).
+"""Reference images: accept what users have, send what the protocol wants (docs/protocol.md).
 
 `image_bytes(image)` takes bytes, a path, a data URL, an http(s) URL, a PIL image or a numpy
 array and returns encoded image bytes, checked to be an image and within the size limit.

@@ -1,4 +1,4 @@
-"""The realtime model registry (PROTOCOL §7).
+"""The realtime model registry (docs/protocol.md, "Models").
 
 Only the name goes on the wire; width, height and fps are client-side hints for the capture.
 Model names churn, so the registry is open: `register` adds custom definitions.

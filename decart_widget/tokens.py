@@ -1,7 +1,7 @@
 """Short-lived client tokens, minted in the kernel so the permanent key never reaches a browser.
 
-`TokenMinter(backend).mint(...)` posts to ``/v1/client/tokens`` (PROTOCOL §6) with httpx. A minted
-token is cached per set of options and reused until shortly before it expires.
+`TokenMinter(backend).mint(...)` posts to ``/v1/client/tokens`` (docs/protocol.md) with httpx.
+A minted token is cached per set of options and reused until shortly before it expires.
 """
 
 from __future__ import annotations

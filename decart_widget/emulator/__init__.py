@@ -1,4 +1,4 @@
-"""The local, Decart-compatible realtime service (DESIGN §4, PROTOCOL.md).
+"""The local, Decart-compatible realtime service (docs/emulator.md, docs/protocol.md).
 
 One module per job:
 

@@ -2,7 +2,7 @@
 
 Checks, in order, each with the error text sent in ``set_image_ack``:
 
-1. base64 (raw, as PROTOCOL §8 says; a ``data:`` prefix and whitespace are tolerated);
+1. base64 (raw, as docs/protocol.md says; a ``data:`` prefix and whitespace are tolerated);
 2. size: at most ``max_bytes`` decoded (10 MB by default), measured before decoding;
 3. type: PNG, JPEG, WebP, GIF or BMP, sniffed from the magic bytes;
 4. moderation (see `moderation`);

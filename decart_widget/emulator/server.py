@@ -38,7 +38,7 @@ STOP_TIMEOUT = 30.0
 
 
 class Emulator:
-    """A local, Decart-compatible realtime service (see DESIGN §4).
+    """A local, Decart-compatible realtime service (see docs/emulator.md).
 
     >>> with Emulator() as emu:          # doctest: +SKIP
     ...     emu.api_url, emu.realtime_url, emu.api_key

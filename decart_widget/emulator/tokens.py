@@ -1,7 +1,7 @@
 """Credentials: the permanent key, and the client tokens (``ek_...``) minted from it.
 
 `decode_mint_body` parses a ``POST /v1/client/tokens`` body as strict JSON, at most
-`MAX_JSON_DEPTH` levels deep; `parse_mint_request` validates it (PROTOCOL §6) and raises
+`MAX_JSON_DEPTH` levels deep; `parse_mint_request` validates it (docs/protocol.md) and raises
 `MintRequestInvalid` carrying FastAPI-style ``detail`` items for the 422 answer. `TokenStore`
 mints tokens, and `authenticate` resolves any key to a `Credential` or raises `CredentialError`.
 The store's clock can be moved forward (`advance`) so expiry is testable without waiting.
@@ -48,7 +48,7 @@ class MintRequestInvalid(Exception):
 
 
 class CredentialError(Exception):
-    """A key was refused. ``code`` is the PROTOCOL §5 vocabulary word."""
+    """A key was refused. ``code`` is the word of docs/protocol.md's error vocabulary."""
 
     def __init__(self, message: str, code: str = "invalid_api_key") -> None:
         super().__init__(message)

@@ -2,7 +2,7 @@
 
 Server error strings are free text ("Invalid API key", "insufficient_credits", ...). `classify`
 turns such a string into the right exception class, and `is_permanent` says whether retrying can
-ever help (PROTOCOL §5).
+ever help (docs/protocol.md, "Error vocabulary").
 """
 
 from __future__ import annotations

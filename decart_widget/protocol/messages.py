@@ -1,4 +1,4 @@
-"""Every message of the realtime protocol (PROTOCOL.md §3): parse, validate, serialise.
+"""Every message of the realtime protocol (docs/protocol.md): parse, validate, serialise.
 
 `parse_client` / `parse_server` take one WebSocket text frame and return a typed message.
 Unknown ``type`` values give `Unknown` (callers ignore it); malformed frames raise

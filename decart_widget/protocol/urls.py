@@ -1,6 +1,6 @@
 """Building realtime URLs, and redacting credentials from anything printed or logged.
 
-Browsers cannot set WebSocket headers, so the key travels in the query string (PROTOCOL §2).
+Browsers cannot set WebSocket headers, so the key travels in the query string (docs/protocol.md).
 Every URL that reaches a log, a repr or an exception goes through `redact` first.
 """
 

@@ -1,4 +1,4 @@
-"""The WebSocket signaling proxy for platforms (``decart-widget proxy``, PROTOCOL §9, beaten).
+"""The WebSocket signaling proxy for platforms (``decart-widget proxy``, docs/protocol.md, beaten).
 
 A platform runs it between its users and Decart's realtime service: clients connect to
 ``wss://platform.example/v1/stream?model=...&token=...`` with a user token the platform issued

@@ -1,6 +1,6 @@
 """WebSocket close codes the proxy sends, and how it maps the codes it receives.
 
-The reference proxy (PROTOCOL §9) keeps 1000 and >= 3000 and turns every other code into 1000,
+The reference proxy (docs/protocol.md) keeps 1000 and >= 3000 and turns every other code into 1000,
 which hides the concurrency limit (1013) and every upstream failure. Here each outcome a client
 must tell apart has its own code and a human reason (cut to the protocol's 123-byte limit):
 

@@ -3,7 +3,7 @@
 One row per client session holds its user, model, the service's session id, the cumulative
 generation seconds and the number of ticks recorded. The relay writes each ``generation_tick``
 **before** forwarding it, and a write returns only once it is committed, so a crash of the proxy
-loses nothing a client has seen (PROTOCOL §3: ticks are cumulative, so each row always holds the
+loses nothing a client has seen (docs/protocol.md: ticks add up, so each row always holds the
 latest total). Writes from all sessions are group-committed: whatever arrives while one commit
 is in flight goes into the next, so a thousand sessions cost a few commits a second, not a
 thousand.

@@ -1,6 +1,6 @@
 """Limits that protect the proxy and the account behind it.
 
-* frame size: one frame may carry a 10 MB image as base64 (PROTOCOL §8), and no more;
+* frame size: one frame may carry a 10 MB image as base64 (docs/protocol.md), and no more;
 * the buffer of client frames held while the upstream connection opens;
 * the prompt rate of one session (a token bucket: ``rate`` a second, bursts of ``burst``);
 * concurrent sessions per user (enforced through the ledger, so it holds across instances).

@@ -1,5 +1,5 @@
 // The typed error taxonomy, mirroring decart_widget/protocol/errors.py: same kinds, same
-// classification of server error text, same "permanent" rule (PROTOCOL §5).
+// classification of server error text, same "permanent" rule (docs/protocol.md, "Error vocabulary").
 
 import { ERROR_MARKERS } from "./constants";
 

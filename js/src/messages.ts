@@ -1,4 +1,4 @@
-// Every message of the realtime protocol (PROTOCOL §3) that the browser speaks.
+// Every message of the realtime protocol (docs/protocol.md, "Messages") that the browser speaks.
 // `parseServer` turns one text frame into a typed message: unknown types give null (callers
 // ignore them), malformed frames throw a ProtocolError saying what is wrong. The builders make
 // client messages with every field present, so `encode` is plain JSON.

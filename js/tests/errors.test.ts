@@ -29,7 +29,7 @@ describe("errors", () => {
     expect(error.message).toBe(text);
   });
 
-  it("knows which texts are permanent (PROTOCOL §5)", () => {
+  it("knows which texts are permanent (docs/protocol.md)", () => {
     for (const text of ["401", "Unauthorized", "Invalid API key", "permission denied", "not allowed", "invalid session"]) {
       expect(isPermanent(text)).toBe(true);
     }

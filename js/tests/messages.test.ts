@@ -3,7 +3,7 @@ import { ProtocolError } from "../src/errors";
 import { encode, iceCandidate, offer, parseServer, prompt, setImage } from "../src/messages";
 
 describe("parseServer", () => {
-  it("parses every server message of PROTOCOL §3", () => {
+  it("parses every server message of docs/protocol.md", () => {
     expect(parseServer('{"type":"answer","sdp":"v=0"}')).toEqual({ type: "answer", sdp: "v=0" });
     expect(parseServer('{"type":"ice-candidate","candidate":null}')).toEqual({ type: "ice-candidate", candidate: null });
     expect(

@@ -1,4 +1,4 @@
-"""The emulator's HTTP API: client token minting (PROTOCOL §6) and the quota endpoint."""
+"""The emulator's HTTP API: client token minting (docs/protocol.md) and the quota endpoint."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every message of PROTOCOL §3: parsed, round-tripped, and malformed frames rejected clearly."""
+"""Every message in docs/protocol.md: parsed, round-tripped; malformed frames rejected clearly."""
 
 from __future__ import annotations
 
