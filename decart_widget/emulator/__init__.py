@@ -6,6 +6,7 @@ One module per job:
 * `app` -- the aiohttp routes: token minting, quota, ``/v1/stream`` admission and close codes;
 * `stream` -- one ``/v1/stream`` session: messages, acks, generation ticks, how sessions end;
 * `media` -- the aiortc peer: receive video, run the effect, send it back;
+* `livekit` -- Gen-B: a LiveKit-compatible room (signalling, tokens, media) per session;
 * `effects` -- the "model": numpy effects chosen by prompt keywords;
 * `tokens`, `credits`, `moderation`, `images`, `faults`, `records` -- what their names say;
 * `config` -- settings and the services shared by the above.

@@ -7,7 +7,8 @@ not strict JSON (``NaN``), nests more than 32 levels, or holds a number too larg
 
 ``GET /v1/realtime/quota`` (``X-API-KEY``, permanent key or client token): the account's
 ``concurrent_sessions_limit``, ``active_sessions`` and ``credits_seconds_remaining`` (null:
-unlimited). ``GET /health``: ``{"status": "ok"}``.
+unlimited). ``GET /health``: ``{"status": "ok"}``. ``/rtc`` and ``/rtc/validate`` are the Gen-B
+LiveKit rooms' signal endpoints (`decart_widget.emulator.livekit`).
 
 ``GET /v1/stream?api_key=&model=[&resolution=][&user_agent=]`` is checked before a session
 starts; a refusal sends ``{"type": "error", "error": ...}`` and then closes with:
@@ -47,6 +48,7 @@ from ..protocol.constants import CLOSE_TRY_AGAIN_LATER
 from ..protocol.messages import Error, encode
 from ..protocol.urls import redact_key
 from .config import Services
+from .livekit import RoomServer
 from .stream import CLOSE_TIMEOUT, DROPPED, SHUTDOWN, Admission, StreamSession
 from .tokens import (
     CLIENT_FROM_CLIENT,
@@ -99,6 +101,8 @@ class EmulatorApp:
         self.app.router.add_get("/v1/realtime/quota", self.quota)
         self.app.router.add_get("/v1/stream", self.stream)
         self.app.router.add_get("/health", self.health)
+        if isinstance(services.rooms, RoomServer):
+            services.rooms.add_routes(self.app)
 
     # ---- HTTP -----------------------------------------------------------------------------------
 

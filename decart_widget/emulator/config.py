@@ -8,6 +8,7 @@ from ..protocol.constants import MAX_IMAGE_BYTES
 from .credits import CreditLedger
 from .faults import Faults
 from .gen_b import RoomHost
+from .livekit import RoomServer
 from .moderation import DEFAULT_BLOCKLIST, Moderator
 from .queue import RoomQueue
 from .records import Recorder
@@ -61,7 +62,8 @@ class Services:
     recorder: Recorder = field(default_factory=Recorder)
     moderator: Moderator = field(default_factory=Moderator)
     queue: RoomQueue = field(default_factory=RoomQueue)
-    #: The LiveKit-compatible room server for Gen-B sessions (None: Gen-B joins get an error).
+    #: The LiveKit-compatible room server for Gen-B sessions (None: Gen-B joins get an error);
+    #: `create` gives every emulator a `RoomServer` (`decart_widget.emulator.livekit`).
     rooms: RoomHost | None = None
     #: The port actually bound (``config.port`` may be 0).
     port: int = 0
@@ -73,6 +75,7 @@ class Services:
             tokens=TokenStore([config.api_key]),
             moderator=Moderator(config.blocklist),
             queue=RoomQueue(config.room_capacity),
+            rooms=RoomServer(),
         )
         services.credits.set(config.api_key, config.credits_seconds)
         return services

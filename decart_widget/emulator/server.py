@@ -27,6 +27,7 @@ from ..protocol.urls import redact_key, url_host
 from .app import EmulatorApp, PathOnlyAccessLogger, access_log
 from .config import DEFAULT_API_KEY, EmulatorConfig, Services
 from .faults import Faults
+from .livekit import RoomServer
 from .moderation import DEFAULT_BLOCKLIST
 from .records import Rejection, SessionRecord
 
@@ -127,6 +128,8 @@ class Emulator:
     async def _shutdown(self) -> None:
         if self._app is not None:
             await self._app.close_sessions()
+        if isinstance(self._services.rooms, RoomServer):
+            await self._services.rooms.close()
         if self._runner is not None:
             await self._runner.cleanup()
         self._app, self._runner = None, None

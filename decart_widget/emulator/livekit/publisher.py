@@ -1,0 +1,117 @@
+"""The user's publisher peer connection: the client offers, the room answers and receives.
+
+The first video track the user publishes feeds the room's `EffectTrack` (whatever its name or
+source); audio and further video tracks are consumed and discarded, as are messages on the data
+channels the client opens (``_reliable``, ``_lossy``, ``_data_track``): they are accepted so the
+client's data channels open, but neither Decart SDK sends anything on them. The answer keeps the
+offer's codec order, so a client that prefers H.264 gets H.264 (decoded by PyAV) and VP8 is used
+otherwise. A simulcast offer is narrowed to its full-size layer first (`simulcast`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aiortc import (
+    MediaStreamTrack,
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCDataChannel,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.contrib.media import MediaBlackhole
+
+from ..media import EffectTrack, parse_candidate
+from .simulcast import narrow_offer
+
+log = logging.getLogger("decart_widget.emulator.livekit.publisher")
+
+
+class PublisherPeer:
+    """Receives what the user publishes."""
+
+    def __init__(self, effect_track: EffectTrack, on_state: Callable[[str], None]) -> None:
+        # LiveKit's offers carry several sections per kind (receive-only ones included); with
+        # aiortc's default "balanced" policy the later ones keep a transport BUNDLE discards.
+        self._pc = RTCPeerConnection(
+            RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        )
+        self._effect_track = effect_track
+        self._blackholes: list[MediaBlackhole] = []
+        self._channels: list[RTCDataChannel] = []
+        self._remote_set = False
+        self._pending: list[dict[str, Any] | None] = []
+        self._closed = False
+        self.video_codec: str | None = None
+        self.simulcast_layer: str | None = None
+
+        @self._pc.on("connectionstatechange")
+        def _state_changed() -> None:
+            state = self._pc.connectionState
+            log.debug("publisher peer connection %s", state)
+            on_state(state)
+
+        @self._pc.on("track")
+        def _track_arrived(track: MediaStreamTrack) -> None:
+            log.debug("the user's %s track arrived", track.kind)
+            if track.kind == "video" and not self._video_attached:
+                effect_track.attach(track)
+            else:
+                hole = MediaBlackhole()
+                hole.addTrack(track)
+                self._blackholes.append(hole)
+                asyncio.get_running_loop().create_task(hole.start())
+
+        @self._pc.on("datachannel")
+        def _channel_opened(channel: RTCDataChannel) -> None:
+            log.debug("data channel %r opened by the client", channel.label)
+            self._channels.append(channel)
+
+    @property
+    def _video_attached(self) -> bool:
+        return self._effect_track._reader is not None
+
+    async def answer(self, offer_sdp: str) -> str:
+        """Apply an offer (the first or a renegotiation) and return the answer SDP."""
+        narrowed = narrow_offer(offer_sdp)
+        if narrowed.layer is not None:
+            self.simulcast_layer = narrowed.layer
+            log.info("simulcast offer: receiving layer %r only", narrowed.layer)
+        await self._pc.setRemoteDescription(RTCSessionDescription(sdp=narrowed.sdp, type="offer"))
+        answer = await self._pc.createAnswer()
+        await self._pc.setLocalDescription(answer)
+        self._remote_set = True
+        pending, self._pending = self._pending, []
+        for candidate in pending:
+            await self._add(candidate)
+        for transceiver in self._pc.getTransceivers():
+            if transceiver.kind == "video" and transceiver._codecs:
+                self.video_codec = transceiver._codecs[0].mimeType
+        sdp: str = self._pc.localDescription.sdp
+        return narrowed.restore(sdp)
+
+    async def add_candidate(self, candidate: dict[str, Any] | None) -> None:
+        if not self._remote_set:
+            self._pending.append(candidate)
+            return
+        await self._add(candidate)
+
+    async def _add(self, candidate: dict[str, Any] | None) -> None:
+        try:
+            await self._pc.addIceCandidate(
+                None if candidate is None else parse_candidate(candidate)
+            )
+        except Exception as exc:  # a bad or late candidate must not end the session
+            log.debug("ignored a publisher candidate: %s", exc)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for hole in self._blackholes:
+            await hole.stop()
+        await self._pc.close()

@@ -1,0 +1,95 @@
+"""The user's subscriber peer connection: the room offers the inference track, the client answers.
+
+The offer carries one send-only video section whose media stream id is
+``"<inference participant sid>|<track sid>"`` (how LiveKit's clients tell whose track arrived)
+and every candidate gathered (aiortc does not trickle). VP8 is offered first, H.264 second: the
+client picks. The client's trickled candidates may come before or after its answer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aiortc import (
+    MediaStreamTrack,
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+
+from ..media import parse_candidate
+
+log = logging.getLogger("decart_widget.emulator.livekit.subscriber")
+
+
+class SubscriberPeer:
+    """Sends the inference participant's video to the user."""
+
+    def __init__(
+        self,
+        track: MediaStreamTrack,
+        *,
+        participant_sid: str,
+        track_sid: str,
+        on_state: Callable[[str], None],
+    ) -> None:
+        self._pc = RTCPeerConnection(
+            RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        )
+        transceiver = self._pc.addTransceiver(track, direction="sendonly")
+        # aiortc writes a=msid from these two; LiveKit's clients parse the stream id.
+        transceiver.sender._stream_id = f"{participant_sid}|{track_sid}"
+        transceiver.sender._track_id = track_sid
+        self._remote_set = False
+        self._pending: list[dict[str, Any] | None] = []
+        self._closed = False
+
+        @self._pc.on("connectionstatechange")
+        def _state_changed() -> None:
+            state = self._pc.connectionState
+            log.debug("subscriber peer connection %s", state)
+            on_state(state)
+
+    @property
+    def video_codec(self) -> str | None:
+        for transceiver in self._pc.getTransceivers():
+            if transceiver._codecs:
+                codec: str = transceiver._codecs[0].mimeType
+                return codec
+        return None
+
+    async def offer(self) -> str:
+        """The offer SDP, candidates included."""
+        await self._pc.setLocalDescription(await self._pc.createOffer())
+        sdp: str = self._pc.localDescription.sdp
+        return sdp
+
+    async def accept_answer(self, answer_sdp: str) -> None:
+        await self._pc.setRemoteDescription(RTCSessionDescription(sdp=answer_sdp, type="answer"))
+        self._remote_set = True
+        pending, self._pending = self._pending, []
+        for candidate in pending:
+            await self._add(candidate)
+
+    async def add_candidate(self, candidate: dict[str, Any] | None) -> None:
+        if not self._remote_set:
+            self._pending.append(candidate)
+            return
+        await self._add(candidate)
+
+    async def _add(self, candidate: dict[str, Any] | None) -> None:
+        try:
+            await self._pc.addIceCandidate(
+                None if candidate is None else parse_candidate(candidate)
+            )
+        except Exception as exc:  # a bad or late candidate must not end the session
+            log.debug("ignored a subscriber candidate: %s", exc)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self._pc.close()
