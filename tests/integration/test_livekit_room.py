@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 
 import aiohttp
+import gen_b_kit
 import pytest
 from livekit import rtc
 from livekit_kit import (
@@ -150,3 +151,33 @@ async def test_refused_tokens(emu: Emulator, case: str, status: int, body: str) 
         await client.connect(opened.url, token)
     assert str(status) in str(failed.value) or body in str(failed.value)
     assert opened.states == []
+
+
+async def test_gen_b_session_end_to_end(emu: Emulator) -> None:
+    """Decart's Gen-B handshake on ``/v1/stream``, then the real room with LiveKit's client:
+    the camera comes back transformed, a prompt on the control socket changes the pixels, and
+    the session's end disconnects the room."""
+    control = await gen_b_kit.connect(emu, early=True)
+    room = rtc.Room()
+    disconnected: list[object] = []
+    room.on("disconnected", lambda reason: disconnected.append(reason))
+    view = InferenceView(room)
+    camera = ColourCamera(320, 180, RED)
+    try:
+        info = await gen_b_kit.join(control)
+        assert info["livekit_url"] == f"ws://127.0.0.1:{emu.port}"
+        await room.connect(info["livekit_url"], info["token"])
+        camera.start()
+        await room.local_participant.publish_track(
+            camera.track, publish_options(rtc.VideoCodec.H264)
+        )
+        await view.frame_where(lambda p: close_to(centre(p), RED))
+        await control.expect("generation_started")
+        assert (await control.prompt("invert the colours"))["success"] is True
+        await view.frame_where(lambda p: close_to(centre(p), INVERSE))
+        await control.ws.close()
+        await wait_for(lambda: bool(disconnected))
+    finally:
+        await camera.stop()
+        await view.close()
+        await room.disconnect()
