@@ -33,6 +33,7 @@ from .. import __version__
 from . import codes
 from .auth import Authenticator, HmacAuthenticator, run_authenticator
 from .config import ProxyConfig
+from .guard import ConnectionGuard
 from .ledger import Ledger, LedgerError, open_ledger, period_start
 from .metrics import CONTENT_TYPE, Metrics
 from .relay import LEDGER_TIMEOUT, ClientSocket, Relay, RelayContext
@@ -87,7 +88,16 @@ class ProxyService:
         self._idle.set()
         self._http: aiohttp.ClientSession | None = None
         self._maintenance: asyncio.Task[None] | None = None
-        self.app = web.Application()
+        #: Connection admission; `ProxyServer` installs it on its aiohttp server (call
+        #: ``guard.install(runner.server)`` if you run the app yourself).
+        self.guard = ConnectionGuard(
+            handshake_timeout=config.handshake_timeout,
+            max_connections=config.connection_cap(),
+            max_connections_per_address=config.max_connections_per_address,
+            trust_forwarded=config.trust_forwarded,
+            address_of=self._client_address,
+        )
+        self.app = web.Application(middlewares=[self.guard.middleware])
         self.app[SERVICE_KEY] = self
         for path in STREAM_PATHS:
             self.app.router.add_get(path, self.handle_stream)
@@ -121,6 +131,7 @@ class ProxyService:
         await self.drain(0.0)
 
     async def _on_cleanup(self, app: web.Application) -> None:
+        await self.guard.close()
         if self._maintenance is not None:
             self._maintenance.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -199,7 +210,7 @@ class ProxyService:
     async def handle_metrics(self, request: web.Request) -> web.Response:
         self.metrics.sessions_active = len(self.relays)
         return web.Response(
-            body=self.metrics.render().encode("utf-8"),
+            body=(self.metrics.render() + self.guard.render()).encode("utf-8"),
             headers={"Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"},
         )
 
@@ -207,10 +218,12 @@ class ProxyService:
 
     def _client_address(self, request: web.Request) -> str | None:
         if self.config.trust_forwarded:
+            # The last entry is the one the trusted balancer added (the address it saw); earlier
+            # ones were sent by the client and prove nothing.
             forwarded = request.headers.get("X-Forwarded-For", "")
-            first = forwarded.split(",", 1)[0].strip()
-            if first:
-                return first
+            last = forwarded.rsplit(",", 1)[-1].strip()
+            if last:
+                return last
         return request.remote
 
     async def _refuse(

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from .config import ConfigError, add_arguments, from_namespace, log_settings
+from .guard import raise_descriptor_limit
 from .logs import configure_logging
 from .server import ProxyServer, serve
 
@@ -28,6 +29,7 @@ def run_cli(args: argparse.Namespace) -> int:
         print(f"decart-widget proxy: {exc}", file=sys.stderr)
         return 2
     configure_logging(level, json_format=log_format == "json", process=True)
+    raise_descriptor_limit()  # to the hard limit: each session holds two descriptors
 
     def ready(server: ProxyServer) -> None:
         print(f"Proxy listening on {server.realtime_url}/v1/stream", flush=True)

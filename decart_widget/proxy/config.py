@@ -20,6 +20,11 @@ flag                        environment                      default
 ``--log-format``            ``DECART_PROXY_LOG_FORMAT``      ``json`` (or ``text``)
 ``--log-level``             ``DECART_PROXY_LOG_LEVEL``       ``info``
 =========================== ================================ =====================================
+
+Connection admission (`decart_widget.proxy.guard`): ``--handshake-timeout``
+(``DECART_PROXY_HANDSHAKE_TIMEOUT``, 10 s), ``--max-connections``
+(``DECART_PROXY_MAX_CONNECTIONS``, default (descriptor limit - 192) / 2, 0: no cap) and
+``--max-connections-per-address`` (``DECART_PROXY_MAX_CONNECTIONS_PER_ADDRESS``, 64, 0: no cap).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from typing import Any
 
 from ..backends import DEFAULT_REALTIME_URL
 from ..protocol.urls import redact, redact_key
+from .guard import default_max_connections, descriptor_limit
 from .limits import MAX_FRAME_BYTES, Limits
 
 DEFAULT_HOST = "127.0.0.1"
@@ -81,6 +87,13 @@ class ProxyConfig:
     instance: str = field(default_factory=default_instance)
     #: Take the client address from ``X-Forwarded-For`` (only behind a trusted load balancer).
     trust_forwarded: bool = False
+    #: A connection with no request in progress is closed after this many seconds (see
+    #: `decart_widget.proxy.guard`).
+    handshake_timeout: float = 10.0
+    #: Open connections at most; None: derived from the descriptor limit; 0: no cap.
+    max_connections: int | None = None
+    #: Connections from one client address at most (0 or None: no cap).
+    max_connections_per_address: int | None = 64
 
     def __post_init__(self) -> None:
         if not self.upstream_url.startswith(("ws://", "wss://")):
@@ -89,13 +102,28 @@ class ProxyConfig:
             )
         if not (0 <= self.port <= 65535):
             raise ConfigError(f"--port must be 0-65535, got {self.port}")
-        for name in ("upstream_connect_timeout", "close_timeout", "lease_seconds"):
+        for name in (
+            "upstream_connect_timeout",
+            "close_timeout",
+            "lease_seconds",
+            "handshake_timeout",
+        ):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive")
         if self.drain_seconds < 0:
             raise ConfigError("drain_seconds must not be negative")
         if self.heartbeat is not None and not self.heartbeat > 0:
             raise ConfigError("heartbeat must be positive (or None)")
+        for name in ("max_connections", "max_connections_per_address"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ConfigError(f"{name} must not be negative (0: no limit)")
+
+    def connection_cap(self) -> int | None:
+        """The total connection cap in force (None: none)."""
+        if self.max_connections is None:
+            return default_max_connections(descriptor_limit())
+        return self.max_connections or None
 
     def __repr__(self) -> str:
         shown = ", ".join(
@@ -136,6 +164,11 @@ class ProxyConfig:
             "quota_seconds": self.limits.quota_seconds,
             "quota_period": self.limits.quota_period,
             "instance": self.instance,
+            "handshake_timeout": self.handshake_timeout,
+            "max_connections": self.connection_cap(),
+            "max_connections_per_address": self.max_connections_per_address or None,
+            "fd_limit": descriptor_limit(),
+            "trust_forwarded": self.trust_forwarded,
         }
 
 
@@ -184,6 +217,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         action="store_true",
         default=None,
         help="log the client address from X-Forwarded-For (behind a trusted load balancer)",
+    )
+    add(
+        "--handshake-timeout",
+        type=float,
+        help="close a connection with no request in progress after N s (default 10)",
+    )
+    add(
+        "--max-connections",
+        type=int,
+        help="open connections at most (default: (descriptor limit - 192) / 2; 0: no cap)",
+    )
+    add(
+        "--max-connections-per-address",
+        type=int,
+        help="connections from one client address at most (default 64; 0: no cap); with "
+        "--trust-forwarded, per forwarded address",
     )
     add("--log-format", choices=("json", "text"), help="log format (default json)")
     add("--log-level", help="log level (default info)")
@@ -248,6 +297,21 @@ def from_namespace(
     )
     lease = _number(get("lease_seconds"), float, "--lease-seconds")
     port = _number(_pick(get("port"), env, "DECART_PROXY_PORT"), int, "--port")
+    handshake = _number(
+        _pick(get("handshake_timeout"), env, "DECART_PROXY_HANDSHAKE_TIMEOUT"),
+        float,
+        "--handshake-timeout",
+    )
+    max_connections = _number(
+        _pick(get("max_connections"), env, "DECART_PROXY_MAX_CONNECTIONS"),
+        int,
+        "--max-connections",
+    )
+    per_address = _number(
+        _pick(get("max_connections_per_address"), env, "DECART_PROXY_MAX_CONNECTIONS_PER_ADDRESS"),
+        int,
+        "--max-connections-per-address",
+    )
     secret_text = _pick(get("secret"), env, "DECART_PROXY_SECRET")
     return ProxyConfig(
         upstream_url=(
@@ -266,6 +330,9 @@ def from_namespace(
         lease_seconds=lease or 60.0,
         instance=_pick(get("instance"), env, "DECART_PROXY_INSTANCE") or default_instance(),
         trust_forwarded=bool(get("trust_forwarded")),
+        handshake_timeout=10.0 if handshake is None else handshake,
+        max_connections=max_connections,
+        max_connections_per_address=64 if per_address is None else per_address,
     )
 
 

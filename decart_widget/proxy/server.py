@@ -167,6 +167,8 @@ class ProxyServer:
         )
         runner = web.AppRunner(service.app, access_log=None, shutdown_timeout=5.0)
         await runner.setup()
+        assert runner.server is not None
+        service.guard.install(runner.server)
         site = web.TCPSite(runner, self.config.host, self.config.port)
         try:
             await site.start()
