@@ -4,6 +4,8 @@ in the same run.
 
     python bench/proxy_load.py                 # 100, 500 and 1000 sessions, 20 s each
     python bench/proxy_load.py --sessions 100 --seconds 10
+    python bench/proxy_load.py --reference ~/src/decart-sdk/examples/ws-signaling-proxy
+    python bench/proxy_load.py --reference-cmd "node /path/to/ws-signaling-proxy/dist/index.js"
 
 Both groups of N sessions stay open; the measurement alternates 2-second windows in which only
 the direct or only the proxied sessions prompt, so both paths see the same background load.
@@ -16,6 +18,19 @@ trivial ack-only upstream that isolates the proxy's own cost. The upstream and t
 run in their own process (the proxy through its CLI, with the
 default SQLite ledger in a temp dir); the clients run here on one event loop. All three share
 the machine's cores, so absolute figures include that contention. Not part of the test run.
+
+With ``--reference`` (a built checkout of Decart's reference signaling proxy,
+``examples/ws-signaling-proxy`` of github.com/DecartAI/sdk: ``npm install`` and ``npx tsc`` in
+it) or ``--reference-cmd`` (any command that starts it in the foreground: it gets
+``DECART_API_KEY``, ``DECART_BASE_URL`` and ``PORT`` in its environment), the run compares the two
+proxies instead: the same ack-only upstream, 1000 sessions (``--sessions``), ``--seconds`` of load
+each (default 10), one proxy after the other, ``--repeat`` times (default 3, the order alternating).
+Ours runs with its default flags except ``--max-sessions-per-user 0`` (all sessions share a few
+users in a real deployment too, but the bench's clients are one per session); both write their logs
+to a file. For each run it prints, per proxy, the added p50/p99 latency (proxied minus direct in
+the same measurement), the CPU seconds of the proxy process during its ``--seconds`` of load, the
+memory per session (resident memory after the sessions opened, minus before, divided by the
+sessions), and the ratios ours/reference.
 """
 
 from __future__ import annotations
@@ -27,10 +42,13 @@ import json
 import os
 import random
 import resource
+import shlex
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode
@@ -38,6 +56,13 @@ from urllib.parse import urlencode
 import aiohttp
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from _common import load_average  # noqa: E402
+
+from decart_widget.proxy import issue_token  # noqa: E402 - after the path is set
+
 SECRET = "bench-secret-0123456789abcdef"
 #: How to start the proxy, and extra flags (e.g. from an experiment script).
 PROXY_COMMAND = [sys.executable, "-m", "decart_widget.proxy"]
@@ -136,24 +161,17 @@ class Upstream:
             self.process.kill()
 
 
-class Proxy:
-    def __init__(self, emulator: Upstream, workdir: str) -> None:
-        self.process = subprocess.Popen(
-            [
-                sys.executable, "-m", "decart_widget.proxy", "--port", "0",
-                "--upstream-url", emulator.realtime_url, "--api-key", emulator.api_key,
-                "--secret", SECRET, "--ledger", os.path.join(workdir, "ledger.sqlite3"),
-                "--max-sessions-per-user", "0", "--log-level", "warning", "--heartbeat", "0",
-                *EXTRA,
-            ],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=_env(),
-        )  # fmt: skip
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        if "listening on" not in line:
-            raise SystemExit(f"the proxy did not start: {line!r}")
-        self.realtime_url = line.split("listening on ", 1)[1].strip().removesuffix("/v1/stream")
-        self.http_url = self.realtime_url.replace("ws://", "http://", 1)
+class ProxyProcess:
+    """A proxy under test in a child process: where clients connect, its pid for /proc."""
+
+    name = "proxy"
+    process: subprocess.Popen[str]
+    realtime_url: str
+    #: Where its ``/metrics`` are (ours only), for the frames-forwarded count.
+    http_url: str | None = None
+
+    def stream_url(self, index: int) -> str:
+        raise NotImplementedError
 
     def stop(self) -> None:
         self.process.terminate()
@@ -161,9 +179,113 @@ class Proxy:
             self.process.wait(30)
         except subprocess.TimeoutExpired:
             self.process.kill()
+            self.process.wait()
 
 
-async def frames_forwarded(http: aiohttp.ClientSession, proxy: Proxy) -> float:
+class Proxy(ProxyProcess):
+    """``decart-widget proxy`` through its CLI, with the SQLite ledger in ``workdir``.
+
+    ``log_level`` ``warning`` (the sizes sweep) keeps per-prompt log lines out of the figures;
+    the comparison keeps the default (``info``), its lines going to ``workdir/proxy.log``."""
+
+    name = "ours"
+
+    def __init__(
+        self,
+        emulator: Upstream,
+        workdir: str,
+        *,
+        log_level: str = "warning",
+        heartbeat: bool = False,
+    ) -> None:
+        flags = ["--max-sessions-per-user", "0"]
+        if log_level != "info":
+            flags += ["--log-level", log_level]
+        if not heartbeat:
+            flags += ["--heartbeat", "0"]
+        with open(os.path.join(workdir, "proxy.log"), "w") as logfile:
+            self.process = subprocess.Popen(
+                [
+                    *PROXY_COMMAND, "--port", "0",
+                    "--upstream-url", emulator.realtime_url, "--api-key", emulator.api_key,
+                    "--secret", SECRET, "--ledger", os.path.join(workdir, "ledger.sqlite3"),
+                    *flags, *EXTRA,
+                ],
+                stdout=subprocess.PIPE, stderr=logfile, text=True, env=_env(),
+            )  # fmt: skip
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if "listening on" not in line:
+            raise SystemExit(f"the proxy did not start: {line!r}")
+        self.realtime_url = line.split("listening on ", 1)[1].strip().removesuffix("/v1/stream")
+        self.http_url = self.realtime_url.replace("ws://", "http://", 1)
+
+    def stream_url(self, index: int) -> str:
+        token = issue_token(f"user{index}", SECRET)
+        return f"{self.realtime_url}/v1/stream?" + urlencode({"model": "lucy-2.1", "token": token})
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class ReferenceProxy(ProxyProcess):
+    """Decart's reference proxy (Node, ``ws``): ``command`` run with the upstream's URL and key
+    and a free port in its environment; its output goes to ``workdir/reference.log``.
+
+    ``command`` must be the server process itself (``node dist/index.js``), not a wrapper such
+    as ``pnpm start``: its CPU and memory are read from its pid."""
+
+    name = "reference"
+
+    def __init__(self, command: list[str], upstream: Upstream, workdir: str) -> None:
+        port = free_port()
+        env = dict(os.environ)
+        env.update(
+            DECART_API_KEY=upstream.api_key, DECART_BASE_URL=upstream.realtime_url, PORT=str(port)
+        )
+        with open(os.path.join(workdir, "reference.log"), "w") as logfile:
+            self.process = subprocess.Popen(
+                command, stdout=logfile, stderr=subprocess.STDOUT, text=True, env=env
+            )
+        self.realtime_url = f"ws://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            if self.process.poll() is not None:
+                status = self.process.returncode
+                raise SystemExit(f"the reference proxy exited ({status}): {command}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise SystemExit(f"the reference proxy did not listen on {port}") from None
+                time.sleep(0.1)
+
+    def stream_url(self, index: int) -> str:
+        # it ignores any key the client sends and uses its own
+        return f"{self.realtime_url}/v1/stream?" + urlencode({"model": "lucy-2.1"})
+
+
+def reference_command(args: argparse.Namespace) -> list[str] | None:
+    if args.reference_cmd:
+        return shlex.split(args.reference_cmd)
+    if args.reference:
+        entry = Path(args.reference).expanduser() / "dist" / "index.js"
+        if not entry.is_file():
+            raise SystemExit(
+                f"{entry} not found: run `npm install && npx tsc` in {args.reference} first"
+            )
+        return ["node", str(entry)]
+    return None
+
+
+async def frames_forwarded(http: aiohttp.ClientSession, proxy: ProxyProcess) -> float:
+    if proxy.http_url is None:
+        return 0.0
     async with http.get(f"{proxy.http_url}/metrics") as response:
         text = await response.text()
     total = 0.0
@@ -265,7 +387,7 @@ async def client(
 
 
 async def measure(
-    direct_urls: list[str], proxy_urls: list[str], seconds: float, proxy: Proxy
+    direct_urls: list[str], proxy_urls: list[str], seconds: float, proxy: ProxyProcess
 ) -> tuple[Group, Group, dict[str, float]]:
     """Open both groups, then alternate 2-second windows (direct, proxied, ...) for ``seconds``
     each, so that both paths see the same background load on a shared machine."""
@@ -309,6 +431,8 @@ async def measure(
                 await asyncio.sleep(0.3)  # let the window's acks arrive
         figures["frames_per_s"] = frames / proxied_time
         figures["cpu_core"] = cpu / proxied_time
+        figures["cpu_seconds"] = cpu
+        figures["load_seconds"] = proxied_time
         figures["rss_per_session"] = max(
             figures["rss_per_session"],
             (rss_bytes(proxy.process.pid) - base_rss) / max(1, through.opened),
@@ -326,9 +450,6 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def bench(sizes: list[int], seconds: float, upstream: str) -> None:
-    sys.path.insert(0, str(ROOT))
-    from decart_widget.proxy import issue_token
-
     raise_fd_limit()
     emulator = Upstream(upstream)
     rows = []
@@ -344,11 +465,7 @@ async def bench(sizes: list[int], seconds: float, upstream: str) -> None:
                     + urlencode({"api_key": emulator.api_key, "model": "lucy-2.1"})
                     for _ in range(n)
                 ]
-                proxy_urls = [
-                    f"{proxy.realtime_url}/v1/stream?"
-                    + urlencode({"model": "lucy-2.1", "token": issue_token(f"user{i}", SECRET)})
-                    for i in range(n)
-                ]
+                proxy_urls = [proxy.stream_url(i) for i in range(n)]
                 try:
                     direct, through, figures = await measure(
                         direct_urls, proxy_urls, seconds, proxy
@@ -389,6 +506,103 @@ async def bench(sizes: list[int], seconds: float, upstream: str) -> None:
         )
 
 
+# ---- ours against the reference -------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    """One proxy's figures in one run."""
+
+    name: str
+    added_p50: float
+    added_p99: float
+    cpu_seconds: float
+    rss_per_session: float
+    acks: int
+    errors: int
+
+
+async def measure_one(
+    proxy_factory: Callable[[str], ProxyProcess], upstream: Upstream, n: int, seconds: float
+) -> Row:
+    direct_urls = [
+        f"{upstream.realtime_url}/v1/stream?"
+        + urlencode({"api_key": upstream.api_key, "model": "lucy-2.1"})
+        for _ in range(n)
+    ]
+    with tempfile.TemporaryDirectory() as workdir:
+        proxy = proxy_factory(workdir)
+        try:
+            direct, through, figures = await measure(
+                direct_urls, [proxy.stream_url(i) for i in range(n)], seconds, proxy
+            )
+        finally:
+            proxy.stop()
+    return Row(
+        proxy.name,
+        percentile(through.latencies, 0.5) - percentile(direct.latencies, 0.5),
+        percentile(through.latencies, 0.99) - percentile(direct.latencies, 0.99),
+        figures["cpu_seconds"] * seconds / figures["load_seconds"],
+        figures["rss_per_session"],
+        len(through.latencies),
+        direct.errors + through.errors + (n - through.opened),
+    )
+
+
+async def compare(command: list[str], n: int, seconds: float, repeat: int) -> None:
+    raise_fd_limit()
+    upstream = Upstream("ack-only")
+
+    def ours(workdir: str) -> ProxyProcess:
+        return Proxy(upstream, workdir, log_level="info", heartbeat=True)
+
+    def reference(workdir: str) -> ProxyProcess:
+        return ReferenceProxy(command, upstream, workdir)
+
+    ms = 1000.0
+    print(
+        f"{n} sessions, one prompt a second each, {seconds:g} s of load per proxy, ack-only "
+        f"upstream; {os.cpu_count()} cores shared by the upstream, the proxy, the clients and "
+        "anything else running",
+        flush=True,
+    )
+    try:
+        for run in range(1, repeat + 1):
+            order = [ours, reference] if run % 2 else [reference, ours]
+            load_before = load_average()
+            rows = {}
+            for factory in order:
+                row = await measure_one(factory, upstream, n, seconds)
+                rows[row.name] = row
+            print(f"\nrun {run} (load average {load_before} -> {load_average()})")
+            header = (
+                f"{'':>12} {'added p50 ms':>12} {'added p99 ms':>12} {'CPU s':>7} "
+                f"{'KB/session':>10} {'acks':>6} {'errors':>6}"
+            )
+            print(header)
+            for name in ("reference", "ours"):
+                r = rows[name]
+                print(
+                    f"{name:>12} {r.added_p50 * ms:>12.2f} {r.added_p99 * ms:>12.2f} "
+                    f"{r.cpu_seconds:>7.2f} {r.rss_per_session / 1024:>10.1f} {r.acks:>6} "
+                    f"{r.errors:>6}"
+                )
+            mine, ref = rows["ours"], rows["reference"]
+            print(
+                f"{'ours/ref':>12} {_ratio(mine.added_p50, ref.added_p50):>12} "
+                f"{_ratio(mine.added_p99, ref.added_p99):>12} "
+                f"{_ratio(mine.cpu_seconds, ref.cpu_seconds):>7} "
+                f"{_ratio(mine.rss_per_session, ref.rss_per_session):>10}",
+                flush=True,
+            )
+    finally:
+        upstream.stop()
+
+
+def _ratio(mine: float, reference: float) -> str:
+    return f"{mine / reference:.2f}" if reference > 0 else "n/a"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sessions", type=int, nargs="*", default=[100, 500, 1000])
@@ -399,7 +613,25 @@ def main() -> None:
         default="both",
         help="what the proxy fronts: the emulator, a trivial ack-only server, or both in turn",
     )
+    parser.add_argument(
+        "--reference",
+        metavar="DIR",
+        help="a built checkout of Decart's examples/ws-signaling-proxy: compare against it",
+    )
+    parser.add_argument(
+        "--reference-cmd",
+        metavar="COMMAND",
+        help="the command that runs the reference proxy in the foreground: compare against it",
+    )
+    parser.add_argument("--repeat", type=int, default=3, help="comparison runs (default 3)")
     args = parser.parse_args()
+    command = reference_command(args)
+    if command is not None:
+        sessions = args.sessions if args.sessions != [100, 500, 1000] else [1000]
+        seconds = args.seconds if args.seconds != 20.0 else 10.0
+        for n in sessions:
+            asyncio.run(compare(command, n, seconds, args.repeat))
+        return
     kinds = ["emulator", "ack-only"] if args.upstream == "both" else [args.upstream]
     for kind in kinds:
         asyncio.run(bench(args.sessions, args.seconds, kind))
