@@ -1,20 +1,26 @@
-"""Pipeline bench: one session through the emulator vs a bare aiortc echo, plus a concurrency ramp.
+"""Pipeline bench: one session through the emulator (Gen-A and Gen-B) vs a bare aiortc echo, plus
+a concurrency ramp.
 
-Run ``python bench/pipeline.py [--seconds 10] [--sizes 640x360,1088x624] [--skip-concurrency]``.
+Run ``python bench/pipeline.py [--seconds 10] [--sizes 640x360,1088x624] [--skip-concurrency]
+[--skip-gen-b] [--gen-b-codec h264|vp8]``.
 Not part of the test run; it prints figures and goals, and never fails on them.
 
 How it measures (see bench/README.md):
 
 * Two far ends, each in its own process (bench/_peers.py): a bare aiortc echo that returns every
   frame inverted, and the decart-widget emulator. This process is the client: a bare aiortc peer
-  for the echo, `dw.RealtimeSession` (prompt ``"invert"``) for the emulator.
+  for the echo, `dw.RealtimeSession` (prompt ``"invert"``) for the emulator (Gen-A), and for
+  Gen-B ("gen-b" rows) the control socket as Decart's Python SDK opens it plus LiveKit's Python
+  client (PyPI ``livekit``, native encode/decode) in the emulator's room, publishing one H.264
+  layer at a fixed size (`LiveKitClient`).
 * The source is a 30 fps moving colour-bar pattern, handed to the encoder as yuv420p. Each frame
   carries its index as a barcode of 16x16 luma blocks (macroblock-aligned, 16 vs 235) in the top
   band: two polarity blocks, 16 index bits and 16 check bits. Both far ends invert, which keeps
   the barcode decodable (read with inverted polarity); a frame whose polarity blocks are not
   inverted counts as untransformed, one whose check bits disagree as undecodable.
 * Latency: from the moment the client's sender takes the frame from the track (just before VP8
-  encode) to the moment the client gets its transformed frame back, decoded.
+  encode; Gen-B: just before it is handed to LiveKit's `VideoSource`) to the moment the client
+  gets its transformed frame back, decoded.
 * Delivered fps: distinct transformed frames received in the measurement window / window.
 * CPU s/frame: CPU seconds (all threads) of each process over the window / frames delivered;
   this process via `time.process_time`, the far end via /proc/<pid>/stat. "other" is the CPU
@@ -68,6 +74,9 @@ HI, LO, MID = 235, 16, 128
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 GOAL_FPS = 29.0
 GOAL_RATIO = 1.2
+#: Gen-B (LiveKit room) p50 over Gen-A (offer/answer) p50, both against the emulator.
+GOAL_GEN_B_RATIO = 1.3
+GEN_B = "gen-b"
 GOAL_CONCURRENT_FPS = 20.0
 #: Cores that other processes may use during a window before the figures are flagged.
 BUSY_OTHER = 0.25
@@ -152,6 +161,18 @@ class Probe:
         luma = np.frombuffer(memoryview(plane), np.uint8).reshape(-1, plane.line_size)[
             :, : self.width
         ]
+        self.on_luma(now, luma)
+
+    def on_i420(self, width: int, height: int, data: Any) -> None:
+        """A frame from LiveKit's client (I420 bytes: the luma plane comes first)."""
+        now = time.monotonic()
+        if width != self.width or height != self.height:
+            self.undecodable += 1
+            return
+        luma = np.frombuffer(data, np.uint8, count=width * height).reshape(height, width)
+        self.on_luma(now, luma)
+
+    def on_luma(self, now: float, luma: U8) -> None:
         index, inverted = self.barcode.read(luma)
         if index is None:
             self.undecodable += 1
@@ -337,7 +358,115 @@ class EmulatorClient:
                 await self.reader
 
 
-Client = EchoClient | EmulatorClient
+class LiveKitClient:
+    """Gen-B: the control socket as Decart's Python SDK opens it (``livekit_join``, then the
+    prompt "invert"), then the emulator's room with LiveKit's Python client (PyPI ``livekit``):
+    the stamped frames go to a `rtc.VideoSource` (I420, one track, ``codec``), the
+    ``inference-server-*`` participant's video comes back through a `rtc.VideoStream`."""
+
+    def __init__(self, track: StampedTrack, codec: str) -> None:
+        self.track = track
+        self.codec = codec
+        self.http: aiohttp.ClientSession | None = None
+        self.ws: aiohttp.ClientWebSocketResponse[bool] | None = None
+        self.room: Any = None
+        self.tasks: list[asyncio.Task[None]] = []
+
+    async def open(self, port: int, api_key: str) -> None:
+        from livekit import rtc
+
+        self.http = aiohttp.ClientSession()
+        url = (
+            f"ws://127.0.0.1:{port}/v1/stream?api_key={api_key}&model=lucy-2.1"
+            "&livekit_early_room_info=true"
+        )
+        self.ws = ws = await self.http.ws_connect(url)
+        await ws.send_json({"type": "livekit_join"})
+        info = await self._expect("livekit_room_info")
+        await ws.send_json({"type": "prompt", "prompt": "invert", "enhance_prompt": False})
+        await self._expect("prompt_ack")
+        self.tasks.append(asyncio.ensure_future(self._drain()))
+
+        self.room = room = rtc.Room()
+
+        @room.on("track_subscribed")
+        def on_track(track: Any, publication: Any, participant: Any) -> None:
+            if participant.identity.startswith("inference-server-") and (
+                track.kind == rtc.TrackKind.KIND_VIDEO
+            ):
+                self.tasks.append(asyncio.ensure_future(self._read(track)))
+
+        await room.connect(info["livekit_url"], info["token"])
+        probe = self.track.probe
+        source = rtc.VideoSource(probe.width, probe.height)
+        local = rtc.LocalVideoTrack.create_video_track("camera", source)
+        # One layer whose size never adapts, so every frame keeps a readable barcode (with
+        # LiveKit's defaults -- simulcast, "balanced" degradation -- a busy machine gets its
+        # camera downscaled, e.g. 1088x624 arriving as 544x312 or 314x180).
+        options = rtc.TrackPublishOptions(
+            source=rtc.TrackSource.SOURCE_CAMERA,
+            simulcast=False,
+            video_codec=getattr(rtc.VideoCodec, self.codec.upper()),
+            video_encoding=rtc.VideoEncoding(max_framerate=FPS, max_bitrate=3_500_000),
+            degradation_preference=rtc.DegradationPreference.MAINTAIN_RESOLUTION.value,
+        )
+        await room.local_participant.publish_track(local, options)
+        self.tasks.append(asyncio.ensure_future(self._pump(source)))
+
+    async def _expect(self, kind: str) -> dict[str, Any]:
+        assert self.ws is not None
+        async for message in self.ws:
+            if message.type != aiohttp.WSMsgType.TEXT:
+                break
+            body: dict[str, Any] = message.json()
+            if body.get("type") == kind:
+                return body
+            if body.get("type") == "error":
+                raise RuntimeError(f"emulator: {body.get('error')}")
+        raise RuntimeError(f"control socket closed before {kind!r}")
+
+    async def _drain(self) -> None:
+        assert self.ws is not None
+        async for _ in self.ws:
+            pass
+
+    async def _pump(self, source: Any) -> None:
+        from livekit import rtc
+
+        probe = self.track.probe
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                frame = await self.track.recv()  # paced; stamps the send time
+                data = frame.to_ndarray().tobytes()  # yuv420p planes = I420
+                source.capture_frame(
+                    rtc.VideoFrame(probe.width, probe.height, rtc.VideoBufferType.I420, data)
+                )
+
+    async def _read(self, track: Any) -> None:
+        from livekit import rtc
+
+        stream = rtc.VideoStream(track, format=rtc.VideoBufferType.I420)
+        try:
+            async for event in stream:
+                frame = event.frame
+                self.track.probe.on_i420(frame.width, frame.height, frame.data)
+        finally:
+            await stream.aclose()
+
+    async def close(self) -> None:
+        self.track.stop()
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.room is not None:
+            await self.room.disconnect()
+        if self.ws is not None:
+            await self.ws.close()
+        if self.http is not None:
+            await self.http.close()
+
+
+Client = EchoClient | EmulatorClient | LiveKitClient
 
 
 # ---- measuring ----------------------------------------------------------------------------------
@@ -408,17 +537,28 @@ def _failed(label: str, size: tuple[int, int], sessions: int, error: str) -> Res
 
 
 async def run_sessions(
-    peer: Peer, size: tuple[int, int], sessions: int, seconds: float, warmup: float
+    peer: Peer,
+    size: tuple[int, int],
+    sessions: int,
+    seconds: float,
+    warmup: float,
+    *,
+    gen_b_codec: str | None = None,
 ) -> Result:
+    """``gen_b_codec`` set: Gen-B sessions (`LiveKitClient`) against the emulator peer."""
     width, height = size
-    label = peer.kind
+    label = GEN_B if gen_b_codec is not None else peer.kind
     barcode = Barcode(width, height)
     tracks = [StampedTrack(Probe(barcode, width, height)) for _ in range(sessions)]
     clients: list[Client] = []
     try:
         openers: list[Awaitable[None]] = []
         for track in tracks:
-            if peer.kind == "echo":
+            if gen_b_codec is not None:
+                livekit = LiveKitClient(track, gen_b_codec)
+                clients.append(livekit)
+                openers.append(livekit.open(peer.port, peer.api_key))
+            elif peer.kind == "echo":
                 echo = EchoClient(track)
                 clients.append(echo)
                 openers.append(echo.open(peer.port))
@@ -517,6 +657,15 @@ def print_single(rows: list[Result]) -> None:
                 print(f"{'':<10}{note.strip()}")
         else:
             print(f"{name:<10}emulator/echo p50 = n/a (a measurement failed){note}")
+        if GEN_B in by and "emulator" in by:
+            ratio = by[GEN_B].p50 / by["emulator"].p50
+            verdict = _ok(ratio <= GOAL_GEN_B_RATIO)
+            print(
+                f"{name:<10}gen-b/emulator p50 = {ratio:.2f}x   goal <= {GOAL_GEN_B_RATIO:g}x: "
+                f"{verdict}"
+            )
+        elif any(row.label == GEN_B for row in rows if row.size == size):
+            print(f"{name:<10}gen-b/emulator p50 = n/a (a measurement failed)")
     warn_if_busy(rows)
 
 
@@ -581,6 +730,17 @@ async def main_async(args: argparse.Namespace) -> None:
         for size in sizes:
             for kind in ("echo", "emulator"):
                 rows.append(await run_sessions(peers[kind], size, 1, args.seconds, args.warmup))
+            if not args.skip_gen_b:
+                rows.append(
+                    await run_sessions(
+                        peers["emulator"],
+                        size,
+                        1,
+                        args.seconds,
+                        args.warmup,
+                        gen_b_codec=args.gen_b_codec,
+                    )
+                )
         print_single(rows)
         sys.stdout.flush()
         if not args.skip_concurrency:
@@ -612,6 +772,13 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated WxH list (default 640x360,1088x624)",
     )
     parser.add_argument("--skip-concurrency", action="store_true")
+    parser.add_argument("--skip-gen-b", action="store_true", help="no Gen-B (LiveKit) rows")
+    parser.add_argument(
+        "--gen-b-codec",
+        choices=("h264", "vp8"),
+        default="h264",
+        help="the codec the Gen-B client publishes (Decart's Python SDK: h264)",
+    )
     parser.add_argument("--max-sessions", type=int, default=32, help="where the ramp stops")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
