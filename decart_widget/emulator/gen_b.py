@@ -27,6 +27,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
+from .. import models
 from ..protocol.messages import LivekitJoin, LivekitRoomInfo, QueuePosition
 from ..protocol.urls import url_host
 from .effects import Effect
@@ -66,6 +67,7 @@ class RoomHost(Protocol):
         on_frame_sent: Callable[[], None],
         on_state: Callable[[str], None],
         ttl_seconds: float = 600,
+        frame_size: tuple[int, int] = ...,
     ) -> Room: ...
 
 
@@ -114,12 +116,14 @@ class RoomLink:
         if hold_for_state:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(session.state_answered.wait(), STATE_HOLD_SECONDS)
+        model = models.get(session.admission.model)
         room = rooms.open_room(
             session.id,
             effect=session.current_effect,
             on_frame_received=session.log.frame_received,
             on_frame_sent=session.log.frame_sent,
             on_state=self._room_state,
+            frame_size=(model.width, model.height),  # the placeholder's, until the camera's
         )
         self.room = room
         session.log.room(room.name)

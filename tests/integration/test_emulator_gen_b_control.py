@@ -1,9 +1,12 @@
-"""The Gen-B control channel against a real emulator, with a stand-in room server (gen_b_kit).
+"""The Gen-B control channel against a real emulator: join variants, initial-state orders, early
+room info, the queue, the concurrency limit, moderation and origins (no media needed: the real
+room server opens each room, nobody joins it).
 
-The stand-in opens no media: it lets these tests report the room's states (``connected``,
-``failed``, ``left``) exactly when they want, so they check how the control channel reacts --
-generation, every way a session ends, the room closed after it, the queue. The same handshake
-with the real room and LiveKit's own client is in test_emulator_gen_b.py.
+The tests that take the ``rooms`` fixture replace the room server by `gen_b_kit.StandInRooms`,
+which opens no media, to report the room's states (``connected``, ``failed``, ``left``) exactly
+when they want, including a media failure no real client can provoke on demand. Ends with the
+real room and LiveKit's own client (credits, maxSessionDuration, leaving, closing the socket) are
+in test_emulator_gen_b.py.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from gen_b_kit import StandInRooms, connect, join, with_stand_in
 from test_emulator_kit import StreamClient, b64, mint, png
@@ -36,7 +40,7 @@ async def _acks_settled(client: StreamClient) -> None:
     await client.until(lambda: any(m.get("prompt") == "settle" for m in client.messages))
 
 
-async def test_the_room_info_has_all_four_fields(emu: Emulator, rooms: StandInRooms) -> None:
+async def test_the_room_info_has_all_four_fields(emu: Emulator) -> None:
     client = await connect(emu, early=True)
     try:
         info = await join(client)
@@ -44,14 +48,22 @@ async def test_the_room_info_has_all_four_fields(emu: Emulator, rooms: StandInRo
         assert set(info) == {"type", "livekit_url", "token", "room_name", "session_id"}
         assert info["session_id"] == record.id
         assert info["livekit_url"] == emu.realtime_url
-        room = rooms.rooms[record.id]
-        assert (info["room_name"], info["token"]) == (room.name, room.user_token())
-        assert isinstance(server_message(client.of_type("livekit_room_info")[0]), LivekitRoomInfo)
-        await emu.wait_until_async(lambda: emu.sessions[0].room_name == room.name)
+        assert isinstance(server_message(info), LivekitRoomInfo)
+        await emu.wait_until_async(lambda: emu.sessions[0].room_name == info["room_name"])
         assert emu.sessions[0].transport == "livekit"
         assert client.of_type("session_id") == []  # Gen-A only
+        # The token opens that room in the emulator's room server (LiveKit's validate call).
+        async with httpx.AsyncClient(base_url=emu.api_url, trust_env=False) as http:
+            valid = await http.get("/rtc/validate", params={"access_token": info["token"]})
+        assert (valid.status_code, valid.text) == (200, "success")
     finally:
         await client.close()
+
+    # The session is over: so is its room.
+    async with httpx.AsyncClient(base_url=emu.api_url, trust_env=False) as http:
+        await emu.wait_until_async(lambda: emu.sessions[0].end_reason is not None)
+        gone = await http.get("/rtc/validate", params={"access_token": info["token"]})
+    assert gone.status_code == 404
 
 
 JOINS: list[dict[str, Any]] = [
@@ -66,9 +78,7 @@ JOINS: list[dict[str, Any]] = [
 
 
 @pytest.mark.parametrize("fields", JOINS, ids=lambda f: ",".join(f) or "bare")
-async def test_every_join_variant_gets_its_room(
-    emu: Emulator, rooms: StandInRooms, fields: dict[str, Any]
-) -> None:
+async def test_every_join_variant_gets_its_room(emu: Emulator, fields: dict[str, Any]) -> None:
     # passthrough:false announces a state that never comes: early room info serves it anyway.
     client = await connect(emu, early=fields.get("passthrough") is False)
     try:
@@ -88,9 +98,7 @@ async def test_every_join_variant_gets_its_room(
         await client.close()
 
 
-async def test_initial_state_in_any_order_is_acked_exactly_once(
-    emu: Emulator, rooms: StandInRooms
-) -> None:
+async def test_initial_state_in_any_order_is_acked_exactly_once(emu: Emulator) -> None:
     image = b64(png())
     client = await connect(emu, early=True)
     try:
@@ -110,9 +118,7 @@ async def test_initial_state_in_any_order_is_acked_exactly_once(
         await client.close()
 
 
-async def test_room_info_waits_for_an_announced_state_unless_early(
-    emu: Emulator, rooms: StandInRooms
-) -> None:
+async def test_room_info_waits_for_an_announced_state_unless_early(emu: Emulator) -> None:
     late = await connect(emu)
     try:
         await late.send({"type": "livekit_join", "passthrough": False})
@@ -134,9 +140,7 @@ async def test_room_info_waits_for_an_announced_state_unless_early(
         await early.close()
 
 
-async def test_the_other_transport_is_refused_on_the_same_socket(
-    emu: Emulator, rooms: StandInRooms
-) -> None:
+async def test_the_other_transport_is_refused_on_the_same_socket(emu: Emulator) -> None:
     gen_b = await connect(emu, early=True)
     gen_a = await StreamClient.connect(emu)
     try:
@@ -206,38 +210,7 @@ async def test_room_failure_and_leaving_end_the_session(
         await client.close()
 
 
-async def test_credits_and_max_session_duration_end_a_gen_b_session(
-    emu: Emulator, rooms: StandInRooms
-) -> None:
-    emu.set_credits(emu.api_key, 2)
-    client = await connect(emu, early=True)
-    try:
-        await join(client)
-        room = rooms.rooms[emu.sessions[0].id]
-        room.report("connected")
-        ended = await client.expect("generation_ended")
-        assert (ended["seconds"], ended["reason"]) == (2, "insufficient_credits")
-        assert await client.wait_closed() == (1000, "insufficient_credits")
-        await emu.wait_until_async(lambda: room.closed is not None)
-    finally:
-        await client.close()
-
-    emu.set_credits(emu.api_key, None)
-    token = await mint(emu, constraints={"realtime": {"maxSessionDuration": 3}})
-    limited = await connect(emu, early=True, api_key=token)
-    try:
-        await join(limited)
-        room = rooms.rooms[emu.sessions[1].id]
-        room.report("connected")
-        ended = await limited.expect("generation_ended")
-        assert (ended["seconds"], ended["reason"]) == (3, "timeout")
-        assert await limited.wait_closed() == (1000, "session_duration_limit")
-        await emu.wait_until_async(lambda: room.closed is not None)
-    finally:
-        await limited.close()
-
-
-async def test_moderation_and_origins_apply_to_gen_b(emu: Emulator, rooms: StandInRooms) -> None:
+async def test_moderation_and_origins_apply_to_gen_b(emu: Emulator) -> None:
     token = await mint(emu, allowedOrigins=["http://localhost:8888"])
     refused = await connect(emu, early=True, api_key=token, origin="http://evil.example")
     try:
@@ -258,7 +231,7 @@ async def test_moderation_and_origins_apply_to_gen_b(emu: Emulator, rooms: Stand
         await client.close()
 
 
-async def test_the_queue_moves_up_as_sessions_end(emu: Emulator, rooms: StandInRooms) -> None:
+async def test_the_queue_moves_up_as_sessions_end(emu: Emulator) -> None:
     emu.set_room_capacity(1)
     first, second, third = [await connect(emu, early=True) for _ in range(3)]
     try:
@@ -295,7 +268,7 @@ async def test_the_queue_moves_up_as_sessions_end(emu: Emulator, rooms: StandInR
             await client.close()
 
 
-async def test_capacity_zero_holds_every_session(emu: Emulator, rooms: StandInRooms) -> None:
+async def test_capacity_zero_holds_every_session(emu: Emulator) -> None:
     emu.set_room_capacity(0)
     client = await connect(emu, early=True)
     try:
@@ -318,7 +291,6 @@ async def test_capacity_zero_holds_every_session(emu: Emulator, rooms: StandInRo
 
 async def test_queued_sessions_count_for_the_concurrency_limit() -> None:
     with Emulator(max_concurrent_sessions=2, room_capacity=0) as emu:
-        with_stand_in(emu)
         gen_b = await connect(emu, early=True)
         gen_a = await StreamClient.connect(emu)
         third = await connect(emu, early=True)
@@ -344,9 +316,7 @@ async def test_without_a_room_server_the_join_gets_an_error(emu: Emulator) -> No
         await client.close()
 
 
-async def test_an_image_ref_is_refused_and_the_state_kept(
-    emu: Emulator, rooms: StandInRooms
-) -> None:
+async def test_an_image_ref_is_refused_and_the_state_kept(emu: Emulator) -> None:
     client = await connect(emu)
     try:
         assert (await client.prompt("anime"))["success"] is True

@@ -1,6 +1,7 @@
 """A Gen-B (LiveKit) client through the proxy: control traffic passes, the ledger keeps the
 session id of ``livekit_room_info``, and the Python SDK's ``livekit_early_room_info`` reaches the
-upstream."""
+upstream. The media goes straight to the emulator's room (LiveKit's Python client), as it goes
+to Decart's LiveKit servers, not through the proxy."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import pytest_asyncio
-from gen_b_kit import StandInRooms, with_stand_in
+from gen_b_kit import LiveKitUser
 from proxy_kit import ProxyFactory, connect, receive_type, run_emulator, run_proxies, wait_for
-from test_emulator_kit import StreamClient
+from test_emulator_kit import StreamClient, centre, close_to
 
 from decart_widget.emulator import Emulator
 
@@ -20,11 +21,6 @@ def emulator() -> Iterator[Emulator]:
     yield from run_emulator()
 
 
-@pytest.fixture
-def rooms(emulator: Emulator) -> StandInRooms:
-    return with_stand_in(emulator)
-
-
 @pytest_asyncio.fixture
 async def proxy_factory(emulator: Emulator) -> AsyncIterator[ProxyFactory]:
     async for make in run_proxies(emulator):
@@ -32,11 +28,12 @@ async def proxy_factory(emulator: Emulator) -> AsyncIterator[ProxyFactory]:
 
 
 async def test_a_gen_b_session_through_the_proxy(
-    emulator: Emulator, rooms: StandInRooms, proxy_factory: ProxyFactory
+    emulator: Emulator, proxy_factory: ProxyFactory
 ) -> None:
     proxy = await proxy_factory()
     url = proxy.stream_url(proxy.issue_token("alice")) + "&livekit_early_room_info=true"
     client = StreamClient(await connect(url))
+    user = LiveKitUser((200, 40, 40))
     try:
         # passthrough:false and no state yet: only the early flag lets the room info come now.
         await client.send({"type": "livekit_join", "passthrough": False})
@@ -45,23 +42,24 @@ async def test_a_gen_b_session_through_the_proxy(
         assert (record.transport, record.key_kind) == ("livekit", "permanent")
         assert info["session_id"] == record.id
         assert info["livekit_url"] == emulator.realtime_url  # the room is the emulator's own
-        assert (await client.prompt("anime"))["success"] is True
-
-        rooms.rooms[record.id].report("connected")
+        await user.join(info)
+        assert (await client.prompt("invert"))["success"] is True
+        await user.frame_where(lambda p: close_to(centre(p), (55, 215, 215)))
         ticks = [await client.expect("generation_tick") for _ in range(2)]
         assert [t["seconds"] for t in ticks] == [1, 2]
     finally:
         await client.close()
+    await user.disconnected.wait()  # the proxy closed the upstream: the session and its room end
+    await user.leave()
 
     await wait_for(lambda: emulator.sessions[-1].end_reason is not None, what="upstream end")
-    assert rooms.rooms[record.id].closed is not None
     [row] = await proxy.ledger.sessions("alice")
     assert row.upstream_session_id == info["session_id"]
     assert row.seconds >= 2
 
 
 async def test_without_the_early_flag_room_info_waits_for_the_state(
-    emulator: Emulator, rooms: StandInRooms, proxy_factory: ProxyFactory
+    emulator: Emulator, proxy_factory: ProxyFactory
 ) -> None:
     proxy = await proxy_factory()
     async with await connect(proxy.stream_url(proxy.issue_token("bob"))) as ws:
