@@ -97,8 +97,17 @@ class InFlight:
 
     message: Prompt | SetImage
     update: Update
-    deadline: float
+    #: when its ack is overdue; None: its sender keeps the time (a frame only observed)
+    deadline: float | None
     initial: bool = False
+    #: the prompt text its ack will carry (a hook may have changed it on the way)
+    ack_prompt: str | None = None
+
+    @property
+    def ack_text(self) -> str | None:
+        if self.ack_prompt is not None:
+            return self.ack_prompt
+        return self.message.prompt if isinstance(self.message, Prompt) else None
 
     def settings_after(self, accepted: Settings) -> Settings:
         """The server's state once this message is applied on top of ``accepted``.

@@ -11,11 +11,25 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections import deque
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import Enum
-from typing import TypeAlias
 
+from .actions import (
+    Action,
+    AddRemoteCandidate,
+    ApplyAnswer,
+    ClosePeer,
+    CloseSocket,
+    ConnectionState,
+    Emit,
+    OpenSocket,
+    Reject,
+    Resolve,
+    RestartIce,
+    Send,
+    StartPeer,
+    StateChanged,
+)
 from .constants import (
     BACKOFF,
     CLOSE_NORMAL,
@@ -29,7 +43,6 @@ from .constants import (
     decoded_size,
 )
 from .errors import (
-    AckTimeout,
     ConcurrencyLimit,
     ConnectionLost,
     DecartError,
@@ -43,7 +56,6 @@ from .errors import (
 from .messages import (
     JSON,
     Answer,
-    ClientMessage,
     Error,
     GenerationEnded,
     GenerationStarted,
@@ -51,29 +63,15 @@ from .messages import (
     IceCandidate,
     IceRestart,
     Offer,
-    Prompt,
     PromptAck,
     ServerMessage,
     SessionId,
-    SetImage,
     SetImageAck,
 )
-from .requests import KEEP, Change, InFlight, Settings, Update, message_for
+from .requests import KEEP, Change, InFlight, Settings
+from .update_queue import UpdateQueue
 
 logger = logging.getLogger("decart_widget.protocol.session")
-
-
-class ConnectionState(str, Enum):
-    """The published ``connection_state``."""
-
-    DISCONNECTED = "disconnected"
-    CONNECTING = "connecting"
-    CONNECTED = "connected"
-    GENERATING = "generating"
-    RECONNECTING = "reconnecting"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True)
@@ -85,96 +83,6 @@ class RetryPolicy:
     @property
     def retries(self) -> int:
         return len(self.delays)
-
-
-# ---- actions -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class OpenSocket:
-    """Open the WebSocket (fresh token / URL). ``attempt``: 0 first, k for the k-th retry."""
-
-    attempt: int
-
-
-@dataclass(frozen=True)
-class CloseSocket:
-    code: int = CLOSE_NORMAL
-    reason: str = ""
-
-
-@dataclass(frozen=True)
-class Send:
-    message: ClientMessage
-
-
-@dataclass(frozen=True)
-class StartPeer:
-    """Create the peer connection, add the local track, make an offer, call `local_offer`."""
-
-
-@dataclass(frozen=True)
-class ClosePeer:
-    pass
-
-
-@dataclass(frozen=True)
-class ApplyAnswer:
-    sdp: str
-
-
-@dataclass(frozen=True)
-class AddRemoteCandidate:
-    candidate: JSON | None
-
-
-@dataclass(frozen=True)
-class RestartIce:
-    """Rebuild ICE with the given TURN server and re-offer (call `local_offer` again)."""
-
-    turn_config: JSON | None
-
-
-@dataclass(frozen=True)
-class StateChanged:
-    state: ConnectionState
-
-
-@dataclass(frozen=True)
-class Resolve:
-    request_id: int
-    superseded: bool = False
-
-
-@dataclass(frozen=True)
-class Reject:
-    request_id: int
-    error: DecartError
-
-
-@dataclass(frozen=True)
-class Emit:
-    """``generation_tick`` (int seconds), ``session_id`` (str), ``error`` (a `DecartError`),
-    ``generation_ended`` (the reason)."""
-
-    name: str
-    value: object
-
-
-Action: TypeAlias = (
-    OpenSocket
-    | CloseSocket
-    | Send
-    | StartPeer
-    | ClosePeer
-    | ApplyAnswer
-    | AddRemoteCandidate
-    | RestartIce
-    | StateChanged
-    | Resolve
-    | Reject
-    | Emit
-)
 
 
 class _Phase(Enum):
@@ -203,11 +111,12 @@ class SessionCore:
         retry: RetryPolicy | None = None,
         connect_timeout: float = CONNECT_TIMEOUT,
     ) -> None:
-        self._base = Settings(_clean_prompt(prompt), _clean_image(image))
-        self._accepted = Settings()
-        self._enhance = enhance
-        self._prompt_ack_timeout = prompt_ack_timeout
-        self._image_ack_timeout = image_ack_timeout
+        self._updates = UpdateQueue(
+            Settings(_clean_prompt(prompt), _clean_image(image)),
+            enhance=enhance,
+            prompt_ack_timeout=prompt_ack_timeout,
+            image_ack_timeout=image_ack_timeout,
+        )
         self._initial_ack_timeout = initial_ack_timeout
         self._retry = retry or RetryPolicy()
         self._connect_timeout = connect_timeout
@@ -215,9 +124,6 @@ class SessionCore:
         self._state = _STATE.DISCONNECTED
         self._phase = _Phase.IDLE
         self._ids = itertools.count(1)
-        self._queued: Update | None = None
-        self._inflight: InFlight | None = None
-        self._image_fifo: deque[InFlight] = deque()  # sent set_images, oldest first
         self._retries = 0
         self._retry_at: float | None = None
         self._connect_deadline: float | None = None
@@ -225,7 +131,6 @@ class SessionCore:
         self._peer = False  # a peer connection exists
         self._answered = False
         self._early_candidates: list[JSON | None] = []
-        self._acked = False  # an initial state was accepted since start()
         self._seconds_before = 0  # generation seconds of the server sessions before this one
         self._seconds = 0  # the current server session's generation seconds
         self._session_id: str | None = None
@@ -247,30 +152,30 @@ class SessionCore:
 
     @property
     def accepted_prompt(self) -> str | None:
-        return self._accepted.prompt
+        return self._updates.accepted.prompt
 
     @property
     def accepted_image(self) -> str | None:
-        return self._accepted.image
+        return self._updates.accepted.image
 
     @property
     def desired_prompt(self) -> str | None:
-        return self._desired().prompt
+        return self._updates.desired.prompt
 
     @property
     def desired_image(self) -> str | None:
-        return self._desired().image
+        return self._updates.desired.image
 
     @property
     def enhance(self) -> bool:
-        return self._enhance
+        return self._updates.enhance
 
     def next_deadline(self) -> float | None:
         """The earliest time `on_timer` must be called, or None."""
         deadlines = [
             self._connect_deadline,
             self._retry_at if self._phase is _Phase.BACKOFF else None,
-            self._inflight.deadline if self._inflight else None,
+            self._updates.next_deadline(),
         ]
         return min((d for d in deadlines if d is not None), default=None)
 
@@ -280,7 +185,7 @@ class SessionCore:
         if self._phase is not _Phase.IDLE:
             return []
         self._retries = 0
-        self._acked = False
+        self._updates.restart()
         self._seconds_before = self._seconds = 0
         self._session_id = None
         self._connect_deadline = now + self._connect_timeout
@@ -329,10 +234,7 @@ class SessionCore:
         if self._phase is not _Phase.OPENING:
             return []
         self._phase = _Phase.HANDSHAKE
-        update, self._queued = self._queued or Update(), None
-        target = update.change.apply(self._base)
-        message = message_for(target, update.change, self._enhance, full=True)
-        return [self._send_update(now, message, update, self._initial_ack_timeout, initial=True)]
+        return [self._updates.handshake(now, self._initial_ack_timeout)]
 
     def socket_closed(self, now: float, code: int | None, reason: str = "") -> list[Action]:
         if self._phase in (_Phase.IDLE, _Phase.BACKOFF) or not self._socket:
@@ -352,9 +254,9 @@ class SessionCore:
             logger.debug("ignoring %s while %s", msg.type, self._phase.value)
             return []
         if isinstance(msg, PromptAck):
-            return self._on_prompt_ack(now, msg)
+            return self._settled(now, *self._updates.prompt_ack(msg))
         if isinstance(msg, SetImageAck):
-            return self._on_image_ack(now, msg)
+            return self._settled(now, *self._updates.image_ack(msg))
         if isinstance(msg, Answer):
             return self._on_answer(msg)
         if isinstance(msg, IceCandidate):
@@ -413,129 +315,34 @@ class SessionCore:
         actions: list[Action] = []
         if self._phase is _Phase.BACKOFF and self._retry_at is not None and now >= self._retry_at:
             actions += self._open()
-        flight = self._inflight
-        if flight is not None and now >= flight.deadline:
-            actions += self._on_ack_timeout(now, flight)
+        flight = self._updates.expired(now)
+        if flight is not None:
+            if flight.initial:
+                return actions + self._lose(now, "no ack for the initial state")
+            actions += self._updates.time_out(flight) + self._updates.dispatch(now)
         return actions
 
-    # ---- requests and acks ---------------------------------------------------------------------
-
-    def _desired(self) -> Settings:
-        settings = self._base
-        for update in (self._inflight.update if self._inflight else None, self._queued):
-            if update is not None:
-                settings = update.change.apply(settings)
-        return settings
+    # ---- requests and acks (the update queue) -----------------------------------------------
 
     def _request(
         self, now: float, request_id: int, change: Change, enhance: bool | None
     ) -> list[Action]:
-        if enhance is not None:
-            self._enhance = enhance
         if self._phase is _Phase.IDLE:  # nothing to ack it: it only changes what start() sends
-            self._base = change.apply(self._base)
-            return [Resolve(request_id)]
-        update = Update(change, [(request_id, change)])
-        if self._queued is None:
-            self._queued = update
-            return self._dispatch(now)
-        superseded = self._queued.absorb(update)
-        return [Resolve(rid, superseded=True) for rid in superseded] + self._dispatch(now)
+            return self._updates.preset(request_id, change, enhance)
+        return self._updates.request(request_id, change, enhance) + self._updates.dispatch(now)
 
-    def _dispatch(self, now: float) -> list[Action]:
-        """Send the queued update if the session is running and nothing is in flight."""
-        if self._phase is not _Phase.RUNNING or self._inflight or self._queued is None:
-            return []
-        update, self._queued = self._queued, None
-        target = update.change.apply(self._base)
-        message = message_for(target, update.change, self._enhance, full=False)
-        timeout = (
-            self._prompt_ack_timeout if isinstance(message, Prompt) else self._image_ack_timeout
-        )
-        return [self._send_update(now, message, update, timeout, initial=False)]
-
-    def _send_update(
-        self,
-        now: float,
-        message: Prompt | SetImage,
-        update: Update,
-        timeout: float,
-        initial: bool,
-    ) -> Send:
-        flight = InFlight(message, update, now + timeout, initial)
-        self._inflight = flight
-        if isinstance(message, SetImage):
-            self._image_fifo.append(flight)
-        return Send(message)
-
-    def _on_prompt_ack(self, now: float, ack: PromptAck) -> list[Action]:
-        flight = self._inflight
-        if flight and isinstance(flight.message, Prompt) and flight.message.prompt == ack.prompt:
-            return self._settle(now, flight, ack.success, ack.error)
-        if ack.success:  # unknown text (a late or foreign ack): the server still applied it
-            self._accept(replace(self._accepted, prompt=ack.prompt))
-        return []
-
-    def _on_image_ack(self, now: float, ack: SetImageAck) -> list[Action]:
-        if not self._image_fifo:
-            logger.debug("set_image_ack with no set_image pending")
-            return []
-        flight = self._image_fifo.popleft()
-        if flight is self._inflight:
-            return self._settle(now, flight, ack.success, ack.error)
-        if ack.success:  # the late ack of a timed-out set_image
-            self._accept(flight.settings_after(self._accepted))
-        return []
-
-    def _accept(self, settings: Settings) -> None:
-        self._accepted = settings
-        if self._phase is _Phase.RUNNING:
-            self._base = settings
-
-    def _settle(
-        self, now: float, flight: InFlight, success: bool, error_text: str | None
-    ) -> list[Action]:
-        self._inflight = None
-        if success:
-            self._accepted = self._base = flight.settings_after(self._accepted)
-            actions: list[Action] = [Resolve(rid) for rid in flight.update.ids]
-            if flight.initial:
-                self._acked = True
-                actions += self._start_peer()
-            return actions + self._dispatch(now)
-
-        error = _ack_error(error_text)
-        actions = [Reject(rid, error) for rid in flight.update.ids]
-        if not actions:  # nobody waits for this one (the initial state, a replay)
-            actions.append(Emit("error", error))
-        if flight.initial:
-            # The model keeps its previous state, which for a fresh server session is none. The
-            # handshake goes on; after a reconnect the last accepted state is sent again.
-            previous = self._accepted if self._acked else Settings()
-            self._accepted = Settings()
-            if previous != self._accepted:
-                image = KEEP if previous.image is None else previous.image
-                again = Update(Change(prompt=previous.prompt, image=image))
-                if self._queued is not None:
-                    again.absorb(self._queued)
-                self._queued = again
-            actions += self._start_peer()
-        self._base = self._accepted  # the desired state reverts to the accepted one
-        return actions + self._dispatch(now)
+    def _settled(self, now: float, flight: InFlight | None, actions: list[Action]) -> list[Action]:
+        """After an ack: a settled handshake (accepted or not) starts the peer; then the queue
+        sends what waits."""
+        if flight is not None and flight.initial:
+            actions = actions + self._start_peer()
+        return actions + self._updates.dispatch(now)
 
     def _start_peer(self) -> list[Action]:
         self._phase = _Phase.RUNNING
+        self._updates.running = True
         self._peer = True
         return [StartPeer()]
-
-    def _on_ack_timeout(self, now: float, flight: InFlight) -> list[Action]:
-        if flight.initial:
-            return self._lose(now, "no ack for the initial state")
-        self._inflight = None  # a set_image stays in the FIFO, so its late ack still matches it
-        kind = "prompt" if isinstance(flight.message, Prompt) else "image"
-        timeout = self._prompt_ack_timeout if kind == "prompt" else self._image_ack_timeout
-        error = AckTimeout(f"no {kind} ack within {timeout:g} s")
-        return [Reject(rid, error) for rid in flight.update.ids] + self._dispatch(now)
 
     # ---- lifecycle -----------------------------------------------------------------------------
 
@@ -587,14 +394,7 @@ class SessionCore:
             self._peer = False
         self._answered = False
         self._early_candidates.clear()
-        self._image_fifo.clear()
-        flight, self._inflight = self._inflight, None
-        if flight is not None:
-            queued = self._queued or Update()
-            self._queued = Update(
-                flight.update.change.then(queued.change),
-                [*flight.update.requests, *queued.requests],
-            )
+        self._updates.fold_back()
         return actions
 
     def _lose(self, now: float, why: str) -> list[Action]:
@@ -615,10 +415,10 @@ class SessionCore:
     def _end(self, now: float, error: DecartError | None) -> list[Action]:
         """End the session: close everything, settle pending requests, publish the error."""
         actions = self._teardown()
-        pending, self._queued = self._queued, None
+        pending = self._updates.take_queued()
         if pending is not None:
             if error is None:  # a clean end: keep the values for the next start()
-                self._base = pending.change.apply(self._base)
+                self._updates.base = pending.change.apply(self._updates.base)
                 actions += [Resolve(rid, superseded=True) for rid in pending.ids]
             else:
                 actions += [Reject(rid, error) for rid in pending.ids]
@@ -648,14 +448,6 @@ def _permanent_error(text: str) -> DecartError | None:
     return error if error.permanent or is_permanent(text) else None
 
 
-def _ack_error(text: str | None) -> DecartError:
-    """The typed error of a failed ack: its classified text, else `ModerationError`."""
-    if not text:
-        return ModerationError("rejected by the server")
-    error = classify(text)
-    return error if type(error) is not DecartError else ModerationError(text)
-
-
 def _clean_prompt(text: object) -> str | None:
     """A prompt, or None for no prompt (None, empty or blank)."""
     if text is None:
@@ -683,3 +475,23 @@ def _clean_image(image: object) -> str | None:
         limit = f"{MAX_IMAGE_BYTES / 2**20:g} MiB"
         raise InvalidInput(f"image is {size / 2**20:.1f} MiB; the limit is {limit}")
     return image
+
+
+__all__ = [
+    "Action",
+    "AddRemoteCandidate",
+    "ApplyAnswer",
+    "ClosePeer",
+    "CloseSocket",
+    "ConnectionState",
+    "Emit",
+    "OpenSocket",
+    "Reject",
+    "Resolve",
+    "RestartIce",
+    "RetryPolicy",
+    "Send",
+    "SessionCore",
+    "StartPeer",
+    "StateChanged",
+]

@@ -1,15 +1,17 @@
-"""The kernel relay's update bookkeeping, free of I/O: which prompt/image frames the kernel sends.
+"""The kernel relay's updates: the widget's desired state through the protocol's `UpdateQueue`.
 
 In ``signaling="kernel"`` mode the kernel is the one sender of *updates* (prompt, image, enhance
 changes after the handshake), whatever their origin (a Python cell or the view's prompt box):
 comm messages from the browser wait while a cell is busy, the kernel's own sends do not. The
-browser's session core only sends its *handshake* (the initial state after every (re)connect);
-`KernelUpdates` records it, and once it is acked brings the service to the widget's desired state.
+browser's session core only sends its *handshake* (the initial state after every (re)connect).
 
-Rules (the same as the session cores'): at most one kernel update in flight; later changes only
-move the desired state, so a burst of 50 changes sends at most two frames and applies the last.
-Acks match prompts by exact text and images first-in first-out. A failed ack (or a timeout)
-reverts the desired state to the accepted one unless something newer was asked meanwhile.
+`KernelUpdates` has no update machine of its own: matching acks (prompts by text, images first
+in, first out), one update in flight, latest wins, timeouts and reverting are the
+`decart_widget.protocol.update_queue.UpdateQueue`'s, the same piece the session cores use. This
+adapter translates: the widget's whole desired `Settings` (image as bytes) become requests for
+what differs from the queue's desired state; the browser's handshake frames are observed so their
+acks match; the queue's settlements become `Settled` (per frame) and `Revert` (the widget's
+traitlets go back to what the queue now wants).
 
 Inputs carry ``now`` (monotonic seconds) and return actions, as in `decart_widget.protocol`.
 """
@@ -18,13 +20,29 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-from dataclasses import dataclass, field, replace
+import itertools
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ..protocol.actions import Action, Reject
+from ..protocol.actions import Send as SendMessage
 from ..protocol.constants import IMAGE_ACK_TIMEOUT, PROMPT_ACK_TIMEOUT
+from ..protocol.errors import ProtocolError
+from ..protocol.messages import (
+    Prompt,
+    PromptAck,
+    SetImage,
+    SetImageAck,
+    client_message,
+    server_message,
+    to_dict,
+)
+from ..protocol.requests import KEEP, Change, InFlight
+from ..protocol.requests import Settings as WireSettings
+from ..protocol.update_queue import UpdateQueue
 
 Origin = Literal["browser", "kernel"]
+Phase = Literal["closed", "handshake", "running"]
 
 
 @dataclass(frozen=True)
@@ -46,10 +64,6 @@ def clean_prompt(text: str | None) -> str | None:
     return text if text is not None and text.strip() else None
 
 
-def image_digest(image: bytes | None) -> str | None:
-    return None if image is None else hashlib.sha256(image).hexdigest()
-
-
 def decode_image(value: Any) -> bytes | None:
     """The bytes of a frame's ``image_data`` (raw base64 or a data URL), None if absent/invalid."""
     if not isinstance(value, str) or not value:
@@ -62,52 +76,33 @@ def decode_image(value: Any) -> bytes | None:
         return None
 
 
-def settings_of(frame: dict[str, Any], before: Settings, initial: bool) -> Settings:
-    """The service's state once ``frame`` (prompt or set_image) is applied on top of ``before``."""
-    enhance = bool(frame.get("enhance_prompt", True))
-    if frame.get("type") == "set_image":
-        prompt = frame.get("prompt")
-        return Settings(
-            clean_prompt(prompt if isinstance(prompt, str) else None),
-            decode_image(frame.get("image_data")),
-            enhance,
-        )
-    prompt = frame.get("prompt")
-    text = prompt if isinstance(prompt, str) else None
-    # a handshake prompt starts a fresh service session: no image
-    return Settings(clean_prompt(text), None if initial else before.image, enhance)
-
-
-def frame_for(target: Settings, base: Settings) -> dict[str, Any] | None:
-    """The frame that moves the service from ``base`` to ``target``; None when nothing to do."""
-    if target.same_content(base):
-        if target.prompt is None or target.enhance == base.enhance:
-            return None
-        return {"type": "prompt", "prompt": target.prompt, "enhance_prompt": target.enhance}
-    if target.image != base.image or target.prompt is None:
-        return {
-            "type": "set_image",
-            "image_data": None
-            if target.image is None
-            else base64.b64encode(target.image).decode("ascii"),
-            "prompt": target.prompt,
-            "enhance_prompt": target.enhance,
-        }
-    return {"type": "prompt", "prompt": target.prompt, "enhance_prompt": target.enhance}
-
-
 @dataclass(eq=False)
 class Pending:
-    """A prompt/set_image frame sent to the service, waiting for its ack."""
+    """A prompt/set_image frame on its way to the service (or there), waiting for its ack."""
 
-    kind: Literal["prompt", "image"]
-    prompt: str | None
-    frame: dict[str, Any]
+    flight: InFlight
     origin: Origin
-    initial: bool
-    #: what the widget asked for when the kernel sent it (None for browser frames)
-    target: Settings | None = None
-    deadline: float | None = None
+
+    @property
+    def kind(self) -> Literal["prompt", "image"]:
+        return "prompt" if isinstance(self.flight.message, Prompt) else "image"
+
+    @property
+    def frame(self) -> dict[str, Any]:
+        return to_dict(self.flight.message)
+
+    @property
+    def initial(self) -> bool:
+        return self.flight.initial
+
+    @property
+    def prompt(self) -> str | None:
+        """The text its ``prompt_ack`` will carry (a hook that rewrites the prompt sets it)."""
+        return self.flight.ack_text
+
+    @prompt.setter
+    def prompt(self, text: str | None) -> None:
+        self.flight.ack_prompt = text
 
 
 # ---- actions ------------------------------------------------------------------------------------
@@ -135,14 +130,12 @@ class Settled:
 
 @dataclass(frozen=True)
 class Revert:
-    """The widget's desired state goes back to the accepted one (after a failed kernel update)."""
+    """The widget's desired state goes back to what the service accepted (after a failure)."""
 
     settings: Settings
 
 
 UpdateAction = Send | Settled | Revert
-
-Phase = Literal["closed", "handshake", "running"]
 
 
 @dataclass
@@ -150,139 +143,215 @@ class KernelUpdates:
     """One widget's updates across its upstream connections (one at a time)."""
 
     desired: Settings = EMPTY
-    applied: Settings = EMPTY
     phase: Phase = "closed"
-    pending: list[Pending] = field(default_factory=list)
-    in_flight: Pending | None = None
+    _queue: UpdateQueue = field(init=False)
+    _pending: dict[InFlight, Pending] = field(default_factory=dict, init=False)
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1), init=False)
+    _image: tuple[bytes, str] | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.desired = _cleaned(self.desired)
+        # the handshake is the browser's (its core times it out); the kernel's own updates wait
+        # for their acks as long as the session core's do
+        self._queue = UpdateQueue(
+            WireSettings(),
+            enhance=self.desired.enhance,
+            prompt_ack_timeout=PROMPT_ACK_TIMEOUT,
+            image_ack_timeout=IMAGE_ACK_TIMEOUT,
+        )
+
+    # ---- views -----------------------------------------------------------------------------------
+
+    @property
+    def applied(self) -> Settings:
+        """What the service accepted on the current connection."""
+        accepted = self._queue.accepted
+        return Settings(accepted.prompt, decode_image(accepted.image), self._queue.enhance)
+
+    @property
+    def pending(self) -> list[Pending]:
+        """Frames waiting for their ack."""
+        return list(self._pending.values())
+
+    @property
+    def in_flight(self) -> Pending | None:
+        flight = self._queue.inflight
+        return None if flight is None else self._pending.get(flight)
+
+    def next_deadline(self) -> float | None:
+        return self._queue.next_deadline()
 
     # ---- connection ------------------------------------------------------------------------------
 
     def opened(self) -> None:
         """A new upstream connection: a fresh service session, nothing applied yet."""
         self.phase = "handshake"
-        self.applied = EMPTY
-        self.pending.clear()
-        self.in_flight = None
+        self._queue.reset()
+        self._pending.clear()
 
     def closed(self) -> None:
         self.phase = "closed"
-        self.pending.clear()
-        self.in_flight = None
+        self._queue.reset()
+        self._pending.clear()
 
     # ---- inputs ----------------------------------------------------------------------------------
 
     def set_desired(self, now: float, settings: Settings) -> list[UpdateAction]:
-        self.desired = replace(settings, prompt=clean_prompt(settings.prompt))
-        return self._dispatch(now)
+        self.desired = _cleaned(settings)
+        return self._sync(now)
 
     def browser_frame(self, frame: dict[str, Any]) -> Pending | None:
         """Record a prompt/set_image frame the browser sends (its handshake); None for others."""
-        kind = _kind(frame)
-        if kind is None:
+        if frame.get("type") not in ("prompt", "set_image"):
             return None
-        initial = self.phase == "handshake" and not any(p.initial for p in self.pending)
-        prompt = frame.get("prompt")
-        entry = Pending(
-            kind, prompt if isinstance(prompt, str) else None, frame, "browser", initial
-        )
-        self.pending.append(entry)
-        return entry
+        try:
+            message = client_message(frame)
+        except ProtocolError:
+            return None
+        assert isinstance(message, Prompt | SetImage)
+        initial = self.phase == "handshake" and not any(p.initial for p in self._pending.values())
+        return self._track(self._queue.observe(message, initial), "browser")
 
     def ack(self, now: float, frame: dict[str, Any]) -> list[UpdateAction]:
-        """A prompt_ack or set_image_ack from the service (or a hook's rejection)."""
-        success = bool(frame.get("success"))
-        error = frame.get("error") if isinstance(frame.get("error"), str) else None
-        if frame.get("type") == "prompt_ack":
-            text = frame.get("prompt")
-            entry = next((p for p in self.pending if p.kind == "prompt" and p.prompt == text), None)
-            if entry is None:
-                if success and isinstance(text, str):  # a foreign ack: the service applied it
-                    self.applied = replace(self.applied, prompt=clean_prompt(text))
-                return self._dispatch(now)
-        elif frame.get("type") == "set_image_ack":
-            entry = next((p for p in self.pending if p.kind == "image"), None)
-            if entry is None:
-                return self._dispatch(now)
+        """A prompt_ack or set_image_ack from the service."""
+        try:
+            message = server_message(frame)
+        except ProtocolError:
+            return []
+        if isinstance(message, PromptAck):
+            flight, actions = self._queue.prompt_ack(message)
+        elif isinstance(message, SetImageAck):
+            flight, actions = self._queue.image_ack(message)
         else:
             return []
-        return self._settle(now, entry, success, error)
+        return self._after(now, flight, actions, success=message.success, error=message.error)
 
     def reject(self, now: float, entry: Pending, error: str) -> list[UpdateAction]:
         """A frame refused before it went upstream (a hook): as if the service refused it."""
-        if entry not in self.pending:
+        if entry.flight not in self._pending:
             return []
-        return self._settle(now, entry, False, error, by_hook=True)
+        actions = self._queue.fail(entry.flight, error)
+        return self._after(now, entry.flight, actions, success=False, error=error, by_hook=True)
 
     def withdraw(self, entry: Pending) -> None:
         """A recorded frame was dropped (never sent): nothing will ack it."""
-        if entry in self.pending:
-            self.pending.remove(entry)
-        if self.in_flight is entry:
-            self.in_flight = None
-
-    def next_deadline(self) -> float | None:
-        return self.in_flight.deadline if self.in_flight is not None else None
+        self._pending.pop(entry.flight, None)
+        self._queue.withdraw(entry.flight)
 
     def on_timer(self, now: float) -> list[UpdateAction]:
-        entry = self.in_flight
-        if entry is None or entry.deadline is None or now < entry.deadline:
+        flight = self._queue.expired(now)
+        if flight is None:
             return []
-        self.in_flight = None  # it stays pending: a late ack still matches it
-        what = "prompt" if entry.kind == "prompt" else "image"
-        limit = PROMPT_ACK_TIMEOUT if entry.kind == "prompt" else IMAGE_ACK_TIMEOUT
-        actions: list[UpdateAction] = [
-            Settled(entry, False, f"no {what} ack within {limit:g} s", timed_out=True)
-        ]
-        return actions + self._revert_if_unchanged(entry) + self._dispatch(now)
+        actions = self._queue.time_out(flight)
+        error = next((a.error.message for a in actions if isinstance(a, Reject)), None)
+        return self._after(now, flight, actions, success=False, error=error, timed_out=True)
 
     # ---- internals -------------------------------------------------------------------------------
 
-    def _settle(
-        self, now: float, entry: Pending, success: bool, error: str | None, by_hook: bool = False
+    def _track(self, flight: InFlight, origin: Origin) -> Pending:
+        entry = Pending(flight, origin)
+        self._pending[flight] = entry
+        return entry
+
+    def _after(
+        self,
+        now: float,
+        flight: InFlight | None,
+        actions: list[Action],
+        *,
+        success: bool,
+        error: str | None,
+        timed_out: bool = False,
+        by_hook: bool = False,
     ) -> list[UpdateAction]:
-        self.pending.remove(entry)
-        was_in_flight = self.in_flight is entry
-        if was_in_flight:
-            self.in_flight = None
-        actions: list[UpdateAction] = [Settled(entry, success, error, by_hook=by_hook)]
-        if success:
-            self.applied = settings_of(entry.frame, self.applied, entry.initial)
-        elif entry.initial:
-            self.applied = EMPTY  # a fresh service session keeps no state
-        if entry.initial:
-            self.phase = "running"
-        if not success and entry.origin == "kernel":
-            actions += self._revert_if_unchanged(entry)
-        return actions + self._dispatch(now)
+        """Report a settled frame, revert the widget after a failed update of its own, then
+        send what waits and what the widget still wants."""
+        out: list[UpdateAction] = []
+        if flight is not None:
+            entry = self._pending.pop(flight, None) or Pending(flight, "browser")
+            out.append(Settled(entry, success, error, timed_out, by_hook))
+            if flight.initial:
+                self.phase = "running"
+                self._queue.running = True
+            if not success and entry.origin == "kernel":
+                out += self._revert()
+        return out + self._sync(now)
 
-    def _revert_if_unchanged(self, entry: Pending) -> list[UpdateAction]:
-        """After a failed kernel update: back to the accepted state, unless a newer one waits."""
-        if entry.target is None or self.desired != entry.target:
-            return []
-        self.desired = self.applied
-        return [Revert(self.applied)]
-
-    def _dispatch(self, now: float) -> list[UpdateAction]:
-        if self.phase != "running" or self.in_flight is not None:
-            return []
-        frame = frame_for(self.desired, self.applied)
-        if frame is None:
-            return []
-        kind = _kind(frame)
-        assert kind is not None
-        timeout = PROMPT_ACK_TIMEOUT if kind == "prompt" else IMAGE_ACK_TIMEOUT
-        entry = Pending(
-            kind, frame.get("prompt"), frame, "kernel", False, self.desired, now + timeout
+    def _revert(self) -> list[UpdateAction]:
+        """The widget wants what the queue now wants (the accepted state plus anything newer)."""
+        wanted = self._queue.desired
+        reverted = Settings(
+            wanted.prompt,
+            self._bytes_of(wanted.image),
+            self.desired.enhance,
         )
-        self.pending.append(entry)
-        self.in_flight = entry
-        return [Send(frame, entry)]
+        if reverted == self.desired:
+            return []
+        self.desired = reverted
+        return [Revert(reverted)]
+
+    def _sync(self, now: float) -> list[UpdateAction]:
+        """Request what the widget wants and the queue does not have yet; send what may go."""
+        actions: list[UpdateAction] = []
+        if self.phase != "closed":
+            change = self._change()
+            if change is not None:
+                queued = self._queue.request(next(self._ids), change, self.desired.enhance)
+                assert not any(isinstance(a, SendMessage) for a in queued)
+            actions += self._sent(self._queue.dispatch(now))
+        return actions
+
+    def _change(self) -> Change | None:
+        have = self._queue.desired
+        prompt = self.desired.prompt
+        image = self._base64_of(self.desired.image)
+        change = Change(
+            prompt=prompt if prompt != have.prompt else KEEP,
+            image=image if image != have.image else KEEP,
+        )
+        if change.sets_prompt or change.sets_image:
+            return change
+        if self.desired.enhance == self._queue.enhance:
+            return None
+        if prompt is None:  # enhance alone, with no prompt: nothing to tell the service
+            self._queue.enhance = self.desired.enhance
+            return None
+        return Change(prompt=prompt)
+
+    def _sent(self, actions: list[Action]) -> list[UpdateAction]:
+        flight = self._queue.inflight
+        out: list[UpdateAction] = []
+        for action in actions:
+            if isinstance(action, SendMessage) and flight is not None:
+                out.append(Send(to_dict(action.message), self._track(flight, "kernel")))
+        return out
+
+    def _base64_of(self, image: bytes | None) -> str | None:
+        if image is None:
+            return None
+        if self._image is None or self._image[0] is not image:
+            self._image = (image, base64.b64encode(image).decode("ascii"))
+        return self._image[1]
+
+    def _bytes_of(self, image: str | None) -> bytes | None:
+        if image is None:
+            return None
+        if self._image is not None and self._image[1] == image:
+            return self._image[0]
+        return decode_image(image)
 
 
-def _kind(frame: dict[str, Any]) -> Literal["prompt", "image"] | None:
-    kind = frame.get("type")
-    if kind == "prompt":
-        return "prompt"
-    if kind == "set_image":
-        return "image"
-    return None
+def _cleaned(settings: Settings) -> Settings:
+    return Settings(clean_prompt(settings.prompt), settings.image or None, settings.enhance)
+
+
+__all__ = [
+    "EMPTY",
+    "KernelUpdates",
+    "Pending",
+    "Revert",
+    "Send",
+    "Settings",
+    "Settled",
+    "UpdateAction",
+]

@@ -1,4 +1,6 @@
-"""`KernelUpdates`: the kernel relay's update bookkeeping, without sockets or threads."""
+"""`KernelUpdates`: the kernel relay's updates through the protocol's update queue, without
+sockets or threads. (The queue's own rules are the conformance traces'; these cases are the
+relay's: whole desired states, the browser's handshake, hooks, reverting the widget.)"""
 
 from __future__ import annotations
 
@@ -12,7 +14,6 @@ from decart_widget.widget.updates import (
     Send,
     Settings,
     Settled,
-    frame_for,
 )
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"x" * 16
@@ -34,11 +35,24 @@ def sends(actions: list[Any]) -> list[dict[str, Any]]:
 ANIME = Settings("Anime")
 
 
+def handshake(desired: Settings) -> dict[str, Any]:
+    """The frame the browser's core sends first for ``desired``."""
+    if desired.image is not None or desired.prompt is None:
+        image = None if desired.image is None else base64.b64encode(desired.image).decode()
+        return {
+            "type": "set_image",
+            "image_data": image,
+            "prompt": desired.prompt,
+            "enhance_prompt": desired.enhance,
+        }
+    return {"type": "prompt", "prompt": desired.prompt, "enhance_prompt": desired.enhance}
+
+
 def running(desired: Settings = ANIME) -> KernelUpdates:
     """Open, with the browser's handshake for ``desired`` acked."""
     updates = KernelUpdates(desired=desired)
     updates.opened()
-    frame = frame_for(desired, EMPTY) or {"type": "set_image", "image_data": None, "prompt": None}
+    frame = handshake(desired)
     updates.browser_frame(frame)
     ack = prompt_ack(desired.prompt or "") if frame["type"] == "prompt" else image_ack()
     assert sends(updates.ack(0.0, ack)) == []
@@ -107,31 +121,38 @@ def test_acks_match_prompts_by_text_and_images_in_order() -> None:
     assert updates.applied == Settings("Anime", PNG)
 
 
+def first_frame(base: Settings, target: Settings) -> dict[str, Any] | None:
+    """The frame the kernel sends to move the service from ``base`` to ``target``."""
+    frames = sends(running(base).set_desired(0, target))
+    assert len(frames) <= 1
+    return frames[0] if frames else None
+
+
 def test_frames_for_each_kind_of_change() -> None:
     base = Settings("Anime", PNG)
-    assert frame_for(base, base) is None
-    assert frame_for(Settings("Noir", PNG), base) == {
+    assert first_frame(base, base) is None
+    assert first_frame(base, Settings("Noir", PNG)) == {
         "type": "prompt",
         "prompt": "Noir",
         "enhance_prompt": True,
     }
-    image = frame_for(Settings("Anime", OTHER, False), base)
+    image = first_frame(base, Settings("Anime", OTHER, False))
     assert image is not None and image["type"] == "set_image" and image["prompt"] == "Anime"
     assert image["enhance_prompt"] is False
-    assert frame_for(Settings(None, PNG), base) == {
+    assert first_frame(base, Settings(None, PNG)) == {
         "type": "set_image",
         "image_data": base64.b64encode(PNG).decode(),
         "prompt": None,
         "enhance_prompt": True,
     }
-    assert frame_for(Settings("Anime", None), base)["image_data"] is None  # type: ignore[index]
+    assert first_frame(base, Settings("Anime", None))["image_data"] is None  # type: ignore[index]
     # enhance alone: the prompt again with the new flag; without a prompt, nothing to say
-    assert frame_for(Settings("Anime", PNG, False), base) == {
+    assert first_frame(base, Settings("Anime", PNG, False)) == {
         "type": "prompt",
         "prompt": "Anime",
         "enhance_prompt": False,
     }
-    assert frame_for(Settings(None, None, False), EMPTY) is None
+    assert first_frame(EMPTY, Settings(None, None, False)) is None
 
 
 def test_blank_prompts_are_no_prompt() -> None:
@@ -187,3 +208,28 @@ def test_a_withdrawn_update_frees_the_slot_and_a_new_connection_starts_fresh() -
     assert updates.phase == "handshake" and updates.applied == EMPTY
     updates.closed()
     assert updates.phase == "closed"
+
+
+def test_an_ack_for_a_prompt_a_hook_rewrote_matches_the_rewritten_text() -> None:
+    updates = running()
+    (send,) = [a for a in updates.set_desired(0, Settings("cat")) if isinstance(a, Send)]
+    send.pending.prompt = "a cat, watercolour"  # what a hook sent upstream instead
+    assert updates.ack(0.1, prompt_ack("cat")) == []  # not the text the service got
+    (settled,) = updates.ack(0.2, prompt_ack("a cat, watercolour"))
+    assert isinstance(settled, Settled) and settled.success and settled.pending is send.pending
+    assert settled.pending.frame["prompt"] == "cat"  # the browser hears of the widget's text
+    assert updates.applied.prompt == "cat" and updates.desired.prompt == "cat"
+
+
+def test_the_browsers_handshake_image_and_a_kernel_image_are_acked_in_order() -> None:
+    updates = KernelUpdates(desired=Settings("Anime", PNG))
+    updates.opened()
+    updates.browser_frame(handshake(Settings("Anime", PNG)))
+    assert updates.set_desired(0, Settings("Anime", OTHER)) == []  # waits for the handshake
+    actions = updates.ack(0.1, image_ack())
+    assert isinstance(actions[0], Settled) and actions[0].pending.origin == "browser"
+    (frame,) = sends(actions)
+    assert frame["image_data"] == base64.b64encode(OTHER).decode()
+    (settled,) = updates.ack(0.2, image_ack())
+    assert isinstance(settled, Settled) and settled.pending.origin == "kernel"
+    assert updates.applied == Settings("Anime", OTHER)
