@@ -13,7 +13,7 @@ import threading
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from .protocol.errors import AuthenticationError
-from .protocol.urls import redact_key
+from .protocol.urls import redact, redact_key
 
 if TYPE_CHECKING:
     from .emulator import Emulator
@@ -72,7 +72,8 @@ class Decart:
 
     def __repr__(self) -> str:
         return (
-            f"Decart(api_url={self._api_url!r}, realtime_url={self._realtime_url!r}, "
+            f"Decart(api_url={redact(self._api_url)!r}, "
+            f"realtime_url={redact(self._realtime_url)!r}, "
             f"api_key={redact_key(self._api_key)!r})"
         )
 

@@ -16,6 +16,10 @@ _SECRET_QUERY = re.compile(
 )
 # Decart keys and client tokens; the proxy's user tokens (``dwp1.<payload>.<signature>``).
 _SECRET_WORD = re.compile(r"\b(?:(?:dct|ek)_[A-Za-z0-9_\-]{4,}|dwp1\.[A-Za-z0-9_\-.]{4,})")
+# Credentials in HTTP header text (a library quoting a header line it could not parse):
+# ``Bearer <token>``/``Basic <credentials>``, and whole ``Cookie:`` values.
+_AUTH_SCHEME = re.compile(r"\b(?P<scheme>Bearer|Basic)\s+[^\s'\"\\]{8,}")
+_COOKIE_HEADER = re.compile(r"(?P<name>\b(?:[Ss]et-)?[Cc]ookie):[^'\"\r\n]*")
 # The password of a URL's user info: ``scheme://user:password@host``.
 _URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^/@:\s'\"]*):[^/@\s'\"]*@")
 
@@ -46,8 +50,10 @@ def build_stream_url(
 def redact(text: str) -> str:
     """Replace every credential in a URL or message by `***` (query parameters named like a
     key or token, ``dct_``/``ek_`` keys, ``dwp1.`` proxy tokens, the password of
-    ``scheme://user:password@host``)."""
+    ``scheme://user:password@host``, ``Bearer``/``Basic`` credentials, ``Cookie:`` values)."""
     text = _URL_PASSWORD.sub(lambda m: f"{m.group('head')}:***@", text)
+    text = _AUTH_SCHEME.sub(lambda m: f"{m.group('scheme')} ***", text)
+    text = _COOKIE_HEADER.sub(lambda m: f"{m.group('name')}: ***", text)
     text = _SECRET_QUERY.sub(lambda m: f"{m.group('name')}=***", text)
     return _SECRET_WORD.sub("***", text)
 

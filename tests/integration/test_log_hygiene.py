@@ -82,6 +82,18 @@ def hostile_requests(secret_param: str, secret: str) -> list[bytes]:
     ]
 
 
+OPAQUE = "opaque-session-value-4c9e1d7a"  # a custom authenticate hook's credential: no shape
+
+
+def hostile_headers() -> list[bytes]:
+    """Header lines aiohttp's parser refuses and quotes in its error (second adversarial pass)."""
+    return [
+        f"GET /v1/stream HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {OPAQUE}{'a' * 9000}\r\n\r\n",
+        f"GET /v1/stream HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {OPAQUE}\x00\r\n\r\n",
+        f"GET /v1/stream HTTP/1.1\r\nHost: a\r\nCookie: session={OPAQUE}\x01\r\n\r\n",
+    ]
+
+
 def test_the_proxy_process_logs_library_tracebacks_as_redacted_json_lines() -> None:
     command = [
         sys.executable, "-m", "decart_widget.proxy", "--port", "0",
@@ -91,7 +103,7 @@ def test_the_proxy_process_logs_library_tracebacks_as_redacted_json_lines() -> N
     with running(command, "listening on") as (line, stderr):
         port = int(line.rsplit(":", 1)[1].split("/", 1)[0])
         requests = hostile_requests("token", USER_TOKEN) + hostile_requests("api_key", PROXY_KEY)
-        for request in requests:
+        for request in [*requests, *hostile_headers()]:
             assert raw_request(port, request.encode("latin-1")).startswith(b"HTTP/1.")
     assert stderr, "the proxy logged nothing"
     records = []
@@ -104,7 +116,7 @@ def test_the_proxy_process_logs_library_tracebacks_as_redacted_json_lines() -> N
     assert errors, "aiohttp's parser errors were not logged"
     assert all("exc" in r or "error" in r["event"].lower() for r in errors)
     whole = "\n".join(stderr)
-    for secret in (USER_TOKEN, USER_TOKEN.split(".")[2], PROXY_KEY, SECRET):
+    for secret in (USER_TOKEN, USER_TOKEN.split(".")[2], PROXY_KEY, SECRET, OPAQUE):
         assert secret not in whole
 
 

@@ -182,3 +182,34 @@ async def test_frames_breaking_the_websocket_protocol_get_aiohttps_codes(
     assert row.end_reason == (
         "malformed_frame" if code == codes.MALFORMED_FRAME else "client_error"
     )
+
+
+@pytest.mark.parametrize("status", [401, 403])
+async def test_an_upstream_handshake_refusing_the_key_is_a_server_error(
+    proxy_factory: ProxyFactory, status: int
+) -> None:
+    """A service that refuses the key with HTTP 401/403 on the upgrade (second pass)."""
+    from aiohttp import web
+
+    async def refuse(request: web.Request) -> web.Response:
+        return web.Response(status=status, text="Invalid API key")
+
+    app = web.Application()
+    app.router.add_get("/v1/stream", refuse)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        proxy = await proxy_factory(upstream_url=f"ws://127.0.0.1:{port}", api_key="dct_wrong_key")
+        async with await connect(proxy.stream_url(proxy.issue_token("fay"))) as ws:
+            await ws.send(json.dumps({"type": "prompt", "prompt": "Anime"}))
+            code, reason = await closed_with(ws)
+        assert code == codes.UPSTREAM_ERROR and "misconfigured" in reason
+        assert not isinstance(classify(reason), dw.AuthenticationError)
+        await wait_for(lambda: proxy.service is not None and not proxy.service.relays)
+        [row] = await proxy.ledger.sessions("fay")
+        assert row.end_reason == "upstream_key_refused"
+    finally:
+        await runner.cleanup()

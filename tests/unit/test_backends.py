@@ -32,3 +32,10 @@ def test_repr_never_shows_the_key() -> None:
     backend = dw.Decart(api_key="dct_verysecretvalue_abcd")
     assert "verysecretvalue" not in repr(backend)
     assert "abcd" in repr(backend)
+
+
+def test_repr_never_shows_a_password_in_a_url() -> None:
+    backend = dw.Decart(
+        api_key="dct_x_abcdefgh", realtime_url="wss://me:hunter2hunter2@rt.example", api_url=None
+    )
+    assert "hunter2" not in repr(backend) and "me:***@rt.example" in repr(backend)

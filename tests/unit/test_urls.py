@@ -54,6 +54,15 @@ def test_redact_hides_the_password_of_a_url_and_keeps_its_user_and_host() -> Non
         assert redact(untouched) == untouched
 
 
+def test_redact_hides_header_credentials_quoted_by_a_parser_error() -> None:
+    quoted = "bad: b'Authorization: Bearer s3cr3t-v4lue\\x00' and b'Cookie: a=1; sid=xyz'"
+    out = redact(quoted)
+    assert "s3cr3t" not in out and "sid=xyz" not in out
+    assert "Bearer ***" in out and "Cookie: ***" in out
+    assert redact("Basic dXNlcjpwYXNz") == "Basic ***"
+    assert redact("Bearer of news, a bearer bond") == "Bearer of news, a bearer bond"
+
+
 def test_redact_key_shows_only_prefix_and_tail() -> None:
     assert redact_key("dct_abcdefghijklmnop") == "dct_***mnop"
     assert redact_key("short") == "***"
