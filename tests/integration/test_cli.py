@@ -106,3 +106,49 @@ def test_lab_serves_the_quickstart_with_an_emulator_and_stops_both() -> None:
         raise AssertionError("the emulator is still serving after lab stopped")
     except httpx.TransportError:
         pass
+
+
+def test_emulator_serves_both_generations_on_one_port_and_queues() -> None:
+    import asyncio
+    import json
+
+    import websockets
+
+    port = free_port()
+    process = subprocess.Popen(
+        [*CLI, "emulator", "--port", str(port), "--room-capacity", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        lines: list[str] = []
+        for line in process.stdout:  # ends with the process, so a crash fails here, not hangs
+            lines.append(line)
+            if line.startswith("Press Ctrl+C"):
+                break
+        text = "".join(lines)
+        assert f"Realtime URL: ws://127.0.0.1:{port}\n" in text
+        assert (
+            f"Gen-A (WebRTC offer/answer) and Gen-B (LiveKit rooms at ws://127.0.0.1:{port}/rtc)"
+            in text
+        )
+        assert "Queue:        Gen-B sessions beyond 0 in rooms wait in line" in text
+
+        async def join() -> dict[str, object]:
+            url = f"ws://127.0.0.1:{port}/v1/stream?api_key=dct_local_emulator&model=lucy-2.1"
+            async with websockets.connect(url, proxy=None, open_timeout=10) as ws:
+                await ws.send(json.dumps({"type": "livekit_join"}))
+                reply: dict[str, object] = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                return reply
+
+        assert asyncio.run(join()) == {
+            "type": "queue_position",
+            "position": 1,
+            "queue_size": 1,
+            "queue_position": 1,
+        }
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
