@@ -21,6 +21,9 @@ code   meaning
 4029   too many prompts: the per-session prompt rate was exceeded
 =====  =============================================================================
 
+Frames that break RFC 6455 itself never reach the relay: aiohttp closes those sockets with 1007
+(a text frame that is not UTF-8) or 1002 (reserved bits, unknown opcode, bad control frame).
+
 Codes 4000-4999 are for applications (RFC 6455 §7.4.2), so every browser passes them through.
 """
 
