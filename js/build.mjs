@@ -1,6 +1,12 @@
-// Bundles the front end for the Python package: src/index.ts -> widget.js (ESM) and
-// src/styles.css -> widget.css, into decart_widget/widget/static/. `--dev` skips minifying.
-import { mkdirSync } from "node:fs";
+// Bundles the front end for the Python package, into decart_widget/widget/static/:
+//   src/index.ts        -> widget.js   (ESM, the anywidget module every notebook loads)
+//   src/livekit_room.ts -> livekit.js  (ESM with npm livekit-client, sent by the kernel only when
+//                                       a Gen-B session starts: src/asset_loader.ts)
+//   src/styles.css      -> widget.css
+// widget.js carries livekit.js's sha-256 prefix (DW_LIVEKIT_ASSET) to key the page's cache.
+// `--dev` skips minifying.
+import { createHash } from "node:crypto";
+import { mkdirSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as esbuild from "esbuild";
@@ -20,6 +26,16 @@ const common = {
   legalComments: "none",
 };
 
+const livekitFile = join(outdir, "livekit.js");
+await esbuild.build({
+  ...common,
+  entryPoints: [join(here, "src", "livekit_room.ts")],
+  outfile: livekitFile,
+  format: "esm",
+  platform: "browser",
+});
+const livekitId = createHash("sha256").update(readFileSync(livekitFile)).digest("hex").slice(0, 16);
+
 await Promise.all([
   esbuild.build({
     ...common,
@@ -27,6 +43,7 @@ await Promise.all([
     outfile: join(outdir, "widget.js"),
     format: "esm",
     platform: "browser",
+    define: { DW_LIVEKIT_ASSET: JSON.stringify(livekitId) },
   }),
   esbuild.build({
     ...common,

@@ -97,6 +97,7 @@ class RelayHost(Protocol):
 class _Connection:
     id: int
     model: str
+    resolution: str | None = None
     queue: asyncio.Queue[str | None] = field(default_factory=asyncio.Queue)
     socket: ClientConnection | None = None
     closed_by_us: bool = False
@@ -135,8 +136,8 @@ class KernelRelay:
         with self._usage_lock:
             return list(self._usage)
 
-    def open(self, conn_id: int, model: str) -> None:
-        self._call(self._open, conn_id, model)
+    def open(self, conn_id: int, model: str, resolution: str | None = None) -> None:
+        self._call(self._open, conn_id, model, resolution)
 
     def frame(self, conn_id: int, frame: dict[str, Any], buffers: list[bytes]) -> None:
         self._call(self._from_browser, conn_id, frame, buffers)
@@ -171,10 +172,10 @@ class KernelRelay:
 
     # ---- browser -> service (relay thread) -------------------------------------------------------
 
-    def _open(self, conn_id: int, model: str) -> None:
+    def _open(self, conn_id: int, model: str, resolution: str | None) -> None:
         if self._current is not None:
             self._end(self._current, 1000, "replaced by a new connection", "closed")
-        conn = _Connection(conn_id, model)
+        conn = _Connection(conn_id, model, resolution)
         self._current = conn
         self._updates.opened()
         with self._usage_lock:
@@ -254,7 +255,12 @@ class KernelRelay:
     # ---- the upstream connection (relay thread) --------------------------------------------------
 
     async def _run(self, conn: _Connection) -> None:
-        url = build_stream_url(self._backend.realtime_url, self._backend.api_key, conn.model)
+        url = build_stream_url(
+            self._backend.realtime_url,
+            self._backend.api_key,
+            conn.model,
+            resolution=conn.resolution,
+        )
         log.info("[%s] opening %s", conn.session, redact(url))
         try:
             socket = await open_upstream(url, user_agent=USER_AGENT)

@@ -24,6 +24,7 @@ from ..models import DEFAULT_MODEL, RealtimeModel
 from ..models import get as get_model
 from ..protocol.errors import DecartError, InvalidInput
 from ..tokens import TokenMinter
+from .assets import asset_messages
 from .hooks import SignalHook, UsageRecord
 from .kernel_relay import KernelRelay
 from .updates import Settings
@@ -33,6 +34,11 @@ log = logging.getLogger("decart_widget.widget")
 STATIC = Path(__file__).parent / "static"
 SOURCES = ("camera", "screen", "video", "synthetic")
 SIGNALING = ("direct", "kernel", "proxy")
+#: Media transports: a LiveKit room (Gen-B, what Decart's SDKs use) or WebRTC with SDP over the
+#: control socket (Gen-A). docs/signaling.md, "Media transports".
+TRANSPORTS = ("livekit", "webrtc")
+DEFAULT_TRANSPORT = "webrtc"
+RESOLUTIONS = ("720p", "1080p")
 #: Traits the front end may report (the rest are the kernel's to set).
 REPORTABLE = frozenset(
     {
@@ -47,6 +53,8 @@ REPORTABLE = frozenset(
         "last_error",
         "last_error_kind",
         "stats",
+        "queue_position",
+        "queue_size",
     }
 )
 #: Traits the view asks the kernel to set in kernel signaling (``set`` messages, js/src/sync.ts).
@@ -91,6 +99,14 @@ class RealtimeWidget(anywidget.AnyWidget):
     device_id = traitlets.Unicode("").tag(sync=True)
     mirror = traitlets.Bool(False).tag(sync=True)
     signaling = traitlets.Enum(SIGNALING, "direct").tag(sync=True)
+    #: How the video reaches the model and comes back, independent of ``signaling``:
+    #: ``"livekit"`` joins the LiveKit room the service names in its handshake (Gen-B, what
+    #: Decart's own SDKs use); ``"webrtc"`` makes one peer connection whose SDP rides the control
+    #: socket (Gen-A). Fixed when the widget is made (``transport=``); the front end loads its
+    #: LiveKit code only for a ``"livekit"`` session.
+    transport = traitlets.Enum(TRANSPORTS, DEFAULT_TRANSPORT, read_only=True).tag(sync=True)
+    #: The output resolution asked of the service (``"720p"`` or ``"1080p"``); None: its default.
+    resolution = traitlets.Enum(RESOLUTIONS, None, allow_none=True, read_only=True).tag(sync=True)
     realtime_url = traitlets.Unicode("").tag(sync=True)
     ice_servers = traitlets.List(traitlets.Dict()).tag(sync=True)
     autostart = traitlets.Bool(False).tag(sync=True)
@@ -102,6 +118,10 @@ class RealtimeWidget(anywidget.AnyWidget):
     last_error = traitlets.Unicode("").tag(sync=True)
     last_error_kind = traitlets.Unicode("").tag(sync=True)
     stats = traitlets.Dict().tag(sync=True)
+    #: While the service holds the session in its queue: the place (1 is next) and the queue's
+    #: length; None when not queued. The view shows "In line: 3 of 7".
+    queue_position = traitlets.Int(None, allow_none=True).tag(sync=True)
+    queue_size = traitlets.Int(None, allow_none=True).tag(sync=True)
 
     def __init__(
         self,
@@ -122,6 +142,8 @@ class RealtimeWidget(anywidget.AnyWidget):
         allowed_origins: Sequence[str] | None = None,
         proxy_url: str | None = None,
         proxy_token: str | None = None,
+        transport: str = DEFAULT_TRANSPORT,
+        resolution: str | None = None,
     ) -> None:
         spec = get_model(model)
         self._custom_models: dict[str, RealtimeModel] = {}
@@ -133,6 +155,14 @@ class RealtimeWidget(anywidget.AnyWidget):
             )
         if source not in SOURCES:
             raise InvalidInput(f"source must be one of {', '.join(SOURCES)}; got {source!r}")
+        if transport not in TRANSPORTS:
+            raise InvalidInput(
+                f"transport must be one of {', '.join(TRANSPORTS)}; got {transport!r}"
+            )
+        if resolution is not None and resolution not in RESOLUTIONS:
+            raise InvalidInput(
+                f"resolution must be one of {', '.join(RESOLUTIONS)} or None; got {resolution!r}"
+            )
         if signaling == "proxy" and not (proxy_url and proxy_token):
             raise InvalidInput('signaling="proxy" needs proxy_url= and proxy_token=')
         if max_session_seconds is not None and (
@@ -155,6 +185,9 @@ class RealtimeWidget(anywidget.AnyWidget):
         video_bytes = _video_bytes(video) if video is not None else None
         if source == "video" and video_bytes is None:
             raise InvalidInput('source="video" needs video= (a path, URL or bytes)')
+        # read-only traits: set before the comm opens, so the front end's first state has them
+        self.set_trait("transport", transport)
+        self.set_trait("resolution", resolution)
         super().__init__(
             model=spec.name,
             model_spec=spec.to_dict(),
@@ -237,7 +270,7 @@ class RealtimeWidget(anywidget.AnyWidget):
     def __repr__(self) -> str:
         return (
             f"RealtimeWidget(model={self.model!r}, prompt={self.prompt!r}, "
-            f"signaling={self.signaling!r}, source={self.source!r}, "
+            f"signaling={self.signaling!r}, transport={self.transport!r}, source={self.source!r}, "
             f"connection_state={self.connection_state!r})"
         )
 
@@ -274,6 +307,9 @@ class RealtimeWidget(anywidget.AnyWidget):
             self._on_signal_message(kind, content, buffers)
         elif kind == "token_request":
             self._answer_token_request(content.get("id"))
+        elif kind == "asset_request":
+            for message, buffers in asset_messages(STATIC, content.get("name")):
+                self.send(message, buffers)
         elif kind == "report":
             self._apply_report(content, buffers)
         elif kind == "set":
@@ -325,7 +361,9 @@ class RealtimeWidget(anywidget.AnyWidget):
             return
         if kind == "signal_open":
             model = content.get("model")
-            relay.open(conn_id, model if isinstance(model, str) and model else self.model)
+            relay.open(
+                conn_id, model if isinstance(model, str) and model else self.model, self.resolution
+            )
         elif kind == "signal":
             frame = content.get("frame")
             if isinstance(frame, dict):

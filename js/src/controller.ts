@@ -4,17 +4,19 @@
 //
 //   core_loop.ts       the session core with real timers; its actions are routed below
 //   signaling_link.ts  the connection to the service, through the widget's signaling mode
-//   media.ts           the media transport (peer_link.ts: WebRTC), the second, independent axis
+//   media.ts           the media transport (peer_link.ts: WebRTC; livekit_link.ts: LiveKit),
+//                      the second, independent axis; asset_loader.ts loads LiveKit on demand
 //   source_manager.ts  the camera/screen/video/synthetic source and the preview hold
 //   model_bridge.ts    traitlets <-> the core
 //   kernel_comm.ts     the widget comm; kernel_rpc.ts the token requests over it
 
 import { CoreLoop, type Clock, type Input } from "./core_loop";
+import { AssetLoader } from "./asset_loader";
 import { asError, ConnectionLost, type DecartError, InvalidInput, KernelGone, MediaError } from "./errors";
 import { KernelComm } from "./kernel_comm";
 import { TokenRequests } from "./kernel_rpc";
 import { debug } from "./log";
-import { isMediaAction, type MediaLink, type MediaTransport } from "./media";
+import { isMediaAction, type MediaLink, type MediaTransport, NO_MEDIA } from "./media";
 import { ModelBridge } from "./model_bridge";
 import { Session, type Action, type ConnectionState } from "./session";
 import { SignalingLink } from "./signaling_link";
@@ -26,8 +28,8 @@ import type { SignalingMode } from "./transports";
 export interface ControllerDeps extends Clock {
   /** the signaling modes this front end knows, by the `signaling` traitlet's value */
   signalingModes: Record<string, SignalingMode>;
-  /** how media reaches the service (webrtcMedia today) */
-  media: MediaTransport;
+  /** how media reaches the service, by the `transport` traitlet's value (webrtcMedia, livekitMedia) */
+  media: Record<string, MediaTransport>;
   openSource: SourceOpener;
   listCameras(): Promise<MediaDeviceInfo[]>;
 }
@@ -62,7 +64,7 @@ export class Controller {
     private readonly deps: ControllerDeps,
   ) {
     this.comm = new KernelComm(model);
-    this.bridge = new ModelBridge(model, this.comm, deps.signalingModes);
+    this.bridge = new ModelBridge(model, this.comm, deps.signalingModes, deps.media);
     this.loop = new CoreLoop(
       new Session(this.bridge.initialState()),
       deps,
@@ -79,7 +81,9 @@ export class Controller {
       changed: () => this.notify(),
       ended: (kind) => this.sourceEnded(kind),
     });
-    this.media = deps.media.open({
+    const assets = new AssetLoader(this.comm.channel(), deps);
+    // the transport is fixed for the widget's life; start() reports one this build lacks
+    this.media = (this.bridge.media() ?? NO_MEDIA).open({
       clock: deps,
       toCore,
       track: () => this.sources.track,
@@ -89,6 +93,8 @@ export class Controller {
         this.notify();
       },
       stats: (stats) => this.bridge.stats(stats),
+      loadAsset: (name) => assets.load(name),
+      fail: (error) => this.fail(error),
     });
     this.signaling = new SignalingLink({
       clock: deps,
@@ -189,10 +195,15 @@ export class Controller {
     this.attempt = attempt;
     this.bridge.clearError();
     this.bridge.resetSeconds();
+    this.bridge.queue(null);
     const mode = this.bridge.signaling();
-    if (!mode) {
-      const name = JSON.stringify(this.bridge.signalingName());
-      this.bridge.showError(new InvalidInput(`signaling=${name} is not supported by this front end.`));
+    const unsupported = !mode
+      ? `signaling=${JSON.stringify(this.bridge.signalingName())}`
+      : !this.bridge.media()
+        ? `transport=${JSON.stringify(this.bridge.transportName())}`
+        : null;
+    if (!mode || unsupported) {
+      this.bridge.showError(new InvalidInput(`${unsupported} is not supported by this front end.`));
       this.bridge.save();
       return;
     }

@@ -5,6 +5,7 @@ import type { Initialize, Render } from "@anywidget/types";
 import { Controller, type ControllerDeps } from "./controller";
 import { kernelLossMessage, watchKernel } from "./host";
 import { createBrowserPeer } from "./peer";
+import { lazyMedia } from "./lazy_media";
 import { webrtcMedia } from "./peer_link";
 import { createSourceOpener, listCameras } from "./sources";
 import type { WidgetModel, WidgetTraits } from "./traits";
@@ -20,7 +21,7 @@ function browserDeps(): ControllerDeps {
     setTimeout: (callback, ms) => globalThis.setTimeout(callback, ms),
     clearTimeout: (handle) => globalThis.clearTimeout(handle as number),
     signalingModes: defaultSignalingModes(),
-    media: webrtcMedia(createBrowserPeer),
+    media: { webrtc: webrtcMedia(createBrowserPeer), livekit: lazyMedia("livekit") },
     openSource: createSourceOpener(),
     listCameras,
   };

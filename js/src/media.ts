@@ -1,11 +1,12 @@
 // The media transport: how the camera's video reaches the model and the output comes back. It is
 // the second axis of a session, independent of the signaling mode (transports.ts): any signaling
-// mode carries the same control frames, and any media transport rides on them. Today there is
-// one, WebRTC with SDP over the signaling link ("Gen-A", peer_link.ts). A LiveKit room ("Gen-B",
-// docs/protocol.md) plugs in as another MediaTransport: the session core's media actions for it
-// reach its link through `handle`, and it reports back through the same MediaHost.
+// mode carries the same control frames, and any media transport rides on them. There
+// are two, picked by the `transport` traitlet: WebRTC with SDP over the signaling link ("Gen-A",
+// peer_link.ts) and a LiveKit room ("Gen-B", livekit_link.ts). The session core's media actions
+// reach the link through `handle`, and it reports back through the same MediaHost.
 
 import type { Clock, Input } from "./core_loop";
+import type { DecartError } from "./errors";
 import type { Action } from "./session";
 import type { Stats } from "./stats";
 
@@ -30,6 +31,10 @@ export interface MediaHost {
   remoteStream(stream: MediaStream | null): void;
   /** a new sample of the media statistics; null: none any more */
   stats(stats: Stats | null): void;
+  /** a module the page loads on demand (asset_loader.ts), e.g. "livekit" */
+  loadAsset(name: string): Promise<unknown>;
+  /** end the session for a reason the core cannot see (an asset that cannot load) */
+  fail(error: DecartError): void;
 }
 
 /** One widget's media: at most one live connection (and one prepared ahead) at a time. */
@@ -50,3 +55,15 @@ export interface MediaLink {
 export interface MediaTransport {
   open(host: MediaHost): MediaLink;
 }
+
+/** The link of a transport this front end does not know: it does nothing (start() says why). */
+export const NO_MEDIA: MediaTransport = {
+  open: () => ({
+    remoteStream: null,
+    prepare() {},
+    handle() {},
+    replaceTrack: async () => {},
+    discardPrepared() {},
+    dispose() {},
+  }),
+};

@@ -13,6 +13,7 @@ import type { SourceKind, SourceOptions } from "./sources";
 import type { Stats } from "./stats";
 import { type KernelOwned, requestSet, saveAndReport } from "./sync";
 import { DEFAULT_SPEC, type ModelSpec, type WidgetModel, type WidgetTraits } from "./traits";
+import type { MediaTransport } from "./media";
 import type { SignalingMode } from "./transports";
 
 /** The core as the bridge drives it. */
@@ -63,6 +64,7 @@ export class ModelBridge {
     private readonly model: WidgetModel,
     private readonly comm: KernelComm,
     private readonly signalingModes: Record<string, SignalingMode>,
+    private readonly mediaTransports: Record<string, MediaTransport>,
   ) {}
 
   /** The state a session starts from: the traitlets now. */
@@ -104,8 +106,22 @@ export class ModelBridge {
     return this.model.get("signaling");
   }
 
-  target(): { model: string; realtimeUrl: string } {
-    return { model: this.model.get("model") || this.spec().name, realtimeUrl: this.model.get("realtime_url") };
+  /** The widget's media transport; undefined for one this front end does not know. */
+  media(): MediaTransport | undefined {
+    return this.mediaTransports[this.model.get("transport") || "webrtc"];
+  }
+
+  /** The `transport` traitlet as given, for a message about it. */
+  transportName(): string {
+    return this.model.get("transport");
+  }
+
+  target(): { model: string; realtimeUrl: string; resolution: string | null } {
+    return {
+      model: this.model.get("model") || this.spec().name,
+      realtimeUrl: this.model.get("realtime_url"),
+      resolution: this.model.get("resolution") || null,
+    };
   }
 
   iceServers(): RTCIceServer[] {
@@ -213,6 +229,12 @@ export class ModelBridge {
 
   sessionId(id: string): void {
     this.set("session_id", id);
+  }
+
+  /** The place in the service's queue; null: not (or no longer) queued. */
+  queue(place: { position: number; size: number } | null): void {
+    this.set("queue_position", place?.position ?? null);
+    this.set("queue_size", place?.size ?? null);
   }
 
   /** A new session: usage counts from zero. */

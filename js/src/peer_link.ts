@@ -6,9 +6,9 @@
 import { debug } from "./log";
 import type { MediaAction, MediaHost, MediaLink, MediaTransport } from "./media";
 import { HeldPeerEvents, type Peer, type PeerEvents, type PeerFactory } from "./peer";
-import { summarizeStats, type StatsSample } from "./stats";
+import { pollStats, type StatsEntry } from "./stats";
 
-export const STATS_INTERVAL_MS = 1_000;
+export { STATS_INTERVAL_MS } from "./stats";
 
 /** A peer created ahead of the handshake, with what it was created from. */
 interface WarmPeer {
@@ -26,7 +26,6 @@ export class PeerLink implements MediaLink {
   private life: AbortController | null = null;
   /** a peer made ready while the socket opens, taken by the handshake's StartPeer */
   private warm: WarmPeer | null = null;
-  private statsTimer: unknown = null;
   private disposed = false;
 
   constructor(
@@ -136,9 +135,11 @@ export class PeerLink implements MediaLink {
   }
 
   private close(): void {
-    this.life?.abort();
-    this.life = null;
-    this.stopStats();
+    if (this.life) {
+      this.life.abort();
+      this.life = null;
+      this.host.stats(null);
+    }
     const peer = this.peer;
     this.peer = null;
     peer?.close();
@@ -149,30 +150,13 @@ export class PeerLink implements MediaLink {
   }
 
   private pollStats(signal: AbortSignal): void {
-    let sample: StatsSample | null = null;
-    const poll = async (): Promise<void> => {
-      const report = await this.peer?.getStats();
-      if (!report || signal.aborted) return;
-      const summary = summarizeStats(report.values() as Iterable<never>, this.host.clock.now() * 1000, sample);
-      sample = summary.sample;
-      this.host.stats(summary.stats);
-    };
-    const loop = (): void => {
-      this.statsTimer = this.host.clock.setTimeout(() => {
-        poll()
-          .catch((error) => debug("getStats failed:", error))
-          .finally(() => {
-            if (!signal.aborted) loop();
-          });
-      }, STATS_INTERVAL_MS);
-    };
-    loop();
-  }
-
-  private stopStats(): void {
-    if (this.statsTimer !== null) this.host.clock.clearTimeout(this.statsTimer);
-    this.statsTimer = null;
-    this.host.stats(null);
+    pollStats(
+      this.host.clock,
+      signal,
+      async () => ((await this.peer?.getStats())?.values() as Iterable<StatsEntry> | undefined) ?? null,
+      (stats) => this.host.stats(stats),
+      (error) => debug("getStats failed:", error),
+    );
   }
 }
 

@@ -19,6 +19,8 @@ export interface ViewInput {
   hasRemote: boolean;
   /** whether the input preview shows (it waits for the output while a session starts) */
   hasPreview: boolean;
+  /** the place in the service's queue, while the session waits in it */
+  queue?: { position: number; size: number } | null;
 }
 
 export interface Presentation {
@@ -89,8 +91,17 @@ const STARTING_LABELS: Record<SourceKind, string> = {
   synthetic: "Starting…",
 };
 
+/** "In line: 3 of 7" while the session waits for the service, else null. */
+export function queueText(input: ViewInput): string | null {
+  const queue = input.queue;
+  const waiting = input.state === "connecting" || input.state === "reconnecting";
+  return waiting && queue ? `In line: ${queue.position} of ${queue.size}` : null;
+}
+
 function pill(input: ViewInput): Presentation["pill"] {
   if (input.starting) return { text: STARTING_LABELS[input.source] ?? "Starting…", tone: "busy" };
+  const queued = queueText(input);
+  if (queued) return { text: queued, tone: "busy" };
   switch (input.state) {
     case "connecting":
       return { text: "Connecting…", tone: "busy" };
@@ -106,6 +117,8 @@ function pill(input: ViewInput): Presentation["pill"] {
 }
 
 function outputPlaceholder(input: ViewInput): string {
+  const queued = queueText(input);
+  if (queued) return `${queued}: the session starts when a place is free…`;
   switch (input.state) {
     case "connecting":
       return "Connecting…";

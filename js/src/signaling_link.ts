@@ -20,7 +20,7 @@ export interface SignalingHost {
   /** the widget's signaling mode (undefined: one this front end does not know) */
   mode(): SignalingMode | undefined;
   /** what the connection is for: the model name and the service's URL */
-  target(): { model: string; realtimeUrl: string };
+  target(): { model: string; realtimeUrl: string; resolution?: string | null };
   /** ask the kernel for a credential (kernel_rpc.ts) */
   requestCredential(): Promise<Credential>;
   kernel: KernelChannel;

@@ -2,6 +2,10 @@
 // fps_out (frames we get back), rtt_ms and bitrate_kbps (received). Rates come from the
 // difference with the previous sample when the browser gives no framesPerSecond.
 
+import type { Clock } from "./core_loop";
+
+export const STATS_INTERVAL_MS = 1_000;
+
 export interface Stats {
   fps_in: number;
   fps_out: number;
@@ -16,13 +20,13 @@ export interface StatsSample {
   bytesReceived: number;
 }
 
-type Entry = Record<string, unknown> & { type: string };
+export type StatsEntry = Record<string, unknown> & { type: string };
 
 const num = (value: unknown): number | null => (typeof value === "number" && Number.isFinite(value) ? value : null);
 const round1 = (value: number): number => Math.round(value * 10) / 10;
 
 export function summarizeStats(
-  entries: Iterable<Entry>,
+  entries: Iterable<StatsEntry>,
   atMs: number,
   previous: StatsSample | null,
 ): { stats: Stats; sample: StatsSample } {
@@ -55,4 +59,37 @@ export function summarizeStats(
     bitrate_kbps: Math.round(rate(sample.bytesReceived, previous?.bytesReceived ?? 0) * 8 / 1000),
   };
   return { stats, sample };
+}
+
+/**
+ * Sample `entries()` every STATS_INTERVAL_MS until `signal` aborts, and `publish` each summary
+ * (rates against the previous sample). A failed or empty sample is skipped.
+ */
+export function pollStats(
+  clock: Clock,
+  signal: AbortSignal,
+  entries: () => Promise<Iterable<StatsEntry> | null>,
+  publish: (stats: Stats) => void,
+  onError: (error: unknown) => void,
+): void {
+  let sample: StatsSample | null = null;
+  let timer: unknown = null;
+  const poll = async (): Promise<void> => {
+    const report = await entries();
+    if (!report || signal.aborted) return;
+    const summary = summarizeStats(report, clock.now() * 1000, sample);
+    sample = summary.sample;
+    publish(summary.stats);
+  };
+  const loop = (): void => {
+    timer = clock.setTimeout(() => {
+      poll()
+        .catch(onError)
+        .finally(() => {
+          if (!signal.aborted) loop();
+        });
+    }, STATS_INTERVAL_MS);
+  };
+  signal.addEventListener("abort", () => clock.clearTimeout(timer), { once: true });
+  loop();
 }

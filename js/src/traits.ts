@@ -24,6 +24,10 @@ export interface WidgetTraits {
   device_id: string;
   mirror: boolean;
   signaling: string;
+  /** the media transport: "livekit" (Gen-B) or "webrtc" (Gen-A); fixed for the widget's life */
+  transport: string;
+  /** the output resolution asked of the service ("720p", "1080p"); null: its default */
+  resolution: string | null;
   realtime_url: string;
   ice_servers: RTCIceServer[];
   autostart: boolean;
@@ -34,6 +38,9 @@ export interface WidgetTraits {
   last_error: string;
   last_error_kind: string;
   stats: Stats | Record<string, never>;
+  /** the place in the service's queue (1-based) and the queue's length; null when not queued */
+  queue_position: number | null;
+  queue_size: number | null;
 }
 
 export type WidgetModel = AnyModel<WidgetTraits>;
@@ -47,7 +54,10 @@ export type KernelMessage =
   // signaling "kernel" (kernel_transport.ts): frames of the connection `id`
   | { type: "signal_opened"; id: number }
   | { type: "signal"; id: number; frame: Record<string, unknown> | string }
-  | { type: "signal_closed"; id: number; code: number | null; reason: string };
+  | { type: "signal_closed"; id: number; code: number | null; reason: string }
+  // an asset the page loads on demand (asset_loader.ts)
+  | { type: "asset"; name: string; hash: string; index: number; count: number }
+  | { type: "asset_error"; name: string; kind: string; message: string };
 
 /** Custom messages the front end sends to the kernel. */
 export type FrontendMessage =
@@ -56,6 +66,7 @@ export type FrontendMessage =
   // signaling "kernel": a set_image's image_data rides as a binary buffer, not in `frame`
   | { type: "signal_open"; id: number; model: string }
   | { type: "signal"; id: number; frame: Record<string, unknown> }
-  | { type: "signal_close"; id: number; code: number; reason: string };
+  | { type: "signal_close"; id: number; code: number; reason: string }
+  | { type: "asset_request"; name: string };
 
 export const DEFAULT_SPEC: ModelSpec = { name: "lucy-2.1", width: 1088, height: 624, fps: 30 };

@@ -32,6 +32,8 @@ export interface KernelChannel {
 export interface ConnectContext {
   model: string;
   realtimeUrl: string;
+  /** the output resolution asked of the service ("720p", "1080p"); absent: its default */
+  resolution?: string | null;
   credential: Credential | null;
   /** the widget comm (the controller always gives it; signaling "kernel" needs it) */
   kernel?: KernelChannel;
@@ -122,11 +124,21 @@ export class WebSocketTransport implements Transport {
   }
 }
 
-/** `{realtime_url}/v1/stream?<credential>&model=<model>`; the credential param depends on the mode. */
-export function streamUrl(base: string, model: string, credentialParam: string, credential: string): string {
+/**
+ * `{realtime_url}/v1/stream?<credential>&model=<model>[&resolution=<resolution>]`; the credential
+ * param depends on the mode.
+ */
+export function streamUrl(
+  base: string,
+  model: string,
+  credentialParam: string,
+  credential: string,
+  resolution?: string | null,
+): string {
   const root = base.replace(/\/+$/, "");
   const path = root.endsWith("/v1/stream") ? root : `${root}/v1/stream`;
   const query = new URLSearchParams({ [credentialParam]: credential, model });
+  if (resolution) query.set("resolution", resolution);
   return `${path}${path.includes("?") ? "&" : "?"}${query.toString()}`;
 }
 
@@ -138,9 +150,10 @@ export function redactUrl(url: string): string {
 function webSocketMode(credentialParam: string, createSocket?: WebSocketFactory): SignalingMode {
   return {
     needsCredential: true,
-    connect({ model, realtimeUrl, credential }) {
+    connect({ model, realtimeUrl, credential, resolution }) {
       const base = credential?.realtimeUrl || realtimeUrl;
-      return new WebSocketTransport(streamUrl(base, model, credentialParam, credential?.apiKey ?? ""), createSocket);
+      const url = streamUrl(base, model, credentialParam, credential?.apiKey ?? "", resolution);
+      return new WebSocketTransport(url, createSocket);
     },
   };
 }

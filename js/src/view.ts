@@ -4,7 +4,7 @@
 import { MAX_IMAGE_BYTES, toBytes } from "./bytes";
 import type { Controller } from "./controller";
 import { debug } from "./log";
-import { present } from "./present";
+import { present, type ViewInput } from "./present";
 import type { Stats } from "./stats";
 import type { WidgetModel, WidgetTraits } from "./traits";
 import { saveAndReport } from "./sync";
@@ -168,6 +168,8 @@ export class View {
       "change:last_error",
       "change:last_error_kind",
       "change:stats",
+      "change:queue_position",
+      "change:queue_size",
       "change:note",
       "change:source",
       "change:prompt",
@@ -209,6 +211,7 @@ export class View {
       source,
       hasRemote: controller.remoteStream !== null,
       hasPreview: controller.previewStream !== null,
+      queue: queueOf(this.model.get("queue_position"), this.model.get("queue_size")),
     });
     put(this.pill, "textContent", view.pill.text);
     put(this.pill, "className", `dw-pill dw-tone-${view.pill.tone}`);
@@ -299,4 +302,8 @@ export class View {
     target.addEventListener(event, handler);
     this.cleanups.push(() => target.removeEventListener(event, handler));
   }
+}
+
+function queueOf(position: number | null | undefined, size: number | null | undefined): ViewInput["queue"] {
+  return typeof position === "number" && typeof size === "number" ? { position, size } : null;
 }

@@ -644,7 +644,7 @@ describe("Controller: the media transport is an axis of its own", () => {
         };
       },
     };
-    const controller = new Controller(w.model.asModel(), { ...w.deps, media });
+    const controller = new Controller(w.model.asModel(), { ...w.deps, media: { webrtc: media } });
     await controller.start();
     grantToken(w.model);
     await flush();

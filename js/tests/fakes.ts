@@ -20,6 +20,8 @@ export const DEFAULT_TRAITS: WidgetTraits = {
   device_id: "",
   mirror: false,
   signaling: "direct",
+  transport: "webrtc",
+  resolution: null,
   realtime_url: "ws://127.0.0.1:9/",
   ice_servers: [],
   autostart: false,
@@ -30,6 +32,8 @@ export const DEFAULT_TRAITS: WidgetTraits = {
   last_error: "",
   last_error_kind: "",
   stats: {},
+  queue_position: null,
+  queue_size: null,
 };
 
 /** Backbone-like: set() fires change:<key> at once when the value changes. */
@@ -244,11 +248,13 @@ export function world(options: { sourceError?: Error } = {}) {
     setTimeout: clock.setTimeout,
     clearTimeout: clock.clearTimeout,
     signalingModes: { direct: mode, proxy: mode },
-    media: webrtcMedia((iceServers, events) => {
-      const peer = new FakePeer(iceServers, events);
-      peers.push(peer);
-      return peer;
-    }),
+    media: {
+      webrtc: webrtcMedia((iceServers, events) => {
+        const peer = new FakePeer(iceServers, events);
+        peers.push(peer);
+        return peer;
+      }),
+    },
     async openSource(kind, sourceOptions) {
       if (options.sourceError) throw options.sourceError;
       const source = new FakeSource(kind, sourceOptions);

@@ -15,7 +15,7 @@ const direct: SignalingMode = { needsCredential: true, connect: () => { throw ne
 function setup(traits: Partial<WidgetTraits> = {}) {
   const model = new FakeModel(traits);
   const comm = new KernelComm(model.asModel());
-  const bridge = new ModelBridge(model.asModel(), comm, { direct, kernel: kernelSignalingMode() });
+  const bridge = new ModelBridge(model.asModel(), comm, { direct, kernel: kernelSignalingMode() }, {});
   const session = new Session(bridge.initialState());
   const fed: string[] = [];
   bridge.bind({
@@ -45,7 +45,8 @@ describe("ModelBridge", () => {
 
   it("reads what a connection and a source are made of from the traitlets", () => {
     const w = setup({ model: "", model_spec: null, device_id: "cam-2", mirror: true, source: "screen", ice_servers: [{ urls: "stun:x" }] });
-    expect(w.bridge.target()).toEqual({ model: "lucy-2.1", realtimeUrl: "ws://127.0.0.1:9/" });
+    expect(w.bridge.target()).toEqual({ model: "lucy-2.1", realtimeUrl: "ws://127.0.0.1:9/", resolution: null });
+    expect(setup({ resolution: "1080p" }).bridge.target().resolution).toBe("1080p");
     expect(w.bridge.iceServers()).toEqual([{ urls: "stun:x" }]);
     expect(w.bridge.source()).toEqual({
       kind: "screen",

@@ -39,6 +39,8 @@ function setup() {
     iceServers: () => iceServers,
     remoteStream: (stream) => streams.push(stream),
     stats: (sample) => stats.push(sample),
+    loadAsset: async () => ({}),
+    fail: () => {},
   };
   const link = new PeerLink((servers, events) => {
     const peer = new FakePeer(servers, events);

@@ -76,6 +76,15 @@ describe("present", () => {
     expect(view.pill).toEqual({ text: "Error", tone: "error" });
   });
 
+  it("shows the place in the service's queue while the session waits, and nothing of it after", () => {
+    const queued = { ...base, state: "connecting" as const, queue: { position: 3, size: 7 } };
+    expect(present(queued).pill).toEqual({ text: "In line: 3 of 7", tone: "busy" });
+    expect(present(queued).outputPlaceholder).toMatch(/^In line: 3 of 7: /);
+    expect(present({ ...queued, state: "reconnecting" }).pill.text).toBe("In line: 3 of 7");
+    expect(present({ ...queued, queue: null }).pill.text).toBe("Connecting…");
+    expect(present({ ...queued, state: "connected" }).pill.text).toBe("Connected");
+  });
+
   it("shows core error phrases as sentences", () => {
     expect(present({ ...base, lastError: "connection lost after 5 retries: boom", lastErrorKind: "connection" }).banner?.message).toBe(
       "Connection lost after 5 retries: boom",

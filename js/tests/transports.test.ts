@@ -94,6 +94,20 @@ describe("URLs", () => {
     expect(streamUrl("ws://h/v1/stream", "m", "token", "t")).toBe("ws://h/v1/stream?token=t&model=m");
   });
 
+  it("asks for the widget's resolution when it has one", () => {
+    expect(streamUrl("wss://h", "lucy-2.1", "api_key", "ek", "1080p")).toBe(
+      "wss://h/v1/stream?api_key=ek&model=lucy-2.1&resolution=1080p",
+    );
+    expect(streamUrl("wss://h", "m", "api_key", "ek", null)).toBe("wss://h/v1/stream?api_key=ek&model=m");
+    const proxy = defaultSignalingModes(factory)["proxy"]!.connect({
+      model: "m",
+      realtimeUrl: "ws://proxy:9000",
+      credential: { apiKey: "t" },
+      resolution: "720p",
+    }) as WebSocketTransport;
+    expect(proxy.url).toBe("ws://proxy:9000/v1/stream?token=t&model=m&resolution=720p");
+  });
+
   it("redacts credentials for logs", () => {
     expect(redactUrl("wss://h/v1/stream?api_key=ek_secret&model=m")).toBe("wss://h/v1/stream?api_key=***&model=m");
     expect(redactUrl("wss://h/v1/stream?model=m&token=secret")).toBe("wss://h/v1/stream?model=m&token=***");

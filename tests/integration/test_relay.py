@@ -138,6 +138,17 @@ def test_handshake_and_python_prompts_reach_the_service_in_turn(
         w.close()
 
 
+def test_the_widgets_resolution_reaches_the_service_url(
+    emulator: dw.Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    w, front = kernel_widget(emulator, monkeypatch, prompt="Anime", resolution="1080p")
+    try:
+        front.open({"type": "prompt", "prompt": "Anime", "enhance_prompt": True})
+        assert latest(emulator).resolution == "1080p"
+    finally:
+        w.close()
+
+
 def test_a_burst_of_fifty_applies_the_last_without_backlog(
     emulator: dw.Emulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import traitlets
 
 import decart_widget as dw
 from decart_widget.images import encode_png
@@ -183,3 +184,46 @@ def test_front_end_reports_update_the_traitlets(emulator: dw.Emulator) -> None:
     # a bad value from the page is ignored, not raised into the comm handler
     w._on_frontend_message(w, {"type": "report", "state": {}, "buffer_keys": ["image"]}, [b"junk"])
     assert w.image == png
+
+
+def test_media_transport_resolution_and_queue_traits(emulator: dw.Emulator) -> None:
+    w = dw.RealtimeWidget(backend=emulator, transport="livekit", resolution="1080p")
+    state = w.get_state()
+    assert (state["transport"], state["resolution"]) == ("livekit", "1080p")
+    assert (w.queue_position, w.queue_size) == (None, None)
+    assert "transport='livekit'" in repr(w)
+    with pytest.raises(traitlets.TraitError, match="read-only"):
+        w.transport = "webrtc"  # type: ignore[assignment]
+    with pytest.raises(dw.InvalidInput, match="transport must be one of livekit, webrtc"):
+        dw.RealtimeWidget(backend=emulator, transport="sfu")
+    with pytest.raises(dw.InvalidInput, match="resolution must be one of 720p, 1080p"):
+        dw.RealtimeWidget(backend=emulator, resolution="4k")
+    assert dw.RealtimeWidget(backend=emulator).resolution is None
+    # the front end reports the queue; None again once the session is through it
+    report = {"type": "report", "state": {"queue_position": 3, "queue_size": 7}}
+    w._on_frontend_message(w, report, [])
+    assert (w.queue_position, w.queue_size) == (3, 7)
+    cleared = {"type": "report", "state": {"queue_position": None, "queue_size": None}}
+    w._on_frontend_message(w, cleared, [])
+    assert (w.queue_position, w.queue_size) == (None, None)
+    # what the front end may not report
+    w._on_frontend_message(w, {"type": "report", "state": {"transport": "webrtc"}}, [])
+    assert w.transport == "livekit"
+
+
+def test_the_livekit_asset_is_sent_on_request(
+    emulator: dw.Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from decart_widget.widget.widget import STATIC
+
+    w = dw.RealtimeWidget(backend=emulator, transport="livekit")
+    sent: list[tuple[dict[str, Any], list[bytes]]] = []
+    monkeypatch.setattr(w, "send", lambda content, buffers=None: sent.append((content, buffers)))
+    w._on_frontend_message(w, {"type": "asset_request", "name": "livekit"}, [])
+    asset = (STATIC / "livekit.js").read_bytes()
+    assert [header["type"] for header, _ in sent] == ["asset"] * len(sent)
+    assert b"".join(buffers[0] for _, buffers in sent) == asset
+    assert b"inference-server-" in asset and b"livekit" in asset
+    sent.clear()
+    w._on_frontend_message(w, {"type": "asset_request", "name": "secrets"}, [])
+    assert [header["type"] for header, _ in sent] == ["asset_error"]

@@ -1,0 +1,72 @@
+// A media transport whose code is an asset the page loads on demand (asset_loader.ts): LiveKit's
+// link and client (livekit_room.ts) stay out of widget.js. The asset is asked for when the
+// signaling link starts connecting (prepare), so its download overlaps the control handshake;
+// the core's media actions wait for it, in order. An asset that cannot load ends the session with
+// the loader's message (a later start asks again).
+
+import { asError } from "./errors";
+import type { MediaAction, MediaHost, MediaLink, MediaTransport } from "./media";
+
+class LazyLink implements MediaLink {
+  private link: MediaLink | null = null;
+  private loading: Promise<MediaLink> | null = null;
+  private disposed = false;
+
+  constructor(
+    private readonly asset: string,
+    private readonly host: MediaHost,
+  ) {}
+
+  get remoteStream(): MediaStream | null {
+    return this.link?.remoteStream ?? null;
+  }
+
+  prepare(): void {
+    this.later((link) => link.prepare(), false);
+  }
+
+  handle(action: MediaAction): void {
+    this.later((link) => link.handle(action), action.kind !== "ClosePeer");
+  }
+
+  async replaceTrack(track: MediaStreamTrack | null): Promise<void> {
+    await this.link?.replaceTrack(track);
+  }
+
+  discardPrepared(): void {
+    this.link?.discardPrepared();
+  }
+
+  dispose(): void {
+    this.disposed = true;
+    this.link?.dispose();
+  }
+
+  /** Run `step` on the link once it is loaded; `needed`: a failed load ends the session. */
+  private later(step: (link: MediaLink) => void, needed: boolean): void {
+    if (this.link) {
+      step(this.link);
+      return;
+    }
+    this.loading ??= this.host.loadAsset(this.asset).then((module) => {
+      const transport = module as Partial<MediaTransport>;
+      if (typeof transport.open !== "function") throw new Error(`the ${this.asset} asset has no media transport`);
+      const link = transport.open(this.host);
+      if (this.disposed) link.dispose();
+      else this.link = link;
+      return link;
+    });
+    this.loading.then(
+      (link) => this.disposed || step(link),
+      (error) => {
+        this.loading = null;
+        if (needed && !this.disposed) this.host.fail(asError(error));
+      },
+    );
+  }
+}
+
+/** The media transport exported (as `open`) by the asset `name`, loaded when first needed. */
+export function lazyMedia(name: string): MediaTransport {
+  return { open: (host) => new LazyLink(name, host) };
+}

@@ -1,0 +1,185 @@
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { ASSET_TIMEOUT_MS, AssetLoader } from "../src/asset_loader";
+import { ConnectionLost, DecartError } from "../src/errors";
+import { lazyMedia } from "../src/lazy_media";
+import type { MediaAction, MediaHost, MediaLink, MediaTransport } from "../src/media";
+import type { KernelChannel } from "../src/transports";
+import { clockOf, FakeClock, flush } from "./fakes";
+
+/** The widget comm as a loader sees it: what the front end sent, and the kernel's replies. */
+class FakeChannel implements KernelChannel {
+  readonly sent: Record<string, unknown>[] = [];
+  private readonly handlers = new Set<(content: unknown, buffers: unknown[]) => void>();
+  send(content: Record<string, unknown>): void {
+    this.sent.push(content);
+  }
+  listen(handler: (content: unknown, buffers: unknown[]) => void): () => void {
+    this.handlers.add(handler);
+    return () => this.handlers.delete(handler);
+  }
+  reply(content: unknown, buffers: unknown[] = []): void {
+    for (const handler of [...this.handlers]) handler(content, buffers);
+  }
+  get listening(): number {
+    return this.handlers.size;
+  }
+}
+
+const bytes = (text: string): DataView => new DataView(new TextEncoder().encode(text).buffer);
+
+function setup(ids: Record<string, string> = { livekit: "abc123" }) {
+  const clock = new FakeClock();
+  const channel = new FakeChannel();
+  const imported: string[] = [];
+  const blobs: Blob[] = [];
+  vi.spyOn(URL, "createObjectURL").mockImplementation((blob) => {
+    blobs.push(blob as Blob);
+    return `blob:${blobs.length}`;
+  });
+  vi.spyOn(URL, "revokeObjectURL").mockImplementation(() => {});
+  const cache = new Map<string, Promise<unknown>>();
+  const loader = new AssetLoader(
+    channel,
+    clockOf(clock),
+    async (url) => {
+      imported.push(url);
+      return { open: "module from " + url };
+    },
+    cache,
+    ids,
+  );
+  return { clock, channel, imported, blobs, cache, loader };
+}
+
+afterEach(() => vi.restoreAllMocks());
+
+describe("AssetLoader", () => {
+  it("asks the kernel once, joins the chunks in index order and imports them as one module", async () => {
+    const w = setup();
+    const first = w.loader.load("livekit");
+    const second = w.loader.load("livekit");
+    expect(w.channel.sent).toEqual([{ type: "asset_request", name: "livekit" }]);
+    w.channel.reply({ type: "asset", name: "other", hash: "x", index: 0, count: 1 }, [bytes("no")]);
+    w.channel.reply({ type: "asset", name: "livekit", hash: "abc123ff", index: 1, count: 2 }, [bytes("export const b=2;")]);
+    w.channel.reply({ type: "asset", name: "livekit", hash: "abc123ff", index: 0, count: 2 }, [bytes("export const a=1;")]);
+    expect(await first).toEqual({ open: "module from blob:1" });
+    expect(await second).toBe(await first);
+    expect(w.blobs).toHaveLength(1);
+    expect(await w.blobs[0]!.text()).toBe("export const a=1;export const b=2;");
+    expect(w.blobs[0]!.type).toBe("text/javascript");
+    expect(w.channel.listening).toBe(0);
+    expect(w.clock.pending()).toBe(0);
+    // another widget of the page, on its own comm, finds it in the page's cache
+    const other = new AssetLoader(new FakeChannel(), clockOf(w.clock), async () => "never", w.cache, { livekit: "abc123" });
+    expect(await other.load("livekit")).toBe(await first);
+    expect(w.imported).toEqual(["blob:1"]);
+  });
+
+  it("a kernel's asset_error becomes the typed error, and the next session asks again", async () => {
+    const w = setup();
+    const failed = w.loader.load("livekit");
+    w.channel.reply({ type: "asset_error", name: "livekit", kind: "invalid_input", message: "livekit.js is missing" });
+    await expect(failed).rejects.toMatchObject({ kind: "invalid_input", message: "livekit.js is missing" });
+    expect(w.cache.size).toBe(0);
+    void w.loader.load("livekit");
+    expect(w.channel.sent).toHaveLength(2);
+  });
+
+  it("gives up after ASSET_TIMEOUT_MS when the kernel does not answer", async () => {
+    const w = setup();
+    const pending = w.loader.load("livekit");
+    w.clock.advance(ASSET_TIMEOUT_MS / 1000);
+    await expect(pending).rejects.toBeInstanceOf(ConnectionLost);
+    expect(w.channel.listening).toBe(0);
+  });
+
+  it("refuses an asset from another build than the page's widget", async () => {
+    const w = setup();
+    const pending = w.loader.load("livekit");
+    w.channel.reply({ type: "asset", name: "livekit", hash: "ffff", index: 0, count: 1 }, [bytes("x")]);
+    await expect(pending).rejects.toThrow(/another build/);
+    expect(w.imported).toEqual([]);
+  });
+});
+
+/** A host whose loadAsset is under the test's control. */
+function lazySetup() {
+  const failures: DecartError[] = [];
+  const loads: string[] = [];
+  let settle: { resolve(module: unknown): void; reject(error: unknown): void } | null = null;
+  const host: MediaHost = {
+    clock: clockOf(new FakeClock()),
+    toCore: () => {},
+    track: () => null,
+    iceServers: () => [],
+    remoteStream: () => {},
+    stats: () => {},
+    loadAsset: (name) => {
+      loads.push(name);
+      return new Promise((resolve, reject) => (settle = { resolve, reject }));
+    },
+    fail: (error) => failures.push(error),
+  };
+  const calls: string[] = [];
+  const inner: MediaLink = {
+    remoteStream: { id: "out" } as unknown as MediaStream,
+    prepare: () => calls.push("prepare"),
+    handle: (action: MediaAction) => calls.push(action.kind),
+    replaceTrack: async () => void calls.push("replaceTrack"),
+    discardPrepared: () => calls.push("discardPrepared"),
+    dispose: () => calls.push("dispose"),
+  };
+  const module: MediaTransport = { open: () => inner };
+  const link = lazyMedia("livekit").open(host);
+  return { link, loads, calls, failures, module, settle: () => settle! };
+}
+
+describe("lazyMedia", () => {
+  it("loads the asset when the session starts connecting and replays the core's actions on its link, in order", async () => {
+    const w = lazySetup();
+    expect(w.loads).toEqual([]); // nothing at construction: only a Gen-B session loads it
+    w.link.prepare();
+    w.link.handle({ kind: "StartPeer" });
+    w.link.handle({ kind: "ClosePeer" });
+    expect(w.link.remoteStream).toBeNull();
+    w.settle().resolve(w.module);
+    await flush();
+    expect(w.loads).toEqual(["livekit"]);
+    expect(w.calls).toEqual(["prepare", "StartPeer", "ClosePeer"]);
+    expect(w.link.remoteStream).toEqual({ id: "out" });
+    w.link.handle({ kind: "ClosePeer" });
+    await w.link.replaceTrack(null);
+    w.link.dispose();
+    expect(w.calls.slice(3)).toEqual(["ClosePeer", "replaceTrack", "dispose"]);
+  });
+
+  it("an asset that cannot load ends the session once, with the loader's error; a later start asks again", async () => {
+    const w = lazySetup();
+    w.link.prepare();
+    w.link.handle({ kind: "StartPeer" });
+    w.link.handle({ kind: "ClosePeer" });
+    w.settle().reject(new DecartError("The kernel did not send the livekit asset"));
+    await flush();
+    expect(w.failures.map((e) => e.message)).toEqual(["The kernel did not send the livekit asset"]);
+    w.link.prepare();
+    expect(w.loads).toEqual(["livekit", "livekit"]);
+  });
+
+  it("a module without a media transport is refused", async () => {
+    const w = lazySetup();
+    w.link.handle({ kind: "StartPeer" });
+    w.settle().resolve({ something: "else" });
+    await flush();
+    expect(w.failures[0]?.message).toMatch(/no media transport/);
+  });
+
+  it("a widget disposed while the asset loads disposes the link it gets, and runs nothing on it", async () => {
+    const w = lazySetup();
+    w.link.prepare();
+    w.link.dispose();
+    w.settle().resolve(w.module);
+    await flush();
+    expect(w.calls).toEqual(["dispose"]);
+    expect(w.failures).toEqual([]);
+  });
+});
