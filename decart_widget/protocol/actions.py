@@ -56,7 +56,19 @@ class StartPeer:
 
 @dataclass(frozen=True)
 class ClosePeer:
-    pass
+    """Close the peer connection (Gen-A) or leave the room (Gen-B)."""
+
+
+@dataclass(frozen=True)
+class JoinRoom:
+    """Gen-B: join the LiveKit room at ``url`` with ``token``, publish the input video, take the
+    video of the participant whose identity starts with ``inference-server-``; report the room's
+    state through `SessionCore.peer_state` (``connected`` once joined and published)."""
+
+    url: str
+    token: str
+    room_name: str | None
+    session_id: str | None
 
 
 @dataclass(frozen=True)
@@ -96,7 +108,8 @@ class Reject:
 @dataclass(frozen=True)
 class Emit:
     """``generation_tick`` (int seconds), ``session_id`` (str), ``error`` (a `DecartError`),
-    ``generation_ended`` (the reason)."""
+    ``generation_ended`` (the reason), ``queue`` (Gen-B: ``{"position": int, "size": int |
+    None}`` while the session waits in line, None once it left the line)."""
 
     name: str
     value: object
@@ -108,6 +121,7 @@ Action: TypeAlias = (
     | Send
     | StartPeer
     | ClosePeer
+    | JoinRoom
     | ApplyAnswer
     | AddRemoteCandidate
     | RestartIce

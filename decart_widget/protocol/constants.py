@@ -29,6 +29,8 @@ MAX_FRAME_BYTES: Final[int] = _DATA["limits"]["max_frame_bytes"]
 PROMPT_ACK_TIMEOUT: Final[float] = float(_DATA["timeouts"]["prompt_ack"])
 IMAGE_ACK_TIMEOUT: Final[float] = float(_DATA["timeouts"]["image_ack"])
 INITIAL_ACK_TIMEOUT: Final[float] = float(_DATA["timeouts"]["initial_ack"])
+#: Gen-B: seconds from the ``livekit_join`` to the ``livekit_room_info`` (paused while queued).
+ROOM_INFO_TIMEOUT: Final[float] = float(_DATA["timeouts"]["room_info"])
 #: Seconds a (re)connect may take, from the socket to a connected peer.
 CONNECT_TIMEOUT: Final[float] = float(_DATA["timeouts"]["connect"])
 #: The WebSocket opening handshake's timeout and the keep-alive ping interval (seconds).
@@ -36,6 +38,8 @@ WEBSOCKET_OPEN_TIMEOUT: Final[float] = float(_DATA["timeouts"]["websocket_open"]
 WEBSOCKET_PING_INTERVAL: Final[float] = float(_DATA["timeouts"]["websocket_ping"])
 #: Seconds before each reconnect attempt; their number is the number of retries.
 BACKOFF: Final[tuple[float, ...]] = tuple(float(d) for d in _DATA["backoff"])
+#: The media transports: ``webrtc`` (Gen-A, SDP over the socket) and ``livekit`` (Gen-B, a room).
+MEDIA_TRANSPORTS: Final[tuple[str, ...]] = tuple(_DATA["media_transports"])
 
 CLOSE_NORMAL: Final[int] = _DATA["close_codes"]["normal"]
 #: WebSocket close code of "Concurrent session limit reached."
@@ -84,11 +88,13 @@ __all__ = [
     "INITIAL_ACK_TIMEOUT",
     "MAX_FRAME_BYTES",
     "MAX_IMAGE_BYTES",
+    "MEDIA_TRANSPORTS",
     "MODEL_MARKERS",
     "MODERATION_MARKERS",
     "ORIGIN_MARKERS",
     "PERMANENT_MARKERS",
     "PROMPT_ACK_TIMEOUT",
+    "ROOM_INFO_TIMEOUT",
     "WEBSOCKET_OPEN_TIMEOUT",
     "WEBSOCKET_PING_INTERVAL",
     "base64_length",

@@ -5,6 +5,11 @@ time ``now`` (seconds) and returns the actions the adapter must carry out, in or
 deadlines: the adapter asks `next_deadline()` and calls `on_timer(now)` once it has passed.
 `set_prompt` / `set_image` return ``(request_id, actions)``; the request later settles with a
 `Resolve` or `Reject` action carrying that id.
+
+The media transport is chosen at construction: ``"webrtc"`` (Gen-A: an SDP offer/answer over the
+socket, `StartPeer` once the initial state is acked) or ``"livekit"`` (Gen-B: ``livekit_join``,
+the initial state as its own frame, `JoinRoom` on ``livekit_room_info``; docs/protocol.md). The
+control half (requests, acks, ticks, errors, retries, replay) is the same for both.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from .actions import (
     CloseSocket,
     ConnectionState,
     Emit,
+    JoinRoom,
     OpenSocket,
     Reject,
     Resolve,
@@ -39,7 +45,9 @@ from .constants import (
     IMAGE_ACK_TIMEOUT,
     INITIAL_ACK_TIMEOUT,
     MAX_IMAGE_BYTES,
+    MEDIA_TRANSPORTS,
     PROMPT_ACK_TIMEOUT,
+    ROOM_INFO_TIMEOUT,
     decoded_size,
 )
 from .errors import (
@@ -62,8 +70,11 @@ from .messages import (
     GenerationTick,
     IceCandidate,
     IceRestart,
+    LivekitJoin,
+    LivekitRoomInfo,
     Offer,
     PromptAck,
+    QueuePosition,
     ServerMessage,
     SessionId,
     SetImageAck,
@@ -89,7 +100,7 @@ class _Phase(Enum):
     IDLE = "idle"  # not started, or ended
     OPENING = "opening"  # OpenSocket issued, waiting for socket_opened
     HANDSHAKE = "handshake"  # initial state sent, waiting for its ack
-    RUNNING = "running"  # initial state acked, peer started
+    RUNNING = "running"  # initial state acked (Gen-A: peer started)
     BACKOFF = "backoff"  # waiting to retry
 
 
@@ -110,7 +121,14 @@ class SessionCore:
         initial_ack_timeout: float = INITIAL_ACK_TIMEOUT,
         retry: RetryPolicy | None = None,
         connect_timeout: float = CONNECT_TIMEOUT,
+        transport: str = "webrtc",
+        room_info_timeout: float = ROOM_INFO_TIMEOUT,
     ) -> None:
+        if transport not in MEDIA_TRANSPORTS:
+            known = " or ".join(repr(name) for name in MEDIA_TRANSPORTS)
+            raise InvalidInput(f"media transport must be {known}, got {transport!r}")
+        self._transport = transport
+        self._room_info_timeout = room_info_timeout
         self._updates = UpdateQueue(
             Settings(_clean_prompt(prompt), _clean_image(image)),
             enhance=enhance,
@@ -134,6 +152,11 @@ class SessionCore:
         self._seconds_before = 0  # generation seconds of the server sessions before this one
         self._seconds = 0  # the current server session's generation seconds
         self._session_id: str | None = None
+        # Gen-B: the room info deadline, and the time the session entered the server's queue
+        # (every deadline pauses while it waits there) with its last (position, size).
+        self._room_info_deadline: float | None = None
+        self._queued_since: float | None = None
+        self._line: tuple[int, int | None] | None = None
 
     # ---- properties ----------------------------------------------------------------------------
 
@@ -149,6 +172,21 @@ class SessionCore:
     @property
     def session_id(self) -> str | None:
         return self._session_id
+
+    @property
+    def transport(self) -> str:
+        """The media transport: ``"webrtc"`` (Gen-A) or ``"livekit"`` (Gen-B)."""
+        return self._transport
+
+    @property
+    def queue_position(self) -> int | None:
+        """Gen-B: the 1-based place in the server's queue, None when not queued."""
+        return self._line[0] if self._line else None
+
+    @property
+    def queue_size(self) -> int | None:
+        """Gen-B: how many sessions wait in the server's queue, None when not queued."""
+        return self._line[1] if self._line else None
 
     @property
     def accepted_prompt(self) -> str | None:
@@ -171,11 +209,14 @@ class SessionCore:
         return self._updates.enhance
 
     def next_deadline(self) -> float | None:
-        """The earliest time `on_timer` must be called, or None."""
+        """The earliest time `on_timer` must be called, or None (always while queued)."""
+        if self._queued_since is not None:
+            return None
         deadlines = [
             self._connect_deadline,
             self._retry_at if self._phase is _Phase.BACKOFF else None,
             self._updates.next_deadline(),
+            self._room_info_deadline,
         ]
         return min((d for d in deadlines if d is not None), default=None)
 
@@ -234,7 +275,19 @@ class SessionCore:
         if self._phase is not _Phase.OPENING:
             return []
         self._phase = _Phase.HANDSHAKE
+        if self._transport == "livekit":
+            return self._join(now)
         return [self._updates.handshake(now, self._initial_ack_timeout)]
+
+    def _join(self, now: float) -> list[Action]:
+        """Gen-B: ask for a room, then send the initial state as its own frame; its ack is
+        awaited as in Gen-A but the room does not wait for it. No prompt and no image: a
+        passthrough join, and nothing to ack."""
+        self._room_info_deadline = now + self._room_info_timeout
+        settled = self._updates.skip_empty_handshake()
+        if settled is not None:
+            return [Send(LivekitJoin(passthrough=True)), *settled, *self._handshake_done()]
+        return [Send(LivekitJoin()), self._updates.handshake(now, self._initial_ack_timeout)]
 
     def socket_closed(self, now: float, code: int | None, reason: str = "") -> list[Action]:
         if self._phase in (_Phase.IDLE, _Phase.BACKOFF) or not self._socket:
@@ -257,6 +310,14 @@ class SessionCore:
             return self._settled(now, *self._updates.prompt_ack(msg))
         if isinstance(msg, SetImageAck):
             return self._settled(now, *self._updates.image_ack(msg))
+        if self._transport == "livekit":
+            if isinstance(msg, LivekitRoomInfo):
+                return self._on_room_info(now, msg)
+            if isinstance(msg, QueuePosition):
+                return self._on_queue_position(now, msg)
+            if isinstance(msg, (Answer, IceCandidate, IceRestart, SessionId)):
+                logger.debug("ignoring Gen-A %s on a LiveKit session", msg.type)
+                return []
         if isinstance(msg, Answer):
             return self._on_answer(msg)
         if isinstance(msg, IceCandidate):
@@ -292,26 +353,38 @@ class SessionCore:
         return []
 
     def local_offer(self, now: float, sdp: str) -> list[Action]:
-        return [Send(Offer(sdp))] if self._peer and self._socket else []
+        return [Send(Offer(sdp))] if self._webrtc_peer() else []
 
     def local_candidate(self, now: float, candidate: JSON | None) -> list[Action]:
-        return [Send(IceCandidate(candidate))] if self._peer and self._socket else []
+        return [Send(IceCandidate(candidate))] if self._webrtc_peer() else []
+
+    def _webrtc_peer(self) -> bool:
+        return self._transport == "webrtc" and self._peer and self._socket
 
     def peer_state(self, now: float, state: str) -> list[Action]:
+        """The media connection's state: the peer connection's (Gen-A) or the room's (Gen-B:
+        ``connected`` once joined and published; ``disconnected`` is final, as a LiveKit client
+        reports it only after its own reconnect attempts failed)."""
         if not self._peer:
             return []
         if state == "connected":
             if self._state is _STATE.GENERATING:
                 return []
             return self._set_state(_STATE.CONNECTED)
-        if state in ("failed", "closed"):
-            return self._lose(now, f"peer connection {state}")
-        return []  # "new", "connecting", and "disconnected", which ICE often recovers from
+        room = self._transport == "livekit"
+        if state in ("failed", "closed") or (room and state == "disconnected"):
+            return self._lose(now, f"{'room' if room else 'peer connection'} {state}")
+        return []  # "new", "connecting", and Gen-A's "disconnected", which ICE often recovers from
 
     def on_timer(self, now: float) -> list[Action]:
+        if self._queued_since is not None:
+            return []  # every deadline pauses while the session waits in the server's queue
         if self._connect_deadline is not None and now >= self._connect_deadline:
             seconds = f"{self._connect_timeout:g}"
             return self._end(now, ConnectionLost(f"could not connect within {seconds} s"))
+        if self._room_info_deadline is not None and now >= self._room_info_deadline:
+            seconds = f"{self._room_info_timeout:g}"
+            return self._lose(now, f"no room info within {seconds} s")
         actions: list[Action] = []
         if self._phase is _Phase.BACKOFF and self._retry_at is not None and now >= self._retry_at:
             actions += self._open()
@@ -332,17 +405,62 @@ class SessionCore:
         return self._updates.request(request_id, change, enhance) + self._updates.dispatch(now)
 
     def _settled(self, now: float, flight: InFlight | None, actions: list[Action]) -> list[Action]:
-        """After an ack: a settled handshake (accepted or not) starts the peer; then the queue
-        sends what waits."""
+        """After an ack: a settled handshake (accepted or not) ends the handshake; then the
+        queue sends what waits."""
         if flight is not None and flight.initial:
-            actions = actions + self._start_peer()
+            actions = actions + self._handshake_done()
         return actions + self._updates.dispatch(now)
 
-    def _start_peer(self) -> list[Action]:
+    def _handshake_done(self) -> list[Action]:
+        """The initial state was answered: requests may go out; Gen-A starts its peer now (Gen-B
+        joins its room whenever the room info comes)."""
         self._phase = _Phase.RUNNING
         self._updates.running = True
+        if self._transport == "livekit":
+            return []
         self._peer = True
         return [StartPeer()]
+
+    # ---- Gen-B: queue and room ------------------------------------------------------------------
+
+    def _on_queue_position(self, now: float, msg: QueuePosition) -> list[Action]:
+        if self._peer:
+            logger.debug("ignoring queue_position after the room info")
+            return []
+        if self._queued_since is None:
+            self._queued_since = now
+        self._line = (msg.position, msg.queue_size)
+        return [Emit("queue", {"position": msg.position, "size": msg.queue_size})]
+
+    def _leave_line(self, now: float) -> list[Action]:
+        """Out of the server's queue: the paused deadlines resume where they stopped."""
+        if self._queued_since is not None:
+            paused = now - self._queued_since
+            self._queued_since = None
+            if self._connect_deadline is not None:
+                self._connect_deadline += paused
+            if self._room_info_deadline is not None:
+                self._room_info_deadline += paused
+            flight = self._updates.inflight
+            if flight is not None and flight.deadline is not None:
+                flight.deadline += paused
+        if self._line is None:
+            return []
+        self._line = None
+        return [Emit("queue", None)]
+
+    def _on_room_info(self, now: float, msg: LivekitRoomInfo) -> list[Action]:
+        if self._peer:
+            logger.debug("ignoring a second livekit_room_info")
+            return []
+        actions = self._leave_line(now)
+        self._room_info_deadline = None
+        self._peer = True
+        actions.append(JoinRoom(msg.livekit_url, msg.token, msg.room_name, msg.session_id))
+        if msg.session_id is not None:
+            self._session_id = msg.session_id
+            actions.append(Emit("session_id", msg.session_id))
+        return actions
 
     # ---- lifecycle -----------------------------------------------------------------------------
 
@@ -383,7 +501,7 @@ class SessionCore:
         self._socket = True
         return [OpenSocket(self._retries)]
 
-    def _teardown(self) -> list[Action]:
+    def _teardown(self, now: float) -> list[Action]:
         """Close socket and peer; fold the in-flight update back into the queue."""
         actions: list[Action] = []
         if self._socket:
@@ -394,12 +512,14 @@ class SessionCore:
             self._peer = False
         self._answered = False
         self._early_candidates.clear()
+        self._room_info_deadline = None
+        actions += self._leave_line(now)
         self._updates.fold_back()
         return actions
 
     def _lose(self, now: float, why: str) -> list[Action]:
         """An unexpected loss: retry after the next backoff delay, or give up."""
-        actions = self._teardown()
+        actions = self._teardown(now)
         if self._retries >= self._retry.retries:
             lost = ConnectionLost(f"connection lost after {self._retries} retries: {why}")
             return actions + self._end(now, lost)
@@ -414,7 +534,7 @@ class SessionCore:
 
     def _end(self, now: float, error: DecartError | None) -> list[Action]:
         """End the session: close everything, settle pending requests, publish the error."""
-        actions = self._teardown()
+        actions = self._teardown(now)
         pending = self._updates.take_queued()
         if pending is not None:
             if error is None:  # a clean end: keep the values for the next start()
@@ -485,6 +605,7 @@ __all__ = [
     "CloseSocket",
     "ConnectionState",
     "Emit",
+    "JoinRoom",
     "OpenSocket",
     "Reject",
     "Resolve",

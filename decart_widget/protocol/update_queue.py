@@ -146,6 +146,18 @@ class UpdateQueue:
         message = message_for(target, update.change, self.enhance, full=True)
         return self._send(InFlight(message, update, now + timeout, initial=True))
 
+    def skip_empty_handshake(self) -> list[Action] | None:
+        """Gen-B's passthrough join: when the whole desired state is empty, a fresh server
+        session has it already, so nothing is sent or acked. Returns the settlements of the
+        requests that rode on it, or None when there is a state to send (`handshake`)."""
+        update = self.queued or Update()
+        if update.change.apply(self.base) != Settings():
+            return None
+        self.queued = None
+        self.accepted = self.base = Settings()
+        self._acked = True
+        return [Resolve(rid) for rid in update.ids]
+
     def observe(self, message: Prompt | SetImage, initial: bool) -> InFlight:
         """A frame someone else sent (the browser's handshake in kernel signaling): its ack must
         match it. The initial one is in flight (with no deadline: its sender times it out)."""

@@ -11,10 +11,15 @@ export const MAX_IMAGE_BYTES: number = data.limits.max_image_bytes;
 export const PROMPT_ACK_TIMEOUT: number = data.timeouts.prompt_ack;
 export const IMAGE_ACK_TIMEOUT: number = data.timeouts.image_ack;
 export const INITIAL_ACK_TIMEOUT: number = data.timeouts.initial_ack;
+/** Gen-B: seconds from the livekit_join to the livekit_room_info (paused while queued). */
+export const ROOM_INFO_TIMEOUT: number = data.timeouts.room_info;
 /** Seconds a (re)connect may take, from the socket to a connected peer. */
 export const CONNECT_TIMEOUT: number = data.timeouts.connect;
 /** Seconds to wait before each reconnect attempt; its length is the number of retries. */
 export const BACKOFF: readonly number[] = data.backoff;
+/** The media transports: "webrtc" (Gen-A, SDP over the socket) and "livekit" (Gen-B, a room). */
+export const MEDIA_TRANSPORTS = data.media_transports as readonly MediaTransportName[];
+export type MediaTransportName = "webrtc" | "livekit";
 
 export const CLOSE_NORMAL: number = data.close_codes.normal;
 /** WebSocket close code of "Concurrent session limit reached." */

@@ -10,7 +10,7 @@ import type { DecartError } from "./errors";
 import type { Action } from "./session";
 import type { Stats } from "./stats";
 
-const MEDIA_KINDS = ["StartPeer", "ClosePeer", "ApplyAnswer", "AddRemoteCandidate", "RestartIce"] as const;
+const MEDIA_KINDS = ["StartPeer", "ClosePeer", "JoinRoom", "ApplyAnswer", "AddRemoteCandidate", "RestartIce"] as const;
 
 /** The session core's actions that a media link carries out. */
 export type MediaAction = Extract<Action, { kind: (typeof MEDIA_KINDS)[number] }>;

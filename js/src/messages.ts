@@ -39,7 +39,12 @@ export interface SetImageMessage {
   prompt: string | null;
   enhance_prompt: boolean;
 }
-export type ClientMessage = OfferMessage | IceCandidateMessage | PromptMessage | SetImageMessage;
+/** Gen-B: ask for a LiveKit room; `passthrough: true` when no prompt and no image follow. */
+export interface LivekitJoinMessage {
+  type: "livekit_join";
+  passthrough?: true;
+}
+export type ClientMessage = OfferMessage | IceCandidateMessage | PromptMessage | SetImageMessage | LivekitJoinMessage;
 
 export interface PromptAckMessage {
   type: "prompt_ack";
@@ -51,6 +56,14 @@ export interface SetImageAckMessage {
   type: "set_image_ack";
   success: boolean;
   error: string | null;
+}
+/** Gen-B: the room to join (docs/protocol.md, "The room info"). */
+export interface LivekitRoomInfoMessage {
+  type: "livekit_room_info";
+  livekit_url: string;
+  token: string;
+  room_name: string | null;
+  session_id: string | null;
 }
 
 export type ServerMessage =
@@ -64,7 +77,8 @@ export type ServerMessage =
   | { type: "generation_ended"; seconds: number; reason: string }
   | { type: "error"; error: string }
   | { type: "queue_position"; position: number; queue_size: number | null }
-  | { type: "ice-restart"; turn_config: TurnConfig | null };
+  | { type: "ice-restart"; turn_config: TurnConfig | null }
+  | LivekitRoomInfoMessage;
 
 export { END_REASONS } from "./constants";
 
@@ -93,6 +107,9 @@ export const setImage = (
   prompt: promptText,
   enhance_prompt: enhance,
 });
+
+export const livekitJoin = (passthrough: boolean): LivekitJoinMessage =>
+  passthrough ? { type: "livekit_join", passthrough: true } : { type: "livekit_join" };
 
 export function encode(message: ClientMessage): string {
   return JSON.stringify(message);
@@ -219,9 +236,10 @@ export function parseServer(frame: string): ServerMessage | null {
       return { type: kind, error: errorText(obj["error"]) ?? "unknown error" };
     case "queue_position": {
       const size = obj["queue_size"];
+      const key = "position" in obj ? "position" : "queue_position"; // the legacy key
       return {
         type: kind,
-        position: Math.trunc(readNumber(obj, "position", kind)),
+        position: Math.trunc(readNumber(obj, key, kind)),
         queue_size: typeof size === "number" ? Math.trunc(size) : null,
       };
     }
@@ -232,6 +250,14 @@ export function parseServer(frame: string): ServerMessage | null {
         turn_config: isObject(turn) && typeof turn["server_url"] === "string" ? (turn as unknown as TurnConfig) : null,
       };
     }
+    case "livekit_room_info":
+      return {
+        type: kind,
+        livekit_url: readString(obj, "livekit_url", kind),
+        token: readString(obj, "token", kind),
+        room_name: optionalString(obj["room_name"]),
+        session_id: optionalString(obj["session_id"]),
+      };
     default:
       return null;
   }

@@ -73,7 +73,8 @@ export class InFlight {
   constructor(
     readonly message: PromptMessage | SetImageMessage,
     readonly update: Update,
-    readonly deadline: number,
+    /** when its ack is late (moves on while a Gen-B session waits in the server's queue) */
+    public deadline: number,
     readonly initial: boolean,
   ) {}
 

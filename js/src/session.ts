@@ -3,6 +3,10 @@
 // It never touches a socket, a timer or a clock: every input carries `now` (monotonic seconds)
 // and returns the actions for the adapter to carry out, in order. Timers are deadlines: the
 // adapter asks nextDeadline() and calls onTimer(now) once it has passed.
+// The media transport is chosen at construction: "webrtc" (Gen-A: SDP offer/answer over the
+// socket, StartPeer once the initial state is acked) or "livekit" (Gen-B: livekit_join, the
+// initial state as its own frame, JoinRoom on livekit_room_info; docs/protocol.md). The control
+// half (requests, acks, ticks, errors, retries, replay) is the same for both.
 
 import {
   BACKOFF,
@@ -13,8 +17,11 @@ import {
   IMAGE_ACK_TIMEOUT,
   INITIAL_ACK_TIMEOUT,
   MAX_IMAGE_BYTES,
+  MEDIA_TRANSPORTS,
   PROMPT_ACK_TIMEOUT,
+  ROOM_INFO_TIMEOUT,
   decodedSize,
+  type MediaTransportName,
 } from "./constants";
 import {
   AckTimeout,
@@ -29,7 +36,15 @@ import {
   isPermanent,
 } from "./errors";
 import * as msg from "./messages";
-import type { ClientMessage, IceCandidateInfo, PromptAckMessage, ServerMessage, SetImageAckMessage, TurnConfig } from "./messages";
+import type {
+  ClientMessage,
+  IceCandidateInfo,
+  LivekitRoomInfoMessage,
+  PromptAckMessage,
+  ServerMessage,
+  SetImageAckMessage,
+  TurnConfig,
+} from "./messages";
 import { EMPTY, InFlight, Update, apply, messageFor, sameSettings, followedBy, type Change, type Settings } from "./requests";
 
 export {
@@ -40,6 +55,8 @@ export {
   IMAGE_ACK_TIMEOUT,
   INITIAL_ACK_TIMEOUT,
   PROMPT_ACK_TIMEOUT,
+  ROOM_INFO_TIMEOUT,
+  type MediaTransportName,
 } from "./constants";
 
 export type ConnectionState = "disconnected" | "connecting" | "connected" | "generating" | "reconnecting";
@@ -56,6 +73,16 @@ export interface SessionOptions {
   connectTimeout?: number;
   /** seconds before each reconnect attempt; its length is the number of retries */
   backoff?: readonly number[];
+  /** the media transport: "webrtc" (Gen-A, the default) or "livekit" (Gen-B) */
+  transport?: MediaTransportName;
+  /** Gen-B: seconds from the join to the room info (paused while queued) */
+  roomInfoTimeout?: number;
+}
+
+/** Gen-B: where the session stands in the server's queue. */
+export interface QueueStatus {
+  position: number;
+  size: number | null;
 }
 
 /** What the model should run with (desired) or is known to run with (accepted). */
@@ -67,7 +94,8 @@ export type EmitAction =
   | { kind: "Emit"; name: "generation_tick"; value: number }
   | { kind: "Emit"; name: "session_id"; value: string }
   | { kind: "Emit"; name: "error"; value: DecartError }
-  | { kind: "Emit"; name: "generation_ended"; value: string };
+  | { kind: "Emit"; name: "generation_ended"; value: string }
+  | { kind: "Emit"; name: "queue"; value: QueueStatus | null };
 
 export type Action =
   | { kind: "OpenSocket"; attempt: number }
@@ -75,6 +103,7 @@ export type Action =
   | { kind: "Send"; message: ClientMessage }
   | { kind: "StartPeer" }
   | { kind: "ClosePeer" }
+  | { kind: "JoinRoom"; url: string; token: string; roomName: string | null; sessionId: string | null }
   | { kind: "ApplyAnswer"; sdp: string }
   | { kind: "AddRemoteCandidate"; candidate: IceCandidateInfo | null }
   | { kind: "RestartIce"; turnConfig: TurnConfig | null }
@@ -92,7 +121,7 @@ type Phase =
   | "idle" // not started, or ended
   | "opening" // OpenSocket issued, waiting for socketOpened
   | "handshake" // initial state sent, waiting for its ack
-  | "running" // initial state acked, peer started
+  | "running" // initial state acked (Gen-A: peer started)
   | "backoff"; // waiting to retry
 
 const resolve = (requestId: number, superseded = false): Action => ({ kind: "Resolve", requestId, superseded });
@@ -121,6 +150,13 @@ export class Session {
   private secondsBefore = 0; // generation seconds of the server sessions before this one
   private seconds = 0; // the current server session's generation seconds
   private sessionIdValue: string | null = null;
+  // Gen-B: the room info deadline, and the time the session entered the server's queue (every
+  // deadline pauses while it waits there) with its last place in line.
+  private roomInfoDeadline: number | null = null;
+  private queuedSince: number | null = null;
+  private line: QueueStatus | null = null;
+  private readonly transportName: MediaTransportName;
+  private readonly roomInfoTimeout: number;
   private readonly promptAckTimeout: number;
   private readonly imageAckTimeout: number;
   private readonly initialAckTimeout: number;
@@ -128,6 +164,12 @@ export class Session {
   private readonly backoff: readonly number[];
 
   constructor(options: SessionOptions = {}) {
+    const transport = options.transport ?? "webrtc";
+    if (!MEDIA_TRANSPORTS.includes(transport)) {
+      throw new InvalidInput(`media transport must be ${MEDIA_TRANSPORTS.map((t) => `"${t}"`).join(" or ")}, got ${String(transport)}`);
+    }
+    this.transportName = transport;
+    this.roomInfoTimeout = options.roomInfoTimeout ?? ROOM_INFO_TIMEOUT;
     this.base = { prompt: cleanPrompt(options.prompt ?? null), image: cleanImage(options.image ?? null) };
     this.enhanceFlag = options.enhance ?? true;
     this.promptAckTimeout = options.promptAckTimeout ?? PROMPT_ACK_TIMEOUT;
@@ -166,16 +208,29 @@ export class Session {
     return this.sessionIdValue;
   }
 
+  /** The media transport: "webrtc" (Gen-A) or "livekit" (Gen-B). */
+  get transport(): MediaTransportName {
+    return this.transportName;
+  }
+
+  /** Gen-B: the place in the server's queue, null when not queued. */
+  get queue(): Readonly<QueueStatus> | null {
+    return this.line;
+  }
+
   /** Reconnect attempts used since the session last reached `generating`. */
   get retriesUsed(): number {
     return this.retries;
   }
 
+  /** The earliest time onTimer must be called, or null (always while queued). */
   nextDeadline(): number | null {
+    if (this.queuedSince !== null) return null;
     const deadlines = [
       this.connectDeadline,
       this.phase === "backoff" ? this.retryAt : null,
       this.inFlight?.deadline ?? null,
+      this.roomInfoDeadline,
     ].filter((d): d is number => d !== null);
     return deadlines.length ? Math.min(...deadlines) : null;
   }
@@ -232,8 +287,29 @@ export class Session {
     this.phase = "handshake";
     const update = this.queued ?? new Update();
     this.queued = null;
-    const message = messageFor(apply(update.change, this.base), update.change, this.enhanceFlag, true);
+    const target = apply(update.change, this.base);
+    if (this.transportName === "livekit") return this.join(now, update, target);
+    const message = messageFor(target, update.change, this.enhanceFlag, true);
     return [this.sendUpdate(now, message, update, this.initialAckTimeout, true)];
+  }
+
+  /** Gen-B: ask for a room, then send the initial state as its own frame; its ack is awaited as
+   * in Gen-A but the room does not wait for it. No prompt and no image: a passthrough join, and
+   * nothing to ack. */
+  private join(now: number, update: Update, target: Settings): Action[] {
+    this.roomInfoDeadline = now + this.roomInfoTimeout;
+    if (sameSettings(target, EMPTY)) {
+      this.known = this.base = EMPTY;
+      this.acked = true;
+      return [
+        { kind: "Send", message: msg.livekitJoin(true) },
+        ...update.ids.map((id) => resolve(id)),
+        ...this.handshakeDone(),
+      ];
+    }
+    const message = messageFor(target, update.change, this.enhanceFlag, true);
+    const initial = this.sendUpdate(now, message, update, this.initialAckTimeout, true);
+    return [{ kind: "Send", message: msg.livekitJoin(false) }, initial];
   }
 
   socketClosed(now: number, code: number | null, reason = ""): Action[] {
@@ -250,6 +326,19 @@ export class Session {
 
   message(now: number, message: ServerMessage): Action[] {
     if (this.phase !== "handshake" && this.phase !== "running") return [];
+    if (this.transportName === "livekit") {
+      switch (message.type) {
+        case "livekit_room_info":
+          return this.onRoomInfo(now, message);
+        case "queue_position":
+          return this.onQueuePosition(now, message.position, message.queue_size);
+        case "answer":
+        case "ice-candidate":
+        case "ice-restart":
+        case "session_id":
+          return []; // Gen-A's media messages mean nothing to a LiveKit session
+      }
+    }
     switch (message.type) {
       case "prompt_ack":
         return this.onPromptAck(now, message);
@@ -290,23 +379,37 @@ export class Session {
   }
 
   localOffer(_now: number, sdp: string): Action[] {
-    return this.peer && this.socket ? [{ kind: "Send", message: msg.offer(sdp) }] : [];
+    return this.webrtcPeer() ? [{ kind: "Send", message: msg.offer(sdp) }] : [];
   }
 
   localCandidate(_now: number, candidate: IceCandidateInfo | null): Action[] {
-    return this.peer && this.socket ? [{ kind: "Send", message: msg.iceCandidate(candidate) }] : [];
+    return this.webrtcPeer() ? [{ kind: "Send", message: msg.iceCandidate(candidate) }] : [];
   }
 
+  private webrtcPeer(): boolean {
+    return this.transportName === "webrtc" && this.peer && this.socket;
+  }
+
+  /** The media connection's state: the peer connection's (Gen-A) or the room's (Gen-B:
+   * "connected" once joined and published; "disconnected" is final, as a LiveKit client reports
+   * it only after its own reconnect attempts failed). */
   peerState(now: number, state: PeerState): Action[] {
     if (!this.peer) return [];
     if (state === "connected") return this.current === "generating" ? [] : this.setState("connected");
-    if (state === "failed" || state === "closed") return this.lose(now, `peer connection ${state}`);
-    return []; // "new", "connecting", and "disconnected", which ICE often recovers from
+    const room = this.transportName === "livekit";
+    if (state === "failed" || state === "closed" || (room && state === "disconnected")) {
+      return this.lose(now, `${room ? "room" : "peer connection"} ${state}`);
+    }
+    return []; // "new", "connecting", and Gen-A's "disconnected", which ICE often recovers from
   }
 
   onTimer(now: number): Action[] {
+    if (this.queuedSince !== null) return []; // every deadline pauses while the session waits in line
     if (this.connectDeadline !== null && now >= this.connectDeadline) {
       return this.end(now, new ConnectionLost(`could not connect within ${this.connectTimeout} s`));
+    }
+    if (this.roomInfoDeadline !== null && now >= this.roomInfoDeadline) {
+      return this.lose(now, `no room info within ${this.roomInfoTimeout} s`);
     }
     const actions: Action[] = [];
     if (this.phase === "backoff" && this.retryAt !== null && now >= this.retryAt) actions.push(...this.open());
@@ -381,7 +484,7 @@ export class Session {
       const actions = flight.update.ids.map((id) => resolve(id));
       if (flight.initial) {
         this.acked = true;
-        actions.push(...this.startPeer());
+        actions.push(...this.handshakeDone());
       }
       return [...actions, ...this.dispatch(now)];
     }
@@ -398,14 +501,17 @@ export class Session {
         if (this.queued) again.absorb(this.queued);
         this.queued = again;
       }
-      actions.push(...this.startPeer());
+      actions.push(...this.handshakeDone());
     }
     this.base = this.known; // the desired state reverts to the accepted one
     return [...actions, ...this.dispatch(now)];
   }
 
-  private startPeer(): Action[] {
+  /** The initial state was answered: requests may go out; Gen-A starts its peer now (Gen-B joins
+   * its room whenever the room info comes). */
+  private handshakeDone(): Action[] {
     this.phase = "running";
+    if (this.transportName === "livekit") return [];
     this.peer = true;
     return [{ kind: "StartPeer" }];
   }
@@ -417,6 +523,42 @@ export class Session {
     const timeout = what === "prompt" ? this.promptAckTimeout : this.imageAckTimeout;
     const error = new AckTimeout(`no ${what} ack within ${timeout} s`);
     return [...flight.update.ids.map((id) => reject(id, error)), ...this.dispatch(now)];
+  }
+
+  // ---- Gen-B: queue and room ------------------------------------------------------------------
+
+  private onQueuePosition(now: number, position: number, size: number | null): Action[] {
+    if (this.peer) return []; // a queue_position after the room info
+    if (this.queuedSince === null) this.queuedSince = now;
+    this.line = { position, size };
+    return [{ kind: "Emit", name: "queue", value: { position, size } }];
+  }
+
+  /** Out of the server's queue: the paused deadlines resume where they stopped. */
+  private leaveLine(now: number): Action[] {
+    if (this.queuedSince !== null) {
+      const paused = now - this.queuedSince;
+      this.queuedSince = null;
+      if (this.connectDeadline !== null) this.connectDeadline += paused;
+      if (this.roomInfoDeadline !== null) this.roomInfoDeadline += paused;
+      if (this.inFlight) this.inFlight.deadline += paused;
+    }
+    if (this.line === null) return [];
+    this.line = null;
+    return [{ kind: "Emit", name: "queue", value: null }];
+  }
+
+  private onRoomInfo(now: number, info: LivekitRoomInfoMessage): Action[] {
+    if (this.peer) return []; // a second room info
+    const actions = this.leaveLine(now);
+    this.roomInfoDeadline = null;
+    this.peer = true;
+    actions.push({ kind: "JoinRoom", url: info.livekit_url, token: info.token, roomName: info.room_name, sessionId: info.session_id });
+    if (info.session_id !== null) {
+      this.sessionIdValue = info.session_id;
+      actions.push({ kind: "Emit", name: "session_id", value: info.session_id });
+    }
+    return actions;
   }
 
   // ---- lifecycle -----------------------------------------------------------------------------
@@ -458,7 +600,7 @@ export class Session {
   }
 
   /** Close socket and peer; fold the in-flight update back into the queue. */
-  private teardown(): Action[] {
+  private teardown(now: number): Action[] {
     const actions: Action[] = [];
     if (this.socket) {
       actions.push({ kind: "CloseSocket", code: CLOSE_NORMAL, reason: "" });
@@ -471,6 +613,8 @@ export class Session {
     this.answered = false;
     this.earlyCandidates = [];
     this.imageFifo = [];
+    this.roomInfoDeadline = null;
+    actions.push(...this.leaveLine(now));
     const flight = this.inFlight;
     this.inFlight = null;
     if (flight) {
@@ -485,7 +629,7 @@ export class Session {
 
   /** An unexpected loss: retry after the next backoff delay, or give up. */
   private lose(now: number, why: string): Action[] {
-    const actions = this.teardown();
+    const actions = this.teardown(now);
     if (this.retries >= this.backoff.length) {
       return [...actions, ...this.end(now, new ConnectionLost(`connection lost after ${this.retries} retries: ${why}`))];
     }
@@ -498,8 +642,8 @@ export class Session {
   }
 
   /** End the session: close everything, settle pending requests, publish the error. */
-  private end(_now: number, error: DecartError | null): Action[] {
-    const actions = this.teardown();
+  private end(now: number, error: DecartError | null): Action[] {
+    const actions = this.teardown(now);
     const pending = this.queued;
     this.queued = null;
     if (pending) {

@@ -44,6 +44,7 @@ const ACTIONS = [
   "Send",
   "StartPeer",
   "ClosePeer",
+  "JoinRoom",
   "ApplyAnswer",
   "AddRemoteCandidate",
   "RestartIce",
@@ -77,6 +78,8 @@ function makeSession(core: JsonObject = {}): Session {
   if (core["initial_ack_timeout"] !== undefined) options.initialAckTimeout = core["initial_ack_timeout"] as number;
   if (core["connect_timeout"] !== undefined) options.connectTimeout = core["connect_timeout"] as number;
   if (core["retry_delays"] !== undefined) options.backoff = core["retry_delays"] as number[];
+  if (core["transport"] !== undefined) options.transport = core["transport"] as "webrtc" | "livekit";
+  if (core["room_info_timeout"] !== undefined) options.roomInfoTimeout = core["room_info_timeout"] as number;
   return new Session(options);
 }
 
@@ -144,6 +147,8 @@ function asJson(action: Action, names: Map<number, string>): JsonObject {
     case "StartPeer":
     case "ClosePeer":
       return { action: action.kind };
+    case "JoinRoom":
+      return { action: "JoinRoom", url: action.url, token: action.token, room_name: action.roomName, session_id: action.sessionId };
     case "ApplyAnswer":
       return { action: "ApplyAnswer", sdp: action.sdp };
     case "AddRemoteCandidate":
@@ -158,7 +163,7 @@ function asJson(action: Action, names: Map<number, string>): JsonObject {
       return { action: "Reject", request: name(action.requestId), error: errorJson(action.error) };
     case "Emit":
       if (action.name === "error") return { action: "Emit", name: "error", error: errorJson(action.value) };
-      return { action: "Emit", name: action.name, value: action.value };
+      return { action: "Emit", name: action.name, value: action.value as unknown as Json };
   }
 }
 
@@ -193,6 +198,7 @@ function observe(session: Session, then: JsonObject): JsonObject {
     else if (key === "enhance") seen[key] = session.desired.enhance;
     else if (key === "generation_seconds") seen[key] = session.generationSeconds;
     else if (key === "session_id") seen[key] = session.sessionId;
+    else if (key === "queue") seen[key] = session.queue ? { ...session.queue } : null;
     else throw new Error(`unknown property ${key} in 'then'`);
   }
   return seen;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { ProtocolError } from "../src/errors";
-import { encode, iceCandidate, offer, parseServer, prompt, setImage } from "../src/messages";
+import { encode, iceCandidate, livekitJoin, offer, parseServer, prompt, setImage } from "../src/messages";
 
 describe("parseServer", () => {
   it("parses every server message of docs/protocol.md", () => {
@@ -62,9 +62,26 @@ describe("parseServer", () => {
     });
   });
 
-  it("ignores unknown types (null), including Gen-B ones", () => {
+  it("ignores unknown types (null)", () => {
     expect(parseServer('{"type":"brand_new_thing","x":1}')).toBeNull();
-    expect(parseServer('{"type":"livekit_room_info","livekit_url":"wss://x","token":"t"}')).toBeNull();
+  });
+
+  it("parses Gen-B's room info and queue position (also under its legacy key)", () => {
+    expect(parseServer('{"type":"livekit_room_info","livekit_url":"wss://x","token":"t"}')).toEqual({
+      type: "livekit_room_info",
+      livekit_url: "wss://x",
+      token: "t",
+      room_name: null,
+      session_id: null,
+    });
+    expect(parseServer('{"type":"queue_position","queue_position":2,"queue_size":5}')).toEqual({
+      type: "queue_position",
+      position: 2,
+      queue_size: 5,
+    });
+    expect(() => parseServer('{"type":"livekit_room_info","livekit_url":"wss://x"}')).toThrowError(
+      "'livekit_room_info' message needs a string 'token', got nothing",
+    );
   });
 
   it.each([
@@ -85,6 +102,8 @@ describe("client messages", () => {
   it("are sent with every field present", () => {
     expect(encode(offer("v=0"))).toBe('{"type":"offer","sdp":"v=0"}');
     expect(encode(iceCandidate(null))).toBe('{"type":"ice-candidate","candidate":null}');
+    expect(encode(livekitJoin(false))).toBe('{"type":"livekit_join"}');
+    expect(encode(livekitJoin(true))).toBe('{"type":"livekit_join","passthrough":true}');
     expect(encode(prompt("Anime style", true))).toBe('{"type":"prompt","prompt":"Anime style","enhance_prompt":true}');
     expect(encode(setImage(null, null, true))).toBe(
       '{"type":"set_image","image_data":null,"prompt":null,"enhance_prompt":true}',

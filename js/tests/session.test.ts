@@ -41,6 +41,15 @@ describe("Session glue", () => {
     expect(ids).toEqual([1, 2, 3]);
   });
 
+  it("takes webrtc unless livekit is asked for, and refuses any other transport", () => {
+    expect(new Session().transport).toBe("webrtc");
+    const session = new Session({ transport: "livekit" });
+    expect(session.transport).toBe("livekit");
+    expect(session.queue).toBeNull();
+    expect(() => new Session({ transport: "sfu" as never })).toThrowError(InvalidInput);
+    expect(() => new Session({ transport: "sfu" as never })).toThrowError('"webrtc" or "livekit", got sfu');
+  });
+
   it("exports the protocol's defaults", () => {
     expect([PROMPT_ACK_TIMEOUT, IMAGE_ACK_TIMEOUT, INITIAL_ACK_TIMEOUT, CONNECT_TIMEOUT]).toEqual([15, 30, 30, 300]);
     expect(BACKOFF).toEqual([1, 2, 4, 8, 10]);

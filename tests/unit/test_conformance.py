@@ -21,6 +21,7 @@ from decart_widget.protocol import (
     CloseSocket,
     DecartError,
     Emit,
+    JoinRoom,
     OpenSocket,
     Reject,
     Resolve,
@@ -54,6 +55,7 @@ ACTIONS = {
     "Send",
     "StartPeer",
     "ClosePeer",
+    "JoinRoom",
     "ApplyAnswer",
     "AddRemoteCandidate",
     "RestartIce",
@@ -94,6 +96,8 @@ def make_core(options: dict[str, Any]) -> SessionCore:
         initial_ack_timeout=options.get("initial_ack_timeout", 30.0),
         connect_timeout=options.get("connect_timeout", 300.0),
         retry=None if delays is None else RetryPolicy(tuple(delays)),
+        transport=options.get("transport", "webrtc"),
+        room_info_timeout=options.get("room_info_timeout", 15.0),
     )
 
 
@@ -153,6 +157,14 @@ def as_json(action: Action, names: dict[int, str]) -> dict[str, Any]:
             return {"action": "StartPeer"}
         case ClosePeer():
             return {"action": "ClosePeer"}
+        case JoinRoom(url, token, room_name, session_id):
+            return {
+                "action": "JoinRoom",
+                "url": url,
+                "token": token,
+                "room_name": room_name,
+                "session_id": session_id,
+            }
         case ApplyAnswer(sdp):
             return {"action": "ApplyAnswer", "sdp": sdp}
         case AddRemoteCandidate(candidate):
@@ -207,6 +219,9 @@ def observe(core: SessionCore, then: dict[str, Any]) -> dict[str, Any]:
             seen[key] = core.generation_seconds
         elif key == "session_id":
             seen[key] = core.session_id
+        elif key == "queue":
+            position, size = core.queue_position, core.queue_size
+            seen[key] = None if position is None else {"position": position, "size": size}
         else:
             raise AssertionError(f"unknown property {key!r} in 'then'")
     return seen

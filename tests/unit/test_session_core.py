@@ -64,3 +64,12 @@ def test_connection_states_print_as_their_wire_names() -> None:
 def test_the_default_retry_policy_has_five_retries() -> None:
     assert RetryPolicy().retries == 5
     assert RetryPolicy((0.5,)).retries == 1
+
+
+def test_the_media_transport_is_webrtc_unless_livekit_is_asked_for() -> None:
+    assert SessionCore().transport == "webrtc"
+    core = SessionCore(transport="livekit")
+    assert core.transport == "livekit"
+    assert (core.queue_position, core.queue_size) == (None, None)
+    with pytest.raises(InvalidInput, match="'webrtc' or 'livekit', got 'sfu'"):
+        SessionCore(transport="sfu")
