@@ -8,19 +8,14 @@
 import type { CreateRoom, LiveRoom, RoomConnection } from "./livekit_api";
 import { debug } from "./log";
 import type { MediaAction, MediaHost, MediaLink, MediaTransport } from "./media";
+import type { Action } from "./session";
 import { pollStats, type StatsEntry } from "./stats";
 
 /** Identities of the participant that publishes the model's output. */
 export const INFERENCE_PREFIX = "inference-server-";
 
 /** The core's action that starts the room (its contract: docs/architecture.md). */
-export interface JoinRoom {
-  kind: "JoinRoom";
-  url: string;
-  token: string;
-  roomName: string;
-  sessionId: string;
-}
+export type JoinRoom = Extract<Action, { kind: "JoinRoom" }>;
 
 export class LiveKitLink implements MediaLink {
   remoteStream: MediaStream | null = null;
