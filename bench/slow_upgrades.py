@@ -1,7 +1,7 @@
 """Slow upgrades against the proxy process, at the scale of issue 14's probe.
 
 ``python bench/slow_upgrades.py [--connections 2000] [--fd-limit 256] [--addresses 20]
-[--seconds 20] [--handshake-timeout 10] [--unguarded]``
+[--seconds 20] [--handshake-timeout 10] [--unguarded] [--refused]``
 
 Starts the emulator (upstream) in this process and ``python -m decart_widget.proxy`` as a child
 with ``RLIMIT_NOFILE`` = ``--fd-limit`` (0: unchanged), opens ``--connections`` WebSocket
@@ -10,6 +10,8 @@ upgrades that never send their final blank line, from ``--addresses`` loopback s
 the ``/healthz`` latency (``timeout`` after 3 s), whether a real session (token, prompt, ack)
 completes, the proxy's CPU in that second, and its log bytes so far. ``--unguarded`` turns the
 connection guard off (no caps, a one-hour deadline) to show what the guard prevents.
+``--refused`` sends complete upgrades with a bad token instead, from senders that never read
+again (so never answer the proxy's close).
 """
 
 from __future__ import annotations
@@ -68,11 +70,13 @@ def start_proxy(
     return process, int(line.rsplit(":", 1)[1].split("/", 1)[0])
 
 
-def open_half_sent(port: int, count: int, addresses: int) -> list[socket.socket]:
+def open_half_sent(
+    port: int, count: int, addresses: int, complete: bool = False
+) -> list[socket.socket]:
     request = (
         f"GET /v1/stream?model=lucy-2.1&token=x HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
         "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n" + ("\r\n" if complete else "")
     ).encode()
     held = []
     for index in range(count):
@@ -137,6 +141,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--handshake-timeout", type=float, default=10.0)
     parser.add_argument("--unguarded", action="store_true")
+    parser.add_argument("--refused", action="store_true")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, args.connections + 512)), hard))
@@ -145,12 +150,13 @@ def main() -> None:
         process, port = start_proxy(emu, args.fd_limit, args.handshake_timeout, args.unguarded, log)
         try:
             print(
-                f"{args.connections} half-sent upgrades from {args.addresses} addresses, proxy "
+                f"{args.connections} {'refused' if args.refused else 'half-sent'} upgrades "
+                f"from {args.addresses} addresses, proxy "
                 f"fd limit {args.fd_limit or 'unchanged'}, "
                 f"{'unguarded' if args.unguarded else f'deadline {args.handshake_timeout:g} s'}"
             )
             opened = time.monotonic()
-            hostile = open_half_sent(port, args.connections, args.addresses)
+            hostile = open_half_sent(port, args.connections, args.addresses, args.refused)
             print(f"opened {len(hostile)} in {time.monotonic() - opened:.1f} s\n")
             print(f"{'t (s)':>5}  {'held':>5}  {'healthz':>14}  {'session':>14}  {'cpu':>5}  log")
             cpu = cpu_seconds(process.pid)

@@ -228,12 +228,16 @@ class ProxyService:
 
     async def _refuse(
         self,
+        request: web.Request,
         ws: web.WebSocketResponse,
         reason_key: str,
         code: int,
         text: str,
         **fields: Any,
     ) -> web.WebSocketResponse:
+        # Waiting for the close reply of a refused client is worth nothing: under a flood, its
+        # connection is the first to make room for a new one.
+        self.guard.refusing(request)
         self.metrics.refusals[reason_key] += 1
         log.info("refused", extra={"fields": {"reason": reason_key, "code": code, **fields}})
         with contextlib.suppress(ConnectionError, asyncio.TimeoutError):
@@ -262,11 +266,12 @@ class ProxyService:
 
         if self.draining:
             return await self._refuse(
-                ws, "draining", codes.GOING_AWAY, "proxy shutting down", client=client
+                request, ws, "draining", codes.GOING_AWAY, "proxy shutting down", client=client
             )
         origin = request.headers.get("Origin")
         if config.allowed_origins and origin not in config.allowed_origins:
             return await self._refuse(
+                request,
                 ws,
                 "origin",
                 codes.UNAUTHORIZED,
@@ -279,16 +284,27 @@ class ProxyService:
         except Exception:
             log.exception("the authenticate hook failed")
             return await self._refuse(
-                ws, "auth_error", codes.UPSTREAM_ERROR, "authentication unavailable", client=client
+                request,
+                ws,
+                "auth_error",
+                codes.UPSTREAM_ERROR,
+                "authentication unavailable",
+                client=client,
             )
         if user is None:
             return await self._refuse(
-                ws, "unauthorized", codes.UNAUTHORIZED, f"Unauthorized: {why}", client=client
+                request,
+                ws,
+                "unauthorized",
+                codes.UNAUTHORIZED,
+                f"Unauthorized: {why}",
+                client=client,
             )
 
         model = request.query.get("model", "")
         if not model:
             return await self._refuse(
+                request,
                 ws,
                 "bad_request",
                 codes.BAD_REQUEST,
@@ -299,6 +315,7 @@ class ProxyService:
             config.allowed_models and model not in config.allowed_models
         ):
             return await self._refuse(
+                request,
                 ws,
                 "bad_request",
                 codes.BAD_REQUEST,
@@ -308,7 +325,12 @@ class ProxyService:
         resolution = request.query.get("resolution") or None
         if resolution is not None and not _RESOLUTION_RE.match(resolution):
             return await self._refuse(
-                ws, "bad_request", codes.BAD_REQUEST, "invalid resolution (e.g. 720p)", user=user
+                request,
+                ws,
+                "bad_request",
+                codes.BAD_REQUEST,
+                "invalid resolution (e.g. 720p)",
+                user=user,
             )
 
         session_id = f"px_{uuid.uuid4().hex}"
@@ -323,6 +345,7 @@ class ProxyService:
                 used = await _bounded(self.ledger.usage(user, since=since))
                 if used >= quota:
                     return await self._refuse(
+                        request,
                         ws,
                         "quota_exhausted",
                         codes.QUOTA_EXHAUSTED,
@@ -345,10 +368,16 @@ class ProxyService:
             self.metrics.ledger_errors += 1
             log.error("ledger unavailable at admission: %s", exc)
             return await self._refuse(
-                ws, "ledger_error", codes.UPSTREAM_ERROR, "usage ledger unavailable", user=user
+                request,
+                ws,
+                "ledger_error",
+                codes.UPSTREAM_ERROR,
+                "usage ledger unavailable",
+                user=user,
             )
         if not started.ok:
             return await self._refuse(
+                request,
                 ws,
                 "user_session_limit",
                 codes.CONCURRENCY_LIMIT,

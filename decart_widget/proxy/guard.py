@@ -12,7 +12,8 @@ process's file descriptors. `ConnectionGuard` bounds that, at no cost per frame:
   ``max_connections_per_address`` from one client address. At the total cap, a new connection
   takes the place of the oldest connection with no request in progress (half-sent upgrades
   first), so ``/healthz`` and real clients get in while a flood is cut; only when every
-  connection is busy is the new one refused. Behind a load balancer (``trust_forwarded``) the
+  connection is busy is the new one refused. A client being refused (bad token...) whose close
+  reply the proxy is waiting for goes first of all. Behind a load balancer (``trust_forwarded``) the
   TCP peers are the balancers, so the per-address cap applies to the forwarded address instead,
   per request: over the cap, HTTP 429 before any upgrade.
 * **Descriptor limit**: when ``accept()`` fails with "Too many open files", asyncio stops
@@ -122,6 +123,8 @@ class ConnectionGuard:
         self._address_of = address_of
         self._connections: dict[RequestHandler, _Connection] = {}
         self._idle: collections.OrderedDict[RequestHandler, float] = collections.OrderedDict()
+        #: Connections being refused (waiting for a close reply): evicted before idle ones.
+        self._refusing: collections.OrderedDict[RequestHandler, None] = collections.OrderedDict()
         self._per_address: collections.Counter[str | None] = collections.Counter()
         self._forwarded: collections.Counter[str | None] = collections.Counter()
         self.refused: collections.Counter[str] = collections.Counter()
@@ -194,6 +197,7 @@ class ConnectionGuard:
         if connection is None:
             return
         self._idle.pop(handler, None)
+        self._refusing.pop(handler, None)
         self._per_address[connection.address] -= 1
         if self._per_address[connection.address] <= 0:
             del self._per_address[connection.address]
@@ -205,11 +209,20 @@ class ConnectionGuard:
         asyncio.get_running_loop().call_soon(transport.abort)
         self._refusals.add(reason, open_connections=len(self._connections), **fields)
 
+    def refusing(self, request: web.Request) -> None:
+        """The request is being refused: its connection may be evicted first."""
+        if request.protocol in self._connections:
+            self._refusing[request.protocol] = None
+
     def _evict_idle(self, count: int, reason: str) -> int:
-        """Close up to ``count`` connections with no request in progress, oldest first."""
+        """Close up to ``count`` connections being refused, then with no request in progress,
+        oldest first."""
         evicted = 0
-        while evicted < count and self._idle:
-            handler, _ = self._idle.popitem(last=False)
+        while evicted < count and (self._refusing or self._idle):
+            if self._refusing:
+                handler, _ = self._refusing.popitem(last=False)
+            else:
+                handler, _ = self._idle.popitem(last=False)
             connection = self._connections.get(handler)
             if connection is None:
                 continue
@@ -273,6 +286,13 @@ class ConnectionGuard:
                 self._forwarded[forwarded] += 1
                 counted = True
             return await handler(request)
+        except ConnectionResetError:
+            transport = request.transport
+            if transport is not None and not transport.is_closing():
+                raise
+            # Closed under the handler (evicted, or the client left) before it could answer:
+            # nothing to send and nothing to log (aiohttp would log a traceback).
+            return web.Response(status=503)
         finally:
             if counted:
                 self._forwarded[forwarded] -= 1
@@ -280,6 +300,7 @@ class ConnectionGuard:
                     del self._forwarded[forwarded]
             if connection is not None:
                 connection.busy -= 1
+                self._refusing.pop(request.protocol, None)
                 if connection.busy == 0 and request.protocol in self._connections:
                     self._idle[request.protocol] = time.monotonic()
 

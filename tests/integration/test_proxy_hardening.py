@@ -126,6 +126,27 @@ def half_sent_upgrades(port: int, count: int, addresses: int) -> list[socket.soc
     return held
 
 
+def refused_upgrades(port: int, count: int, addresses: int) -> list[socket.socket]:
+    """``count`` complete upgrades with a bad token whose senders never read again, so never
+    answer the proxy's close (second adversarial pass)."""
+    request = (
+        f"GET /v1/stream?model=lucy-2.1&token=bad HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    ).encode()
+    held = []
+    for index in range(count):
+        try:
+            sock = socket.create_connection(
+                ("127.0.0.1", port), 1.0, (f"127.0.1.{index % addresses + 1}", 0)
+            )
+            sock.sendall(request)
+        except OSError:
+            continue
+        held.append(sock)
+    return held
+
+
 def still_open(sockets: list[socket.socket]) -> int:
     """How many of ``sockets`` the proxy has not closed."""
     count = 0
@@ -198,6 +219,22 @@ def test_slow_upgrades_are_capped_and_cut_off_and_health_answers(emulator: Emula
     refused = [r for r in records if r["event"] == "connections_refused"]
     assert refused, "the refusals were not logged"
     assert len(refused) <= 3  # rate-limited
+
+
+def test_refused_upgrades_that_never_answer_the_close_do_not_lock_anyone_out(
+    emulator: Emulator,
+) -> None:
+    with limited_proxy(emulator) as proxy:
+        hostile = refused_upgrades(proxy.port, HOSTILE, addresses=10)
+        try:
+            assert health(proxy) == 200
+            asyncio.run(a_session_works(proxy, "during"))
+            assert health(proxy) == 200
+        finally:
+            for sock in hostile:
+                sock.close()
+        proxy.stop()
+        check_logs(proxy.stderr())
 
 
 def test_at_the_descriptor_limit_sessions_go_on_and_health_answers(emulator: Emulator) -> None:
