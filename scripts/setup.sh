@@ -24,4 +24,12 @@ echo "setup: Python package (editable) with dev extras"
 # Rebuild the bundle from js/ on every setup so it never lags behind the sources.
 rm -f decart_widget/widget/static/widget.js
 python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+echo "setup: Decart's own Python SDK in its own venv (a test client, not a dependency)"
+# tests/integration/test_decart_sdk.py runs Decart's SDK, unmodified, against the emulator.
+sdk_venv=.venv-decart-sdk
+if [ ! -x "$sdk_venv/bin/python" ] || ! "$sdk_venv/bin/python" -c "import decart" 2>/dev/null; then
+  python -m venv "$sdk_venv"
+  "$sdk_venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+    "decart[realtime]==0.2.4" numpy
+fi
 echo "setup: done"

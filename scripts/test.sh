@@ -17,6 +17,10 @@ step "TypeScript: typecheck and vitest"
 (cd js && npm run --silent typecheck && npm test --silent)
 
 step "pytest: unit, integration, browser"
+# Decart's own SDK, installed by scripts/setup.sh in its own venv (test_decart_sdk.py).
+if [ -z "${DECART_SDK_PYTHON:-}" ] && [ -x .venv-decart-sdk/bin/python ]; then
+  export DECART_SDK_PYTHON="$PWD/.venv-decart-sdk/bin/python"
+fi
 python -m pytest tests -q -p no:cacheprovider "$@"
 
 step "nbval: tutorial notebooks against the emulator"
