@@ -29,12 +29,15 @@ from .tokens import ClientToken, TokenMinter
 if TYPE_CHECKING:
     from .client import RealtimeSession
     from .emulator import Emulator
-    from .widget import RealtimeWidget
+    from .widget import Direct, Kernel, Proxy, RealtimeWidget
 
 __version__ = "0.1.0"
 
 _LAZY = {
+    "Direct": "decart_widget.widget",
     "Emulator": "decart_widget.emulator",
+    "Kernel": "decart_widget.widget",
+    "Proxy": "decart_widget.widget",
     "RealtimeSession": "decart_widget.client",
     "RealtimeWidget": "decart_widget.widget",
     "proxy": "decart_widget.proxy",
@@ -65,11 +68,14 @@ __all__ = [
     "ConnectionLost",
     "Decart",
     "DecartError",
+    "Direct",
     "Emulator",
     "InsufficientCredits",
     "InvalidInput",
+    "Kernel",
     "ModerationError",
     "ProtocolError",
+    "Proxy",
     "RealtimeModel",
     "RealtimeSession",
     "RealtimeWidget",

@@ -1,7 +1,17 @@
-"""The notebook widget: `RealtimeWidget` (anywidget), its kernel signaling relay and hooks, and the
-front-end bundle in ``static/``."""
+"""The notebook widget: `RealtimeWidget` (anywidget), its signaling modes (`Direct`, `Kernel`,
+`Proxy`), the kernel relay's hooks, and the front-end bundle in ``static/``."""
 
 from .hooks import DROP, Reject, UsageRecord
+from .modes import Direct, Kernel, Proxy, SignalingMode
 from .widget import RealtimeWidget
 
-__all__ = ["DROP", "RealtimeWidget", "Reject", "UsageRecord"]
+__all__ = [
+    "DROP",
+    "Direct",
+    "Kernel",
+    "Proxy",
+    "RealtimeWidget",
+    "Reject",
+    "SignalingMode",
+    "UsageRecord",
+]

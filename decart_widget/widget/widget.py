@@ -18,26 +18,30 @@ from typing import Any
 import anywidget
 import traitlets
 
-from ..backends import Backend, Decart, default_backend, is_emulator
+from ..backends import Backend, Decart, is_emulator
 from ..images import MAX_IMAGE_BYTES, check_image_bytes, image_bytes
 from ..models import DEFAULT_MODEL, RealtimeModel
 from ..models import get as get_model
 from ..protocol.errors import DecartError, InvalidInput
-from ..tokens import TokenMinter
 from .assets import asset_messages
 from .hooks import SignalHook, UsageRecord
-from .kernel_relay import KernelRelay
+from .modes import (
+    DEFAULT_TRANSPORT,
+    MEDIA_TRANSPORTS,
+    SIGNALING,
+    AttachedMode,
+    SignalingMode,
+    resolve,
+)
 from .updates import Settings
 
 log = logging.getLogger("decart_widget.widget")
 
 STATIC = Path(__file__).parent / "static"
 SOURCES = ("camera", "screen", "video", "synthetic")
-SIGNALING = ("direct", "kernel", "proxy")
 #: Media transports: a LiveKit room (Gen-B, what Decart's SDKs use) or WebRTC with SDP over the
-#: control socket (Gen-A). docs/signaling.md, "Media transports".
-TRANSPORTS = ("livekit", "webrtc")
-DEFAULT_TRANSPORT = "webrtc"
+#: control socket (Gen-A). docs/signaling.md, "Media transports". Modes may carry one too.
+TRANSPORTS = MEDIA_TRANSPORTS
 RESOLUTIONS = ("720p", "1080p")
 #: Traits the front end may report (the rest are the kernel's to set).
 REPORTABLE = frozenset(
@@ -127,7 +131,7 @@ class RealtimeWidget(anywidget.AnyWidget):
         self,
         model: str | RealtimeModel = DEFAULT_MODEL,
         prompt: str = "",
-        signaling: str = "direct",
+        signaling: str | SignalingMode = "direct",
         source: str = "camera",
         backend: Backend | None = None,
         *,
@@ -138,24 +142,29 @@ class RealtimeWidget(anywidget.AnyWidget):
         device_id: str = "",
         autostart: bool = False,
         max_session_seconds: int | None = None,
-        token_seconds: int = 60,
+        token_seconds: int | None = None,
         allowed_origins: Sequence[str] | None = None,
         proxy_url: str | None = None,
         proxy_token: str | None = None,
-        transport: str = DEFAULT_TRANSPORT,
+        transport: str | None = None,
         resolution: str | None = None,
     ) -> None:
         spec = get_model(model)
         self._custom_models: dict[str, RealtimeModel] = {}
         if isinstance(model, RealtimeModel):
             self._custom_models[spec.name] = spec
-        if signaling not in SIGNALING:
-            raise InvalidInput(
-                f"signaling must be one of {', '.join(SIGNALING)}; got {signaling!r}"
-            )
+        # the mode-specific arguments are kept for compatibility: they fill in a mode given by name
+        mode = resolve(
+            signaling,
+            max_session_seconds=max_session_seconds,
+            token_seconds=token_seconds,
+            allowed_origins=allowed_origins,
+            proxy_url=proxy_url,
+            proxy_token=proxy_token,
+        )
         if source not in SOURCES:
             raise InvalidInput(f"source must be one of {', '.join(SOURCES)}; got {source!r}")
-        if transport not in TRANSPORTS:
+        if transport is not None and transport not in TRANSPORTS:
             raise InvalidInput(
                 f"transport must be one of {', '.join(TRANSPORTS)}; got {transport!r}"
             )
@@ -163,25 +172,13 @@ class RealtimeWidget(anywidget.AnyWidget):
             raise InvalidInput(
                 f"resolution must be one of {', '.join(RESOLUTIONS)} or None; got {resolution!r}"
             )
-        if signaling == "proxy" and not (proxy_url and proxy_token):
-            raise InvalidInput('signaling="proxy" needs proxy_url= and proxy_token=')
-        if max_session_seconds is not None and (
-            not isinstance(max_session_seconds, int) or max_session_seconds <= 0
-        ):
-            raise InvalidInput("max_session_seconds must be a positive whole number of seconds")
-        if not isinstance(token_seconds, int) or not 1 <= token_seconds <= 3600:
-            raise InvalidInput("token_seconds must be a whole number from 1 to 3600")
-        self._backend = (
-            backend
-            if backend is not None
-            else (None if signaling == "proxy" else default_backend())
-        )
-        self._minter = TokenMinter(self._backend) if self._backend is not None else None
-        self._max_session_seconds = max_session_seconds
-        self._token_seconds = token_seconds
-        self._allowed_origins = list(allowed_origins) if allowed_origins else None
-        self._proxy_url = proxy_url.rstrip("/") if proxy_url else None
-        self._proxy_token = proxy_token
+        if transport is not None and mode.transport is not None and transport != mode.transport:
+            raise InvalidInput(
+                f"transport={transport!r} contradicts signaling={mode!r}: give it in one place"
+            )
+        transport = transport or mode.transport or DEFAULT_TRANSPORT
+        self._signaling_mode = mode
+        self._backend = backend if backend is not None else mode.default_backend()
         video_bytes = _video_bytes(video) if video is not None else None
         if source == "video" and video_bytes is None:
             raise InvalidInput('source="video" needs video= (a path, URL or bytes)')
@@ -198,19 +195,14 @@ class RealtimeWidget(anywidget.AnyWidget):
             video=video_bytes,
             device_id=device_id,
             mirror=mirror,
-            signaling=signaling,
-            realtime_url=""
-            if signaling == "kernel"
-            else self._proxy_url or (self._backend.realtime_url if self._backend else ""),
+            signaling=mode.name,
+            realtime_url=mode.frontend_url(self._backend),
             ice_servers=self._default_ice_servers(),
             autostart=autostart,
             note=self._default_note(),
         )
-        self._relay: KernelRelay | None = None
-        if signaling == "kernel":
-            assert self._backend is not None
-            self._relay = KernelRelay(self._backend, _RelayHost(self), self._desired())
-            self.observe(self._desired_changed, names=["prompt", "image", "enhance"])
+        self._mode: AttachedMode = mode.attach(self._backend, _WidgetPort(self))
+        self.observe(self._state_changed, names=["prompt", "image", "enhance"])
         self.on_msg(self._on_frontend_message)
 
     # ---- public API ----------------------------------------------------------------------------
@@ -218,6 +210,12 @@ class RealtimeWidget(anywidget.AnyWidget):
     @property
     def backend(self) -> Backend | None:
         return self._backend
+
+    @property
+    def signaling_mode(self) -> SignalingMode:
+        """The signaling mode object (`dw.Direct`, `dw.Kernel`, `dw.Proxy`); ``signaling`` is its
+        name."""
+        return self._signaling_mode
 
     def start(self) -> None:
         """Start the camera and the session (the same as the view's start button)."""
@@ -239,25 +237,22 @@ class RealtimeWidget(anywidget.AnyWidget):
         a prompt or image (the browser gets a failed ack). Runs on the relay's thread. Usable as
         a decorator; ``remove=True`` unregisters it.
         """
-        if self._relay is None:
-            raise InvalidInput('on_signal needs signaling="kernel"')
         if remove:
-            if callback in self._relay.hooks:
-                self._relay.hooks.remove(callback)
+            self._mode.remove_hook(callback)
         else:
-            self._relay.hooks.append(callback)
+            self._mode.add_hook(callback)
         return callback
 
     @property
     def usage(self) -> list[UsageRecord]:
         """Kernel signaling: the service sessions relayed so far (id, model, seconds, end)."""
-        return self._relay.usage if self._relay is not None else []
+        return self._mode.usage
 
     def close(self) -> None:
         """Close the widget; in kernel mode the service session ends with it."""
-        relay = getattr(self, "_relay", None)
-        if relay is not None:
-            relay.shutdown()
+        mode = getattr(self, "_mode", None)  # None if __init__ failed before attaching it
+        if mode is not None:
+            mode.close()
         super().close()
 
     @property
@@ -304,9 +299,9 @@ class RealtimeWidget(anywidget.AnyWidget):
             return
         kind = content.get("type")
         if kind in ("signal_open", "signal", "signal_close"):
-            self._on_signal_message(kind, content, buffers)
+            self._mode.signal_message(kind, content, buffers)
         elif kind == "token_request":
-            self._answer_token_request(content.get("id"))
+            self.send({**self._mode.answer_token_request(), "id": content.get("id")})
         elif kind == "asset_request":
             for message, buffers in asset_messages(STATIC, content.get("name")):
                 self.send(message, buffers)
@@ -353,83 +348,8 @@ class RealtimeWidget(anywidget.AnyWidget):
                 self.last_error = str(exc)
                 self.last_error_kind = "invalid_input"
 
-    def _on_signal_message(self, kind: str, content: dict[str, Any], buffers: Any) -> None:
-        relay = self._relay
-        conn_id = content.get("id")
-        if relay is None or not isinstance(conn_id, int):
-            log.debug("ignoring %s: not in kernel signaling mode", kind)
-            return
-        if kind == "signal_open":
-            model = content.get("model")
-            relay.open(
-                conn_id, model if isinstance(model, str) and model else self.model, self.resolution
-            )
-        elif kind == "signal":
-            frame = content.get("frame")
-            if isinstance(frame, dict):
-                relay.frame(conn_id, frame, [bytes(b) for b in buffers or []])
-        else:
-            code = content.get("code")
-            reason = content.get("reason")
-            relay.close_connection(
-                conn_id,
-                code if isinstance(code, int) else None,
-                reason if isinstance(reason, str) else "",
-            )
-
-    def _desired(self) -> Settings:
-        return Settings(self.prompt or None, self.image, bool(self.enhance))
-
-    def _desired_changed(self, _change: Any) -> None:
-        if self._relay is not None:
-            self._relay.set_desired(self._desired())
-
-    def _answer_token_request(self, request_id: Any) -> None:
-        if self.signaling == "kernel":
-            # kernel signaling: the browser never holds a credential
-            self.send(
-                {
-                    "type": "token_error",
-                    "id": request_id,
-                    "kind": "invalid_input",
-                    "message": "kernel signaling relays the connection: no tokens are issued",
-                }
-            )
-            return
-        if self.signaling == "proxy":
-            self.send(
-                {
-                    "type": "token",
-                    "id": request_id,
-                    "api_key": self._proxy_token,
-                    "realtime_url": self._proxy_url,
-                }
-            )
-            return
-        assert self._minter is not None and self._backend is not None
-        try:
-            token = self._minter.mint(
-                expires_in=self._token_seconds,
-                allowed_models=[self.model],
-                allowed_origins=self._allowed_origins,
-                max_session_duration=self._max_session_seconds,
-                reuse=False,
-            )
-        except DecartError as exc:
-            log.warning("could not mint a client token: %s", exc)
-            self.send(
-                {"type": "token_error", "id": request_id, "kind": exc.kind, "message": str(exc)}
-            )
-            return
-        self.send(
-            {
-                "type": "token",
-                "id": request_id,
-                "api_key": token.api_key,
-                "realtime_url": self._backend.realtime_url,
-                "expires_at": token.expires_at.isoformat(),
-            }
-        )
+    def _state_changed(self, _change: Any) -> None:
+        self._mode.state_changed()
 
     # ---- defaults ------------------------------------------------------------------------------
 
@@ -451,11 +371,28 @@ class RealtimeWidget(anywidget.AnyWidget):
         return ""
 
 
-class _RelayHost:
-    """The relay's view of its widget (called on the relay thread); holds it weakly."""
+class _WidgetPort:
+    """The signaling mode's view of its widget (`modes.WidgetPort`; in kernel mode called on the
+    relay's thread); holds it weakly, so a dropped widget is not kept alive by its relay."""
 
     def __init__(self, widget: RealtimeWidget) -> None:
         self._widget: Callable[[], RealtimeWidget | None] = weakref.ref(widget)
+
+    @property
+    def model(self) -> str:
+        widget = self._widget()
+        return widget.model if widget is not None else DEFAULT_MODEL
+
+    @property
+    def resolution(self) -> str | None:
+        widget = self._widget()
+        return widget.resolution if widget is not None else None
+
+    def desired(self) -> Settings:
+        widget = self._widget()
+        if widget is None:
+            return Settings()
+        return Settings(widget.prompt or None, widget.image, bool(widget.enhance))
 
     def send_to_browser(self, content: dict[str, Any]) -> None:
         widget = self._widget()

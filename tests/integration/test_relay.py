@@ -301,6 +301,30 @@ def test_hooks_modify_and_drop_frames(
         w.close()
 
 
+def test_hooks_given_to_the_mode_object_run_for_every_widget_of_it(
+    emulator: dw.Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def rewrite(frame: dict[str, Any], direction: str) -> Any:
+        if direction == "to_service" and frame["type"] == "prompt":
+            return {**frame, "prompt": frame["prompt"] + ", high quality"}
+        return None
+
+    mode = dw.Kernel(hooks=[rewrite])
+    first = dw.RealtimeWidget(backend=emulator, signaling=mode, prompt="anime")
+    second = dw.RealtimeWidget(backend=emulator, signaling=mode, prompt="noir")
+    try:
+        second.on_signal(rewrite, remove=True)  # one widget's hooks are its own
+        for widget, applied in ((first, "anime, high quality"), (second, "noir")):
+            front = FakeFront(widget, monkeypatch)
+            front.open({"type": "prompt", "prompt": widget.prompt, "enhance_prompt": True})
+            emulator.wait_until(lambda a=applied: latest(emulator).prompts_applied == [a])
+            front.close()
+        assert mode.hooks == (rewrite,)
+    finally:
+        first.close()
+        second.close()
+
+
 def test_no_secret_reaches_the_front_end(
     emulator: dw.Emulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
