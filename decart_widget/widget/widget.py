@@ -201,7 +201,7 @@ class RealtimeWidget(anywidget.AnyWidget):
             autostart=autostart,
             note=self._default_note(),
         )
-        self._mode: AttachedMode = mode.attach(self._backend, _WidgetPort(self))
+        self._attached: AttachedMode = mode.attach(self._backend, _WidgetPort(self))
         self.observe(self._state_changed, names=["prompt", "image", "enhance"])
         self.on_msg(self._on_frontend_message)
 
@@ -230,7 +230,8 @@ class RealtimeWidget(anywidget.AnyWidget):
         self.image = None if image is None else image_bytes(image)  # type: ignore[assignment]
 
     def on_signal(self, callback: SignalHook, remove: bool = False) -> SignalHook:
-        """Kernel signaling: call ``callback(frame, direction)`` for every relayed frame.
+        """Kernel signaling (``signaling=dw.Kernel()``): call ``callback(frame, direction)`` for
+        every relayed frame.
 
         ``direction`` is ``"to_service"`` or ``"to_browser"``. Return None to pass the frame, a
         dict to replace it, False to drop it, or `decart_widget.widget.Reject` ("reason") to refuse
@@ -238,21 +239,21 @@ class RealtimeWidget(anywidget.AnyWidget):
         a decorator; ``remove=True`` unregisters it.
         """
         if remove:
-            self._mode.remove_hook(callback)
+            self._attached.remove_hook(callback)
         else:
-            self._mode.add_hook(callback)
+            self._attached.add_hook(callback)
         return callback
 
     @property
     def usage(self) -> list[UsageRecord]:
         """Kernel signaling: the service sessions relayed so far (id, model, seconds, end)."""
-        return self._mode.usage
+        return self._attached.usage
 
     def close(self) -> None:
         """Close the widget; in kernel mode the service session ends with it."""
-        mode = getattr(self, "_mode", None)  # None if __init__ failed before attaching it
-        if mode is not None:
-            mode.close()
+        attached = getattr(self, "_attached", None)  # None if __init__ failed before attaching
+        if attached is not None:
+            attached.close()
         super().close()
 
     @property
@@ -299,9 +300,9 @@ class RealtimeWidget(anywidget.AnyWidget):
             return
         kind = content.get("type")
         if kind in ("signal_open", "signal", "signal_close"):
-            self._mode.signal_message(kind, content, buffers)
+            self._attached.signal_message(kind, content, buffers)
         elif kind == "token_request":
-            self.send({**self._mode.answer_token_request(), "id": content.get("id")})
+            self.send({**self._attached.answer_token_request(), "id": content.get("id")})
         elif kind == "asset_request":
             for message, buffers in asset_messages(STATIC, content.get("name")):
                 self.send(message, buffers)
@@ -349,7 +350,7 @@ class RealtimeWidget(anywidget.AnyWidget):
                 self.last_error_kind = "invalid_input"
 
     def _state_changed(self, _change: Any) -> None:
-        self._mode.state_changed()
+        self._attached.state_changed()
 
     # ---- defaults ------------------------------------------------------------------------------
 
