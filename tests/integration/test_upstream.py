@@ -77,11 +77,11 @@ async def test_an_http_refusal_becomes_a_permanent_reason_without_the_key(server
 
 
 async def test_nothing_listening_is_a_transient_reason_without_the_key() -> None:
-    with socket.socket() as probe:  # a port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    with pytest.raises(OSError) as info:
-        await _upstream.open_upstream(f"ws://127.0.0.1:{port}/v1/stream?api_key={KEY}")
+    with socket.socket() as held:  # bound, never listening: refused, and no one else can take it
+        held.bind(("127.0.0.1", 0))
+        port = held.getsockname()[1]
+        with pytest.raises(OSError) as info:
+            await _upstream.open_upstream(f"ws://127.0.0.1:{port}/v1/stream?api_key={KEY}")
     reason = _upstream.connect_failure(info.value)
     assert "supersecret" not in reason and not is_permanent(reason)
 

@@ -118,3 +118,19 @@ def test_mode_arguments_go_in_one_place(emulator: dw.Emulator) -> None:
         dw.RealtimeWidget(backend=emulator, signaling="kernel", max_session_seconds=60)
     with pytest.raises(dw.InvalidInput, match="user token"):
         dw.RealtimeWidget(signaling="proxy", proxy_url="wss://proxy.example")
+
+
+def test_the_media_transport_comes_from_the_widget_or_the_mode(emulator: dw.Emulator) -> None:
+    assert dw.RealtimeWidget(backend=emulator).transport == "webrtc"
+    carried = dw.RealtimeWidget(backend=emulator, signaling=dw.Direct(transport="livekit"))
+    assert carried.transport == "livekit"
+    given = dw.RealtimeWidget(backend=emulator, signaling="direct", transport="livekit")
+    assert given.transport == "livekit"
+    both = dw.RealtimeWidget(
+        backend=emulator, signaling=dw.Direct(transport="livekit"), transport="livekit"
+    )
+    assert both.transport == "livekit"
+    with pytest.raises(dw.InvalidInput, match="transport='webrtc' contradicts"):
+        dw.RealtimeWidget(
+            backend=emulator, signaling=dw.Direct(transport="livekit"), transport="webrtc"
+        )
