@@ -58,6 +58,30 @@ class OpenRoom:
 async def open_room(
     emu: Emulator, session_id: str = "s1", frame_size: tuple[int, int] = (320, 180), **kw: Any
 ) -> OpenRoom:
+    opened, create = _room_opener(emu, session_id, frame_size, **kw)
+    opened.room = await on_emulator(emu, create)
+    return opened
+
+
+def open_room_blocking(
+    emu: Emulator, session_id: str = "s1", frame_size: tuple[int, int] = (320, 180), **kw: Any
+) -> OpenRoom:
+    """`open_room` for synchronous tests (the browser tests)."""
+    opened, create = _room_opener(emu, session_id, frame_size, **kw)
+    opened.room = emu._thread.call(create)
+    return opened
+
+
+def close_room_blocking(emu: Emulator, opened: OpenRoom, reason: str = "") -> None:
+    async def close() -> None:
+        await opened.room.close(reason)
+
+    emu._thread.call(close)
+
+
+def _room_opener(
+    emu: Emulator, session_id: str, frame_size: tuple[int, int], **kw: Any
+) -> tuple[OpenRoom, Callable[[], Coroutine[Any, Any, Room]]]:
     holder: list[OpenRoom] = []
 
     def received() -> None:
@@ -82,8 +106,7 @@ async def open_room(
 
     opened = OpenRoom(room=None, url=livekit_url(emu.host, emu.port))  # type: ignore[arg-type]
     holder.append(opened)
-    opened.room = await on_emulator(emu, create)
-    return opened
+    return opened, create
 
 
 async def wait_for(predicate: Callable[[], object], timeout: float = 20.0) -> None:

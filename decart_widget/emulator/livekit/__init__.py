@@ -34,10 +34,12 @@ What is emulated: one user and one inference participant per room; join (``subsc
 as LiveKit does), publisher and subscriber peer connections with trickle both ways,
 ``add_track``/``track_published``, participant updates, mute flags, the client's data channels
 (accepted, contents ignored), ``ping``/``ping_req``, ``leave`` both ways, a rejoin with the same
-token replacing the previous connection. Codecs: the user may publish H.264 or VP8 (the offer's
-order decides; H.264 decoded through PyAV); the inference track is offered VP8 first, then H.264.
-A simulcast publication is narrowed to its highest layer (`simulcast`). Audio is received and
-discarded.
+token replacing the previous connection. Codecs: the user publishes in the codec its
+``add_track`` asks for, as LiveKit's server answers (`codecs`): H.264 (decoded through PyAV) or
+VP8; others fall back to VP8. The inference track is offered VP8 first, then H.264. A simulcast
+publication is narrowed to its highest layer (`simulcast`: LiveKit's browser client then sends
+its full-size ``f`` layer alone), and the answer sets a bitrate floor so the browser's bandwidth
+estimate does not halve that size (`bitrate`). Audio is received and discarded.
 
 Not emulated: ``/rtc/v1`` single-peer-connection signalling (404; clients fall back), session
 resume (clients are told to reconnect in full: aiortc has no ICE restart), data packets, RPC,
@@ -46,8 +48,8 @@ updates, JSON signalling, TURN/ICE servers, more participants.
 
 Modules: `server` (routes, rooms), `room` (one room), `connection` (one signal socket),
 `signal` (protobuf framing), `publisher` and `subscriber` (the two peers), `inference` (the
-inference track), `simulcast` (offer narrowing), `participants` (protocol objects), `tokens`
-(access JWTs).
+inference track), `simulcast`, `codecs` and `bitrate` (SDP adjustments), `participants` (protocol
+objects), `tokens` (access JWTs).
 """
 
 from __future__ import annotations

@@ -90,6 +90,8 @@ class UserConnection:
         )
         self.outcome: str | None = None
         self._closed = False
+        self._codec_by_track: dict[str, str] = {}
+        self._latest_codec: str | None = None
 
     # ---- lifecycle ------------------------------------------------------------------------------
 
@@ -158,7 +160,9 @@ class UserConnection:
     async def _handle(self, request: proto.SignalRequest) -> None:
         kind = request.WhichOneof("message")
         if kind == "offer":
-            answer = await self.publisher.answer(request.offer.sdp)
+            answer = await self.publisher.answer(
+                request.offer.sdp, self._codec_by_track, self._latest_codec
+            )
             self.room.publisher_negotiated(self.publisher)
             await self.socket.send(
                 proto.SignalResponse(
@@ -217,6 +221,9 @@ class UserConnection:
             stream=request.stream,
         )
         self.participant.tracks[sid] = info
+        if request.type == lk.TrackType.VIDEO and info.mime_type:
+            self._codec_by_track[request.cid] = info.mime_type
+            self._latest_codec = info.mime_type
         log.info(
             "room %s: the user publishes %s track %r (%dx%d, %d layer(s), %s)",
             self.room.name,

@@ -26,6 +26,8 @@ from aiortc import (
 from aiortc.contrib.media import MediaBlackhole
 
 from ..media import EffectTrack, parse_candidate
+from .bitrate import with_bitrate_floor
+from .codecs import prefer_codecs
 from .simulcast import narrow_offer
 
 log = logging.getLogger("decart_widget.emulator.livekit.publisher")
@@ -75,9 +77,15 @@ class PublisherPeer:
     def _video_attached(self) -> bool:
         return self._effect_track._reader is not None
 
-    async def answer(self, offer_sdp: str) -> str:
-        """Apply an offer (the first or a renegotiation) and return the answer SDP."""
-        narrowed = narrow_offer(offer_sdp)
+    async def answer(
+        self, offer_sdp: str, codecs: dict[str, str] | None = None, codec: str | None = None
+    ) -> str:
+        """Apply an offer (the first or a renegotiation) and return the answer SDP.
+
+        ``codecs`` maps a track id (``add_track``'s ``cid``) to the MIME type it asked for;
+        ``codec`` is the latest one asked for (see `codecs`).
+        """
+        narrowed = narrow_offer(prefer_codecs(offer_sdp, codecs or {}, codec))
         if narrowed.layer is not None:
             self.simulcast_layer = narrowed.layer
             log.info("simulcast offer: receiving layer %r only", narrowed.layer)
@@ -89,10 +97,11 @@ class PublisherPeer:
         for candidate in pending:
             await self._add(candidate)
         for transceiver in self._pc.getTransceivers():
-            if transceiver.kind == "video" and transceiver._codecs:
+            receiving = transceiver.currentDirection in ("recvonly", "sendrecv")
+            if transceiver.kind == "video" and receiving and transceiver._codecs:
                 self.video_codec = transceiver._codecs[0].mimeType
         sdp: str = self._pc.localDescription.sdp
-        return narrowed.restore(sdp)
+        return with_bitrate_floor(narrowed.restore(sdp))
 
     async def add_candidate(self, candidate: dict[str, Any] | None) -> None:
         if not self._remote_set:
