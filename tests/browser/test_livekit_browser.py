@@ -118,7 +118,7 @@ def poll(
 
 @pytest.fixture
 def room_page(page: Any, emu: dw.Emulator) -> Iterator[Callable[..., OpenRoom]]:
-    assert UMD.is_file(), "run `npm ci` in js/ (livekit-client is a dev dependency)"
+    assert UMD.is_file(), "run `npm ci` in js/ (it installs livekit-client)"
     opened: list[OpenRoom] = []
 
     def join(source: str, codec: str, simulcast: bool, session: str) -> OpenRoom:
