@@ -34,7 +34,6 @@ import asyncio
 import collections
 import contextlib
 import logging
-import resource
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -42,6 +41,11 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
+
+try:
+    import resource
+except ImportError:  # pragma: no cover - Windows: no descriptor limit to read or raise
+    resource = None  # type: ignore[assignment]
 
 log = logging.getLogger("decart_widget.proxy.guard")
 
@@ -56,13 +60,17 @@ _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def descriptor_limit() -> int | None:
-    """The process's soft limit on open files, or None when unlimited."""
+    """The process's soft limit on open files, or None when unlimited (or unknown)."""
+    if resource is None:
+        return None
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     return None if soft == resource.RLIM_INFINITY else int(soft)
 
 
 def raise_descriptor_limit(ceiling: int = 1 << 20) -> int | None:
     """Raise the soft limit on open files to the hard limit (as servers do); the new limit."""
+    if resource is None:
+        return None
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = ceiling if hard == resource.RLIM_INFINITY else min(hard, ceiling)
     if soft != resource.RLIM_INFINITY and soft < target:
