@@ -2,8 +2,10 @@
 // The desired state is always derived: `base` (the accepted state, or before the first ack the
 // state a session starts from) with the in-flight change applied, then the queued one. So a
 // failed or timed-out update "reverts" simply by being dropped, and a reconnect replays exactly
-// the latest desired state.
+// the latest desired state. cleanPrompt / cleanImage check a request's values.
 
+import { MAX_IMAGE_BYTES, decodedSize } from "./constants";
+import { InvalidInput } from "./errors";
 import * as msg from "./messages";
 import type { PromptMessage, SetImageMessage } from "./messages";
 
@@ -101,4 +103,32 @@ export function messageFor(target: Settings, change: Change, enhance: boolean, f
   }
   if (setsImage(change) || target.prompt === null) return msg.setImage(target.image, target.prompt, enhance);
   return msg.prompt(target.prompt, enhance);
+}
+
+/** A prompt, or null for no prompt (null, empty or blank). */
+export function cleanPrompt(text: string | null): string | null {
+  if (text === null) return null;
+  if (typeof text !== "string") throw new InvalidInput(`prompt must be a string or null, got ${typeof text}`);
+  return text.trim() ? text : null;
+}
+
+/** Raw base64 (a data: URL prefix is stripped), checked against MAX_IMAGE_BYTES. */
+export function cleanImage(image: string | null): string | null {
+  if (image === null) return null;
+  if (typeof image !== "string") throw new InvalidInput(`image must be base64 text or null, got ${typeof image}`);
+  let data = image;
+  if (data.startsWith("data:")) {
+    const comma = data.indexOf(",");
+    if (comma < 0 || !data.slice(0, comma).endsWith(";base64")) {
+      throw new InvalidInput("an image data URL must be base64-encoded");
+    }
+    data = data.slice(comma + 1);
+  }
+  data = data.trim();
+  if (!data) throw new InvalidInput("image is empty (use null to clear it)");
+  const size = decodedSize(data);
+  if (size > MAX_IMAGE_BYTES) {
+    throw new InvalidInput(`image is ${(size / 2 ** 20).toFixed(1)} MiB; the limit is ${MAX_IMAGE_BYTES / 2 ** 20} MiB`);
+  }
+  return data;
 }

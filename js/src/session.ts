@@ -16,15 +16,13 @@ import {
   CONNECT_TIMEOUT,
   IMAGE_ACK_TIMEOUT,
   INITIAL_ACK_TIMEOUT,
-  MAX_IMAGE_BYTES,
   MEDIA_TRANSPORTS,
   PROMPT_ACK_TIMEOUT,
   ROOM_INFO_TIMEOUT,
-  decodedSize,
   type MediaTransportName,
 } from "./constants";
+import { type Action, type ConnectionState, type PeerState, type QueueStatus, emitError, reject, resolve } from "./actions";
 import {
-  AckTimeout,
   ConcurrencyLimit,
   ConnectionLost,
   DecartError,
@@ -36,16 +34,11 @@ import {
   isPermanent,
 } from "./errors";
 import * as msg from "./messages";
-import type {
-  ClientMessage,
-  IceCandidateInfo,
-  LivekitRoomInfoMessage,
-  PromptAckMessage,
-  ServerMessage,
-  SetImageAckMessage,
-  TurnConfig,
-} from "./messages";
-import { EMPTY, InFlight, Update, apply, messageFor, sameSettings, followedBy, type Change, type Settings } from "./requests";
+import type { IceCandidateInfo, LivekitRoomInfoMessage, ServerMessage } from "./messages";
+import { apply, cleanImage, cleanPrompt, type Change, type Settings } from "./requests";
+import { type Settlement, UpdateQueue } from "./update_queue";
+
+export type { Action, ConnectionState, EmitAction, PeerState, QueueStatus } from "./actions";
 
 export {
   BACKOFF,
@@ -58,9 +51,6 @@ export {
   ROOM_INFO_TIMEOUT,
   type MediaTransportName,
 } from "./constants";
-
-export type ConnectionState = "disconnected" | "connecting" | "connected" | "generating" | "reconnecting";
-export type PeerState = "new" | "connecting" | "connected" | "disconnected" | "failed" | "closed";
 
 /** What a session starts from, and its limits (the defaults are the protocol's). */
 export interface SessionOptions {
@@ -79,38 +69,10 @@ export interface SessionOptions {
   roomInfoTimeout?: number;
 }
 
-/** Gen-B: where the session stands in the server's queue. */
-export interface QueueStatus {
-  position: number;
-  size: number | null;
-}
-
 /** What the model should run with (desired) or is known to run with (accepted). */
 export interface MediaState extends Settings {
   enhance: boolean;
 }
-
-export type EmitAction =
-  | { kind: "Emit"; name: "generation_tick"; value: number }
-  | { kind: "Emit"; name: "session_id"; value: string }
-  | { kind: "Emit"; name: "error"; value: DecartError }
-  | { kind: "Emit"; name: "generation_ended"; value: string }
-  | { kind: "Emit"; name: "queue"; value: QueueStatus | null };
-
-export type Action =
-  | { kind: "OpenSocket"; attempt: number }
-  | { kind: "CloseSocket"; code: number; reason: string }
-  | { kind: "Send"; message: ClientMessage }
-  | { kind: "StartPeer" }
-  | { kind: "ClosePeer" }
-  | { kind: "JoinRoom"; url: string; token: string; roomName: string | null; sessionId: string | null }
-  | { kind: "ApplyAnswer"; sdp: string }
-  | { kind: "AddRemoteCandidate"; candidate: IceCandidateInfo | null }
-  | { kind: "RestartIce"; turnConfig: TurnConfig | null }
-  | { kind: "StateChanged"; state: ConnectionState }
-  | { kind: "Resolve"; requestId: number; superseded: boolean }
-  | { kind: "Reject"; requestId: number; error: DecartError }
-  | EmitAction;
 
 export interface RequestResult {
   requestId: number;
@@ -124,21 +86,11 @@ type Phase =
   | "running" // initial state acked (Gen-A: peer started)
   | "backoff"; // waiting to retry
 
-const resolve = (requestId: number, superseded = false): Action => ({ kind: "Resolve", requestId, superseded });
-const reject = (requestId: number, error: DecartError): Action => ({ kind: "Reject", requestId, error });
-const emitError = (error: DecartError): Action => ({ kind: "Emit", name: "error", value: error });
-
 export class Session {
-  private base: Settings;
-  private known: Settings = EMPTY;
-  private enhanceFlag: boolean;
+  private readonly updates: UpdateQueue;
   private current: ConnectionState = "disconnected";
   private phase: Phase = "idle";
   private lastRequestId = 0;
-  private queued: Update | null = null;
-  private inFlight: InFlight | null = null;
-  /** sent set_images, oldest first: a timed-out one still matches its late ack */
-  private imageFifo: InFlight[] = [];
   private retries = 0;
   private retryAt: number | null = null;
   private connectDeadline: number | null = null;
@@ -146,7 +98,6 @@ export class Session {
   private peer = false; // a peer connection exists
   private answered = false;
   private earlyCandidates: (IceCandidateInfo | null)[] = [];
-  private acked = false; // an initial state was accepted since start()
   private secondsBefore = 0; // generation seconds of the server sessions before this one
   private seconds = 0; // the current server session's generation seconds
   private sessionIdValue: string | null = null;
@@ -157,8 +108,6 @@ export class Session {
   private line: QueueStatus | null = null;
   private readonly transportName: MediaTransportName;
   private readonly roomInfoTimeout: number;
-  private readonly promptAckTimeout: number;
-  private readonly imageAckTimeout: number;
   private readonly initialAckTimeout: number;
   private readonly connectTimeout: number;
   private readonly backoff: readonly number[];
@@ -170,10 +119,11 @@ export class Session {
     }
     this.transportName = transport;
     this.roomInfoTimeout = options.roomInfoTimeout ?? ROOM_INFO_TIMEOUT;
-    this.base = { prompt: cleanPrompt(options.prompt ?? null), image: cleanImage(options.image ?? null) };
-    this.enhanceFlag = options.enhance ?? true;
-    this.promptAckTimeout = options.promptAckTimeout ?? PROMPT_ACK_TIMEOUT;
-    this.imageAckTimeout = options.imageAckTimeout ?? IMAGE_ACK_TIMEOUT;
+    const base = { prompt: cleanPrompt(options.prompt ?? null), image: cleanImage(options.image ?? null) };
+    this.updates = new UpdateQueue(base, options.enhance ?? true, {
+      promptAck: options.promptAckTimeout ?? PROMPT_ACK_TIMEOUT,
+      imageAck: options.imageAckTimeout ?? IMAGE_ACK_TIMEOUT,
+    });
     this.initialAckTimeout = options.initialAckTimeout ?? INITIAL_ACK_TIMEOUT;
     this.connectTimeout = options.connectTimeout ?? CONNECT_TIMEOUT;
     this.backoff = options.backoff ?? BACKOFF;
@@ -187,16 +137,12 @@ export class Session {
 
   /** The state the user asked for (what a reconnect replays). */
   get desired(): Readonly<MediaState> {
-    let settings = this.base;
-    for (const update of [this.inFlight?.update, this.queued]) {
-      if (update) settings = apply(update.change, settings);
-    }
-    return { ...settings, enhance: this.enhanceFlag };
+    return { ...this.updates.desired, enhance: this.updates.enhance };
   }
 
   /** The last state the server acknowledged. */
   get accepted(): Readonly<MediaState> {
-    return { ...this.known, enhance: this.enhanceFlag };
+    return { ...this.updates.accepted, enhance: this.updates.enhance };
   }
 
   /** Seconds generated since start(), summed over every server session (reconnects). */
@@ -229,7 +175,7 @@ export class Session {
     const deadlines = [
       this.connectDeadline,
       this.phase === "backoff" ? this.retryAt : null,
-      this.inFlight?.deadline ?? null,
+      this.updates.nextDeadline(),
       this.roomInfoDeadline,
     ].filter((d): d is number => d !== null);
     return deadlines.length ? Math.min(...deadlines) : null;
@@ -240,7 +186,7 @@ export class Session {
   start(now: number): Action[] {
     if (this.phase !== "idle") return [];
     this.retries = 0;
-    this.acked = false;
+    this.updates.restart();
     this.secondsBefore = this.seconds = 0;
     this.sessionIdValue = null;
     this.connectDeadline = now + this.connectTimeout;
@@ -285,31 +231,18 @@ export class Session {
   socketOpened(now: number): Action[] {
     if (this.phase !== "opening") return [];
     this.phase = "handshake";
-    const update = this.queued ?? new Update();
-    this.queued = null;
-    const target = apply(update.change, this.base);
-    if (this.transportName === "livekit") return this.join(now, update, target);
-    const message = messageFor(target, update.change, this.enhanceFlag, true);
-    return [this.sendUpdate(now, message, update, this.initialAckTimeout, true)];
+    if (this.transportName === "livekit") return this.join(now);
+    return [this.updates.handshake(now, this.initialAckTimeout)];
   }
 
   /** Gen-B: ask for a room, then send the initial state as its own frame; its ack is awaited as
    * in Gen-A but the room does not wait for it. No prompt and no image: a passthrough join, and
    * nothing to ack. */
-  private join(now: number, update: Update, target: Settings): Action[] {
+  private join(now: number): Action[] {
     this.roomInfoDeadline = now + this.roomInfoTimeout;
-    if (sameSettings(target, EMPTY)) {
-      this.known = this.base = EMPTY;
-      this.acked = true;
-      return [
-        { kind: "Send", message: msg.livekitJoin(true) },
-        ...update.ids.map((id) => resolve(id)),
-        ...this.handshakeDone(),
-      ];
-    }
-    const message = messageFor(target, update.change, this.enhanceFlag, true);
-    const initial = this.sendUpdate(now, message, update, this.initialAckTimeout, true);
-    return [{ kind: "Send", message: msg.livekitJoin(false) }, initial];
+    const settled = this.updates.skipEmptyHandshake();
+    if (settled) return [{ kind: "Send", message: msg.livekitJoin(true) }, ...settled, ...this.handshakeDone()];
+    return [{ kind: "Send", message: msg.livekitJoin(false) }, this.updates.handshake(now, this.initialAckTimeout)];
   }
 
   socketClosed(now: number, code: number | null, reason = ""): Action[] {
@@ -341,9 +274,9 @@ export class Session {
     }
     switch (message.type) {
       case "prompt_ack":
-        return this.onPromptAck(now, message);
+        return this.settled(now, this.updates.promptAck(message));
       case "set_image_ack":
-        return this.onImageAck(now, message);
+        return this.settled(now, this.updates.imageAck(message));
       case "answer":
         return this.onAnswer(message.sdp);
       case "ice-candidate":
@@ -413,116 +346,37 @@ export class Session {
     }
     const actions: Action[] = [];
     if (this.phase === "backoff" && this.retryAt !== null && now >= this.retryAt) actions.push(...this.open());
-    const flight = this.inFlight;
-    if (flight && now >= flight.deadline) actions.push(...this.onAckTimeout(now, flight));
+    const flight = this.updates.expired(now);
+    if (flight) {
+      if (flight.initial) return [...actions, ...this.lose(now, "no ack for the initial state")];
+      actions.push(...this.updates.timeOut(flight), ...this.updates.dispatch(now));
+    }
     return actions;
   }
 
-  // ---- requests and acks ---------------------------------------------------------------------
+  // ---- requests and acks (the update queue) ---------------------------------------------------
 
   private request(now: number, requestId: number, change: Change, enhance: boolean | undefined): Action[] {
-    if (enhance !== undefined) this.enhanceFlag = enhance;
-    if (this.phase === "idle") {
-      // nothing to ack it: it only changes what start() sends
-      this.base = apply(change, this.base);
-      return [resolve(requestId)];
-    }
-    const update = new Update(change, [[requestId, change]]);
-    if (!this.queued) {
-      this.queued = update;
-      return this.dispatch(now);
-    }
-    const superseded = this.queued.absorb(update);
-    return [...superseded.map((id) => resolve(id, true)), ...this.dispatch(now)];
+    // with no session nothing acks it: it only changes what start() sends
+    if (this.phase === "idle") return this.updates.preset(requestId, change, enhance);
+    return [...this.updates.request(requestId, change, enhance), ...this.updates.dispatch(now)];
   }
 
-  /** Send the queued update if the session is running and nothing is in flight. */
-  private dispatch(now: number): Action[] {
-    if (this.phase !== "running" || this.inFlight || !this.queued) return [];
-    const update = this.queued;
-    this.queued = null;
-    const message = messageFor(apply(update.change, this.base), update.change, this.enhanceFlag, false);
-    const timeout = message.type === "prompt" ? this.promptAckTimeout : this.imageAckTimeout;
-    return [this.sendUpdate(now, message, update, timeout, false)];
-  }
-
-  private sendUpdate(now: number, message: InFlight["message"], update: Update, timeout: number, initial: boolean): Action {
-    const flight = new InFlight(message, update, now + timeout, initial);
-    this.inFlight = flight;
-    if (message.type === "set_image") this.imageFifo.push(flight);
-    return { kind: "Send", message };
-  }
-
-  private onPromptAck(now: number, ack: PromptAckMessage): Action[] {
-    const flight = this.inFlight;
-    if (flight && flight.message.type === "prompt" && flight.message.prompt === ack.prompt) {
-      return this.settle(now, flight, ack.success, ack.error);
-    }
-    // unknown text (a late or foreign ack): the server still applied it
-    if (ack.success) this.accept({ ...this.known, prompt: ack.prompt });
-    return [];
-  }
-
-  private onImageAck(now: number, ack: SetImageAckMessage): Action[] {
-    const flight = this.imageFifo.shift();
-    if (!flight) return [];
-    if (flight === this.inFlight) return this.settle(now, flight, ack.success, ack.error);
-    // the late ack of a timed-out set_image
-    if (ack.success) this.accept(flight.settingsAfter(this.known));
-    return [];
-  }
-
-  private accept(settings: Settings): void {
-    this.known = settings;
-    if (this.phase === "running") this.base = settings;
-  }
-
-  private settle(now: number, flight: InFlight, success: boolean, errorText: string | null): Action[] {
-    this.inFlight = null;
-    if (success) {
-      this.known = this.base = flight.settingsAfter(this.known);
-      const actions = flight.update.ids.map((id) => resolve(id));
-      if (flight.initial) {
-        this.acked = true;
-        actions.push(...this.handshakeDone());
-      }
-      return [...actions, ...this.dispatch(now)];
-    }
-    const error = ackError(errorText);
-    const actions = flight.update.ids.map((id) => reject(id, error));
-    if (!actions.length) actions.push(emitError(error)); // nobody waits for it (initial state, a replay)
-    if (flight.initial) {
-      // The model keeps its previous state, which for a fresh server session is none. The
-      // handshake goes on; after a reconnect the last accepted state is sent again.
-      const previous = this.acked ? this.known : EMPTY;
-      this.known = EMPTY;
-      if (!sameSettings(previous, this.known)) {
-        const again = new Update(previous.image === null ? { prompt: previous.prompt } : { ...previous });
-        if (this.queued) again.absorb(this.queued);
-        this.queued = again;
-      }
-      actions.push(...this.handshakeDone());
-    }
-    this.base = this.known; // the desired state reverts to the accepted one
-    return [...actions, ...this.dispatch(now)];
+  /** After an ack: a settled handshake (accepted or not) ends the handshake; then the queue sends
+   * what waits. */
+  private settled(now: number, { flight, actions }: Settlement): Action[] {
+    const done = flight?.initial ? this.handshakeDone() : [];
+    return [...actions, ...done, ...this.updates.dispatch(now)];
   }
 
   /** The initial state was answered: requests may go out; Gen-A starts its peer now (Gen-B joins
    * its room whenever the room info comes). */
   private handshakeDone(): Action[] {
     this.phase = "running";
+    this.updates.running = true;
     if (this.transportName === "livekit") return [];
     this.peer = true;
     return [{ kind: "StartPeer" }];
-  }
-
-  private onAckTimeout(now: number, flight: InFlight): Action[] {
-    if (flight.initial) return this.lose(now, "no ack for the initial state");
-    this.inFlight = null; // a set_image stays in the FIFO, so its late ack still matches it
-    const what = flight.message.type === "prompt" ? "prompt" : "image";
-    const timeout = what === "prompt" ? this.promptAckTimeout : this.imageAckTimeout;
-    const error = new AckTimeout(`no ${what} ack within ${timeout} s`);
-    return [...flight.update.ids.map((id) => reject(id, error)), ...this.dispatch(now)];
   }
 
   // ---- Gen-B: queue and room ------------------------------------------------------------------
@@ -541,7 +395,7 @@ export class Session {
       this.queuedSince = null;
       if (this.connectDeadline !== null) this.connectDeadline += paused;
       if (this.roomInfoDeadline !== null) this.roomInfoDeadline += paused;
-      if (this.inFlight) this.inFlight.deadline += paused;
+      this.updates.postpone(paused);
     }
     if (this.line === null) return [];
     this.line = null;
@@ -612,18 +466,9 @@ export class Session {
     }
     this.answered = false;
     this.earlyCandidates = [];
-    this.imageFifo = [];
     this.roomInfoDeadline = null;
     actions.push(...this.leaveLine(now));
-    const flight = this.inFlight;
-    this.inFlight = null;
-    if (flight) {
-      const queued = this.queued ?? new Update();
-      this.queued = new Update(followedBy(flight.update.change, queued.change), [
-        ...flight.update.requests,
-        ...queued.requests,
-      ]);
-    }
+    this.updates.foldBack();
     return actions;
   }
 
@@ -644,12 +489,11 @@ export class Session {
   /** End the session: close everything, settle pending requests, publish the error. */
   private end(now: number, error: DecartError | null): Action[] {
     const actions = this.teardown(now);
-    const pending = this.queued;
-    this.queued = null;
+    const pending = this.updates.takeQueued();
     if (pending) {
       if (error === null) {
         // a clean end: keep the values for the next start()
-        this.base = apply(pending.change, this.base);
+        this.updates.base = apply(pending.change, this.updates.base);
         actions.push(...pending.ids.map((id) => resolve(id, true)));
       } else {
         actions.push(...pending.ids.map((id) => reject(id, error)));
@@ -675,39 +519,4 @@ export class Session {
 function permanentError(text: string): DecartError | null {
   const error = classify(text);
   return error.permanent || isPermanent(text) ? error : null;
-}
-
-/** The typed error of a failed ack: its classified text, else ModerationError. */
-function ackError(text: string | null): DecartError {
-  if (!text) return new ModerationError("rejected by the server");
-  const error = classify(text);
-  return error.constructor === DecartError ? new ModerationError(text) : error;
-}
-
-/** A prompt, or null for no prompt (null, empty or blank). */
-function cleanPrompt(text: string | null): string | null {
-  if (text === null) return null;
-  if (typeof text !== "string") throw new InvalidInput(`prompt must be a string or null, got ${typeof text}`);
-  return text.trim() ? text : null;
-}
-
-/** Raw base64 (a data: URL prefix is stripped), checked against MAX_IMAGE_BYTES. */
-function cleanImage(image: string | null): string | null {
-  if (image === null) return null;
-  if (typeof image !== "string") throw new InvalidInput(`image must be base64 text or null, got ${typeof image}`);
-  let data = image;
-  if (data.startsWith("data:")) {
-    const comma = data.indexOf(",");
-    if (comma < 0 || !data.slice(0, comma).endsWith(";base64")) {
-      throw new InvalidInput("an image data URL must be base64-encoded");
-    }
-    data = data.slice(comma + 1);
-  }
-  data = data.trim();
-  if (!data) throw new InvalidInput("image is empty (use null to clear it)");
-  const size = decodedSize(data);
-  if (size > MAX_IMAGE_BYTES) {
-    throw new InvalidInput(`image is ${(size / 2 ** 20).toFixed(1)} MiB; the limit is ${MAX_IMAGE_BYTES / 2 ** 20} MiB`);
-  }
-  return data;
 }
