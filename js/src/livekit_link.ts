@@ -94,8 +94,10 @@ export class LiveKitLink implements MediaLink {
     this.host.remoteStream(stream);
   }
 
+  /** The room is lost: leave it (its later events are stale) and tell the core. */
   private failed(error: unknown): void {
     debug("LiveKit room failed:", error);
+    this.close();
     this.host.toCore((s, now) => s.peerState(now, "failed"));
   }
 

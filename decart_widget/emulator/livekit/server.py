@@ -12,6 +12,10 @@ Routes (on the emulator's own aiohttp app and port):
   The clients call it after a failed upgrade to learn why.
 * ``/rtc/v1`` (LiveKit's single-peer-connection signalling) is not served: it answers 404, on
   which both current clients fall back to ``/rtc`` (two peer connections).
+
+The validate answers carry ``Access-Control-Allow-Origin: *``, as LiveKit's server's do: the JS
+client reads them with ``fetch`` from the page's origin (a notebook's, not the emulator's), and a
+404 it cannot read would not make it fall back from ``/rtc/v1``.
 """
 
 from __future__ import annotations
@@ -73,6 +77,7 @@ class RoomServer:
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/rtc", self._signal)
         app.router.add_get("/rtc/validate", self._validate)
+        app.router.add_get("/rtc/v1/validate", _v1_not_served)
 
     def open_room(
         self,
@@ -135,9 +140,9 @@ class RoomServer:
 
     async def _validate(self, request: web.Request) -> web.Response:
         admitted = self._admit(request)
-        if isinstance(admitted, web.Response):
-            return admitted
-        return web.Response(text="success")
+        response = admitted if isinstance(admitted, web.Response) else web.Response(text="success")
+        response.headers["Access-Control-Allow-Origin"] = "*"
+        return response
 
     async def _signal(self, request: web.Request) -> web.StreamResponse:
         admitted = self._admit(request)
@@ -170,3 +175,9 @@ class RoomServer:
             if task is not None:
                 self._serving.discard(task)
         return ws
+
+
+async def _v1_not_served(_request: web.Request) -> web.Response:
+    return web.Response(
+        status=404, text="404 page not found", headers={"Access-Control-Allow-Origin": "*"}
+    )
