@@ -1,9 +1,11 @@
 // Bundles the front end for the Python package, into decart_widget/widget/static/:
 //   src/index.ts        -> widget.js   (ESM, the anywidget module every notebook loads)
-//   src/livekit_room.ts -> livekit.js  (ESM with npm livekit-client, sent by the kernel only when
-//                                       a Gen-B session starts: src/asset_loader.ts)
+//   src/webrtc_asset.ts -> webrtc.js   (ESM, the Gen-A media transport)
+//   src/livekit_room.ts -> livekit.js  (ESM with npm livekit-client, the Gen-B one)
 //   src/styles.css      -> widget.css
-// widget.js carries livekit.js's sha-256 prefix (DW_LIVEKIT_ASSET) to key the page's cache.
+// The kernel sends a media transport's asset only when a session of that transport starts
+// (src/asset_loader.ts); widget.js carries their sha-256 prefixes (DW_ASSET_IDS) to key the
+// page's cache.
 // `--dev` skips minifying.
 import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync } from "node:fs";
@@ -26,15 +28,15 @@ const common = {
   legalComments: "none",
 };
 
-const livekitFile = join(outdir, "livekit.js");
-await esbuild.build({
-  ...common,
-  entryPoints: [join(here, "src", "livekit_room.ts")],
-  outfile: livekitFile,
-  format: "esm",
-  platform: "browser",
-});
-const livekitId = createHash("sha256").update(readFileSync(livekitFile)).digest("hex").slice(0, 16);
+const assets = { webrtc: "webrtc_asset.ts", livekit: "livekit_room.ts" };
+const assetIds = {};
+await Promise.all(
+  Object.entries(assets).map(async ([name, entry]) => {
+    const outfile = join(outdir, `${name}.js`);
+    await esbuild.build({ ...common, entryPoints: [join(here, "src", entry)], outfile, format: "esm", platform: "browser" });
+    assetIds[name] = createHash("sha256").update(readFileSync(outfile)).digest("hex").slice(0, 16);
+  }),
+);
 
 await Promise.all([
   esbuild.build({
@@ -43,7 +45,7 @@ await Promise.all([
     outfile: join(outdir, "widget.js"),
     format: "esm",
     platform: "browser",
-    define: { DW_LIVEKIT_ASSET: JSON.stringify(livekitId) },
+    define: { DW_ASSET_IDS: JSON.stringify(assetIds) },
   }),
   esbuild.build({
     ...common,

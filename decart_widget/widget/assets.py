@@ -1,9 +1,10 @@
 """Front-end assets the page loads on demand, sent over the widget comm (js/src/asset_loader.ts).
 
-The LiveKit part of the front end (``static/livekit.js``: npm ``livekit-client`` and the room
-link, about half a megabyte) is not in ``widget.js``, which every notebook loads: the front end
-asks for it with ``{"type":"asset_request","name":"livekit"}`` when a Gen-B session starts, once
-per page, and imports what it gets. Never from a CDN: the bytes come from this package. Answers:
+The media transports are not in ``widget.js``, which every notebook loads: ``static/webrtc.js``
+(Gen-A, a few kB) and ``static/livekit.js`` (Gen-B: npm ``livekit-client`` and the room link,
+about half a megabyte). The front end asks for one with
+``{"type":"asset_request","name":"livekit"}`` when a session of that transport starts, once per
+page, and imports what it gets. Never from a CDN: the bytes come from this package. Answers:
 
 * ``{"type":"asset","name":…,"hash":<sha-256 hex>,"index":i,"count":n}`` with one binary buffer
   per message, ``n`` messages in all (the Jupyter comm refuses messages over ~10 MB);
@@ -25,7 +26,7 @@ from typing import Any
 log = logging.getLogger("decart_widget.widget.assets")
 
 #: The assets the front end may ask for, by name, as files of the package's ``static/``.
-ASSETS = {"livekit": "livekit.js"}
+ASSETS = {"webrtc": "webrtc.js", "livekit": "livekit.js"}
 #: Bytes per comm message: well under the comm's ~10 MB message limit.
 CHUNK_BYTES = 4 * 1024 * 1024
 

@@ -1,6 +1,7 @@
-// Front-end code the page loads only when it needs it: the LiveKit asset (livekit_room.ts, about
-// half a megabyte) stays out of widget.js, whose size every notebook pays. The kernel sends an
-// asset over the widget comm when asked (decart_widget/widget/assets.py), never from a CDN:
+// Front-end code the page loads only when it needs it: the media transports (webrtc_asset.ts, a
+// few kB; livekit_room.ts with livekit-client, about half a megabyte) stay out of widget.js,
+// whose size every notebook pays. The kernel sends an asset over the widget comm when asked
+// (decart_widget/widget/assets.py), never from a CDN:
 //
 //   front -> kernel  {type:"asset_request", name}
 //   kernel -> front  {type:"asset", name, hash, index, count} + one binary buffer per chunk
@@ -14,11 +15,9 @@ import type { Clock } from "./core_loop";
 import { ConnectionLost, DecartError, fromKind } from "./errors";
 import type { KernelChannel } from "./transports";
 
-/** Ids of the assets built with this bundle (sha-256 prefixes, set by js/build.mjs). */
-declare const DW_LIVEKIT_ASSET: string;
-const BUILD_IDS: Record<string, string> = {
-  livekit: typeof DW_LIVEKIT_ASSET === "string" ? DW_LIVEKIT_ASSET : "",
-};
+/** Ids of the assets built with this bundle, by name (sha-256 prefixes, set by js/build.mjs). */
+declare const DW_ASSET_IDS: Record<string, string>;
+const BUILD_IDS: Record<string, string> = typeof DW_ASSET_IDS === "object" ? DW_ASSET_IDS : {};
 
 export const ASSET_TIMEOUT_MS = 30_000;
 

@@ -66,7 +66,7 @@ export class Controller {
     this.comm = new KernelComm(model);
     this.bridge = new ModelBridge(model, this.comm, deps.signalingModes, deps.media);
     this.loop = new CoreLoop(
-      new Session(this.bridge.initialState()),
+      new Session({ ...this.bridge.initialState(), transport: this.bridge.transportChoice() }),
       deps,
       (action) => this.execute(action),
       () => this.bridge.save(),
@@ -316,6 +316,7 @@ export class Controller {
         if (action.name === "generation_tick") this.bridge.tick(action.value);
         else if (action.name === "session_id") this.bridge.sessionId(action.value);
         else if (action.name === "error") this.bridge.showError(action.value);
+        else if (action.name === "queue") this.bridge.queue(action.value);
         else debug("generation ended:", action.value);
         break;
     }

@@ -21,7 +21,8 @@ function browserDeps(): ControllerDeps {
     setTimeout: (callback, ms) => globalThis.setTimeout(callback, ms),
     clearTimeout: (handle) => globalThis.clearTimeout(handle as number),
     signalingModes: defaultSignalingModes(),
-    media: { webrtc: webrtcMedia(createBrowserPeer), livekit: lazyMedia("livekit") },
+    // each media transport is an asset of its own, asked of the kernel when a session needs it
+    media: { webrtc: lazyMedia("webrtc"), livekit: lazyMedia("livekit") },
     openSource: createSourceOpener(),
     listCameras,
   };

@@ -22,7 +22,7 @@ class LazyLink implements MediaLink {
   }
 
   prepare(): void {
-    this.later((link) => link.prepare(), false);
+    this.later((link) => link.prepare(), true);
   }
 
   handle(action: MediaAction): void {
@@ -42,7 +42,8 @@ class LazyLink implements MediaLink {
     this.link?.dispose();
   }
 
-  /** Run `step` on the link once it is loaded; `needed`: a failed load ends the session. */
+  /** Run `step` on the link once it is loaded; `needed`: a failed load ends the session (a
+   * ClosePeer does not need it: it comes when the session ends anyway). */
   private later(step: (link: MediaLink) => void, needed: boolean): void {
     if (this.link) {
       step(this.link);

@@ -8,14 +8,13 @@
 import type { CreateRoom, LiveRoom, RoomConnection } from "./livekit_api";
 import { debug } from "./log";
 import type { MediaAction, MediaHost, MediaLink, MediaTransport } from "./media";
-import type { Action } from "./session";
 import { pollStats, type StatsEntry } from "./stats";
 
 /** Identities of the participant that publishes the model's output. */
 export const INFERENCE_PREFIX = "inference-server-";
 
-/** The core's action that starts the room (its contract: docs/architecture.md). */
-export type JoinRoom = Extract<Action, { kind: "JoinRoom" }>;
+/** The core's action that starts the room, with the handshake's livekit_room_info. */
+export type JoinRoom = Extract<MediaAction, { kind: "JoinRoom" }>;
 
 export class LiveKitLink implements MediaLink {
   remoteStream: MediaStream | null = null;
@@ -32,7 +31,7 @@ export class LiveKitLink implements MediaLink {
     // nothing to make ahead: the room's address comes with the handshake's end
   }
 
-  handle(action: MediaAction | JoinRoom): void {
+  handle(action: MediaAction): void {
     if (action.kind === "JoinRoom") void this.join(action);
     else if (action.kind === "ClosePeer") this.close();
     // the WebRTC actions (StartPeer, answers, candidates) have no meaning in a room

@@ -3,12 +3,13 @@
 // generation_seconds, session_id, errors, stats) and as acks to the kernel. The only module that
 // reads or writes the model's traitlets for the controller.
 
+import { MEDIA_TRANSPORTS, type MediaTransportName } from "./constants";
 import { fromBase64, MAX_IMAGE_BYTES, toBase64, toBytes } from "./bytes";
 import type { Input } from "./core_loop";
 import { ConnectionLost, type DecartError, InvalidInput } from "./errors";
 import type { KernelComm } from "./kernel_comm";
 import { debug } from "./log";
-import type { ConnectionState, MediaState, Session } from "./session";
+import type { ConnectionState, MediaState, QueueStatus, Session } from "./session";
 import type { SourceKind, SourceOptions } from "./sources";
 import type { Stats } from "./stats";
 import { type KernelOwned, requestSet, saveAndReport } from "./sync";
@@ -109,6 +110,12 @@ export class ModelBridge {
   /** The widget's media transport; undefined for one this front end does not know. */
   media(): MediaTransport | undefined {
     return this.mediaTransports[this.model.get("transport") || "webrtc"];
+  }
+
+  /** The media transport the core speaks (a name this front end lacks: start() says so). */
+  transportChoice(): MediaTransportName {
+    const name = this.model.get("transport");
+    return (MEDIA_TRANSPORTS as readonly string[]).includes(name) ? (name as MediaTransportName) : "webrtc";
   }
 
   /** The `transport` traitlet as given, for a message about it. */
@@ -232,7 +239,7 @@ export class ModelBridge {
   }
 
   /** The place in the service's queue; null: not (or no longer) queued. */
-  queue(place: { position: number; size: number } | null): void {
+  queue(place: QueueStatus | null): void {
     this.set("queue_position", place?.position ?? null);
     this.set("queue_size", place?.size ?? null);
   }

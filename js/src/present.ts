@@ -20,7 +20,7 @@ export interface ViewInput {
   /** whether the input preview shows (it waits for the output while a session starts) */
   hasPreview: boolean;
   /** the place in the service's queue, while the session waits in it */
-  queue?: { position: number; size: number } | null;
+  queue?: { position: number; size: number | null } | null;
 }
 
 export interface Presentation {
@@ -94,8 +94,8 @@ const STARTING_LABELS: Record<SourceKind, string> = {
 /** "In line: 3 of 7" while the session waits for the service, else null. */
 export function queueText(input: ViewInput): string | null {
   const queue = input.queue;
-  const waiting = input.state === "connecting" || input.state === "reconnecting";
-  return waiting && queue ? `In line: ${queue.position} of ${queue.size}` : null;
+  if (!queue || (input.state !== "connecting" && input.state !== "reconnecting")) return null;
+  return `In line: ${queue.position}${queue.size ? ` of ${queue.size}` : ""}`;
 }
 
 function pill(input: ViewInput): Presentation["pill"] {

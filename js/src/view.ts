@@ -305,5 +305,5 @@ export class View {
 }
 
 function queueOf(position: number | null | undefined, size: number | null | undefined): ViewInput["queue"] {
-  return typeof position === "number" && typeof size === "number" ? { position, size } : null;
+  return typeof position === "number" ? { position, size: size ?? null } : null;
 }

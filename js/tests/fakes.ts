@@ -1,5 +1,6 @@
 // Test doubles: an anywidget model, a clock with timers, a transport, a peer and a source.
 import type { ControllerDeps } from "../src/controller";
+import type { LiveRoom, RoomEvents } from "../src/livekit_api";
 import type { IceCandidateInfo, TurnConfig } from "../src/messages";
 import type { Peer, PeerEvents } from "../src/peer";
 import { webrtcMedia } from "../src/peer_link";
@@ -274,3 +275,46 @@ export const clockOf = (clock: FakeClock) => ({
   setTimeout: clock.setTimeout,
   clearTimeout: clock.clearTimeout,
 });
+
+/** Enough of a MediaStream for the link (happy-dom has none). */
+export class FakeStream {
+  constructor(readonly tracks: MediaStreamTrack[]) {}
+  getVideoTracks(): MediaStreamTrack[] {
+    return this.tracks;
+  }
+}
+
+export class FakeRoom implements LiveRoom {
+  joined: [string, string] | null = null;
+  readonly published: MediaStreamTrack[] = [];
+  closed = false;
+  joinError: Error | null = null;
+  publishError: Error | null = null;
+  reports: RTCStatsReport[] = [];
+  private release: (() => void) | null = null;
+  /** join() waits for open() when true */
+  hold = false;
+
+  constructor(readonly events: RoomEvents) {}
+
+  join(url: string, token: string): Promise<void> {
+    this.joined = [url, token];
+    if (this.joinError) return Promise.reject(this.joinError);
+    if (!this.hold) return Promise.resolve();
+    return new Promise((resolve) => (this.release = resolve));
+  }
+  open(): void {
+    this.release?.();
+  }
+  async publish(t: MediaStreamTrack): Promise<void> {
+    if (this.publishError) throw this.publishError;
+    this.published.push(t);
+  }
+  async statsReports(): Promise<RTCStatsReport[]> {
+    return this.reports;
+  }
+  async close(): Promise<void> {
+    this.closed = true;
+  }
+}
+

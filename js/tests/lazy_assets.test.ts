@@ -153,10 +153,9 @@ describe("lazyMedia", () => {
     expect(w.calls.slice(3)).toEqual(["ClosePeer", "replaceTrack", "dispose"]);
   });
 
-  it("an asset that cannot load ends the session once, with the loader's error; a later start asks again", async () => {
+  it("an asset that cannot load ends the session, with the loader's error; a later start asks again", async () => {
     const w = lazySetup();
     w.link.prepare();
-    w.link.handle({ kind: "StartPeer" });
     w.link.handle({ kind: "ClosePeer" });
     w.settle().reject(new DecartError("The kernel did not send the livekit asset"));
     await flush();

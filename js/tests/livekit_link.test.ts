@@ -1,55 +1,12 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import type { Input } from "../src/core_loop";
-import type { LiveRoom, RoomEvents } from "../src/livekit_api";
 import { type JoinRoom, LiveKitLink } from "../src/livekit_link";
 import type { MediaHost } from "../src/media";
 import type { Session } from "../src/session";
 import { STATS_INTERVAL_MS, type Stats } from "../src/stats";
-import { clockOf, FakeClock, FakeTrack, flush } from "./fakes";
+import { clockOf, FakeClock, FakeRoom, FakeStream, FakeTrack, flush } from "./fakes";
 
 const track = (): MediaStreamTrack => new FakeTrack() as unknown as MediaStreamTrack;
-
-/** Enough of a MediaStream for the link (happy-dom has none). */
-class FakeStream {
-  constructor(readonly tracks: MediaStreamTrack[]) {}
-  getVideoTracks(): MediaStreamTrack[] {
-    return this.tracks;
-  }
-}
-
-class FakeRoom implements LiveRoom {
-  joined: [string, string] | null = null;
-  readonly published: MediaStreamTrack[] = [];
-  closed = false;
-  joinError: Error | null = null;
-  publishError: Error | null = null;
-  reports: RTCStatsReport[] = [];
-  private release: (() => void) | null = null;
-  /** join() waits for open() when true */
-  hold = false;
-
-  constructor(readonly events: RoomEvents) {}
-
-  join(url: string, token: string): Promise<void> {
-    this.joined = [url, token];
-    if (this.joinError) return Promise.reject(this.joinError);
-    if (!this.hold) return Promise.resolve();
-    return new Promise((resolve) => (this.release = resolve));
-  }
-  open(): void {
-    this.release?.();
-  }
-  async publish(t: MediaStreamTrack): Promise<void> {
-    if (this.publishError) throw this.publishError;
-    this.published.push(t);
-  }
-  async statsReports(): Promise<RTCStatsReport[]> {
-    return this.reports;
-  }
-  async close(): Promise<void> {
-    this.closed = true;
-  }
-}
 
 const JOIN: JoinRoom = { kind: "JoinRoom", url: "ws://room", token: "room-jwt", roomName: "r1", sessionId: "s1" };
 

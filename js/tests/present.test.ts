@@ -82,6 +82,7 @@ describe("present", () => {
     expect(present(queued).outputPlaceholder).toMatch(/^In line: 3 of 7: /);
     expect(present({ ...queued, state: "reconnecting" }).pill.text).toBe("In line: 3 of 7");
     expect(present({ ...queued, queue: null }).pill.text).toBe("Connecting…");
+    expect(present({ ...queued, queue: { position: 2, size: null } }).pill.text).toBe("In line: 2");
     expect(present({ ...queued, state: "connected" }).pill.text).toBe("Connected");
   });
 

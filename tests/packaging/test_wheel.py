@@ -31,6 +31,7 @@ def test_wheel_contains_the_bundle_and_no_sources_of_the_front_end(wheel: Path) 
     assert "decart_widget/widget/static/widget.css" in names
     assert "decart_widget/protocol/constants.json" in names  # read at import time
     assert "decart_widget/widget/static/livekit.js" in names  # sent to the page on demand
+    assert "decart_widget/widget/static/webrtc.js" in names
     assert not any(name.startswith("js/") or "node_modules" in name for name in names)
     bundle = zipfile.ZipFile(wheel).read("decart_widget/widget/static/widget.js")
     assert b"export" in bundle and len(bundle) > 10_000

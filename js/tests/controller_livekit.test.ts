@@ -1,0 +1,139 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { Controller } from "../src/controller";
+import { lazyMedia } from "../src/lazy_media";
+import { livekitMedia } from "../src/livekit_link";
+import type { WidgetTraits } from "../src/traits";
+import { FakeModel, FakeRoom, FakeStream, FakeTrack, flush, world } from "./fakes";
+
+/** A widget whose `transport` traitlet selects LiveKit, over fake rooms. */
+function setup(traits: Partial<WidgetTraits> = {}) {
+  const fakes = world();
+  const rooms: FakeRoom[] = [];
+  fakes.deps.media = {
+    ...fakes.deps.media,
+    livekit: livekitMedia((events) => {
+      const room = new FakeRoom(events);
+      rooms.push(room);
+      return room;
+    }),
+  };
+  const model = new FakeModel({ transport: "livekit", ...traits });
+  const controller = new Controller(model.asModel(), fakes.deps);
+  return { ...fakes, rooms, model, controller };
+}
+
+async function connect(w: ReturnType<typeof setup>) {
+  await w.controller.start();
+  const request = w.model.fromFront.filter((m) => (m as { type: string }).type === "token_request").at(-1) as { id: number };
+  w.model.fromKernel({ type: "token", id: request.id, api_key: "ek_test" });
+  await flush();
+  const transport = w.transports.at(-1)!;
+  transport.accept();
+  return transport;
+}
+
+const ROOM_INFO = { type: "livekit_room_info", livekit_url: "ws://room:1", token: "room-jwt", room_name: "r", session_id: "s-1" };
+
+beforeEach(() => vi.stubGlobal("MediaStream", FakeStream));
+afterEach(() => vi.unstubAllGlobals());
+
+describe("Controller on LiveKit", () => {
+  it("joins the handshake's room, shows the inference video, goes live, and leaves the room on stop", async () => {
+    const w = setup({ prompt: "Anime" });
+    const transport = await connect(w);
+    expect(transport.sent.map((m) => (m as { type: string }).type)).toEqual(["livekit_join", "prompt"]);
+    transport.deliver({ type: "prompt_ack", prompt: "Anime", success: true });
+    transport.deliver(ROOM_INFO);
+    await flush();
+    const room = w.rooms[0]!;
+    expect(room.joined).toEqual(["ws://room:1", "room-jwt"]);
+    expect(room.published).toEqual([w.sources[0]!.track]);
+    expect(w.model.get("connection_state")).toBe("connected");
+    expect(w.peers).toHaveLength(0); // no WebRTC peer
+    room.events.videoTrack("inference-server-0", new FakeTrack() as unknown as MediaStreamTrack);
+    expect(w.controller.remoteStream).not.toBeNull();
+    transport.deliver({ type: "generation_started" });
+    transport.deliver({ type: "generation_tick", seconds: 2 });
+    expect(w.model.get("connection_state")).toBe("generating");
+    expect(w.model.get("generation_seconds")).toBe(2);
+    expect(w.model.get("session_id")).toBe("s-1");
+    w.controller.stop();
+    expect(room.closed).toBe(true);
+    expect(w.controller.remoteStream).toBeNull();
+  });
+
+  it("shows the place in the queue until the room info comes, then clears it", async () => {
+    const w = setup({ prompt: "Anime" });
+    const transport = await connect(w);
+    transport.deliver({ type: "queue_position", position: 3, queue_size: 7 });
+    expect([w.model.get("queue_position"), w.model.get("queue_size")]).toEqual([3, 7]);
+    transport.deliver({ type: "queue_position", position: 1, queue_size: 6 });
+    expect([w.model.get("queue_position"), w.model.get("queue_size")]).toEqual([1, 6]);
+    const reported = Object.assign({}, ...w.model.reports.map((r) => r.state));
+    expect(reported).toMatchObject({ queue_position: 1, queue_size: 6 }); // the kernel hears it too
+    transport.deliver(ROOM_INFO);
+    expect([w.model.get("queue_position"), w.model.get("queue_size")]).toEqual([null, null]);
+  });
+
+  it("a lost room reconnects the session in a new room, replaying the latest prompt", async () => {
+    const w = setup({ prompt: "Anime" });
+    const transport = await connect(w);
+    transport.deliver({ type: "prompt_ack", prompt: "Anime", success: true });
+    transport.deliver(ROOM_INFO);
+    await flush();
+    w.model.set("prompt", "Noir");
+    transport.deliver({ type: "prompt_ack", prompt: "Noir", success: true });
+    w.rooms[0]!.events.connection("lost");
+    expect(w.rooms[0]!.closed).toBe(true);
+    expect(w.model.get("connection_state")).toBe("reconnecting");
+    w.clock.advance(1); // the first backoff
+    const request = w.model.fromFront.filter((m) => (m as { type: string }).type === "token_request").at(-1) as { id: number };
+    w.model.fromKernel({ type: "token", id: request.id, api_key: "ek_2" });
+    await flush();
+    const again = w.transports.at(-1)!;
+    expect(again).not.toBe(transport);
+    again.accept();
+    expect(again.sent).toEqual([{ type: "livekit_join" }, { type: "prompt", prompt: "Noir", enhance_prompt: true }]);
+    again.deliver({ type: "prompt_ack", prompt: "Noir", success: true });
+    again.deliver({ ...ROOM_INFO, token: "room-jwt-2" });
+    await flush();
+    expect(w.rooms).toHaveLength(2);
+    expect(w.rooms[1]!.joined).toEqual(["ws://room:1", "room-jwt-2"]);
+  });
+});
+
+describe("Controller: the LiveKit asset", () => {
+  it("is asked of the kernel when a LiveKit session starts connecting, never for WebRTC", async () => {
+    const gen_a = world();
+    gen_a.deps.media = { ...gen_a.deps.media, livekit: lazyMedia("livekit") };
+    const webrtcModel = new FakeModel({ prompt: "Anime" });
+    const webrtc = new Controller(webrtcModel.asModel(), gen_a.deps);
+    await webrtc.start();
+    expect(webrtcModel.fromFront.some((m) => (m as { type: string }).type === "asset_request")).toBe(false);
+
+    const gen_b = world();
+    gen_b.deps.media = { ...gen_b.deps.media, livekit: lazyMedia("livekit") };
+    const model = new FakeModel({ prompt: "Anime", transport: "livekit" });
+    const controller = new Controller(model.asModel(), gen_b.deps);
+    expect(model.fromFront).toEqual([]); // not at construction either
+    await controller.start();
+    const request = model.fromFront.find((m) => (m as { type: string }).type === "token_request") as { id: number };
+    model.fromKernel({ type: "token", id: request.id, api_key: "ek_test" });
+    await flush();
+    expect(model.fromFront).toContainEqual({ type: "asset_request", name: "livekit" });
+    // the kernel cannot give it: the session ends with the kernel's message
+    model.fromKernel({ type: "asset_error", name: "livekit", kind: "error", message: "livekit.js is missing" });
+    await flush();
+    gen_b.transports.at(-1)!.accept();
+    expect(model.get("last_error")).toBe("livekit.js is missing");
+  });
+
+  it("a transport this front end lacks is refused at start with a clear message", async () => {
+    const w = world();
+    const model = new FakeModel({ transport: "carrier-pigeon" });
+    const controller = new Controller(model.asModel(), w.deps);
+    await controller.start();
+    expect(model.get("last_error")).toBe('transport="carrier-pigeon" is not supported by this front end.');
+    expect(w.sources).toHaveLength(0);
+  });
+});
