@@ -161,6 +161,7 @@ class InferenceView:
 
     def __init__(self, room: rtc.Room) -> None:
         self.frames = 0
+        self.subscriptions = 0
         self.latest: RGB | None = None
         self.identity: str | None = None
         self._fresh = asyncio.Event()
@@ -177,11 +178,14 @@ class InferenceView:
         publication: rtc.RemoteTrackPublication,
         participant: rtc.RemoteParticipant,
     ) -> None:
-        if track.kind != rtc.TrackKind.KIND_VIDEO or self._task is not None:
+        if track.kind != rtc.TrackKind.KIND_VIDEO:
             return
         if not participant.identity.startswith("inference-server-"):
             return
         self.identity = participant.identity
+        self.subscriptions += 1
+        if self._task is not None:  # subscribed again (a full reconnect): read the new track
+            self._task.cancel()
         self._task = asyncio.get_running_loop().create_task(self._read(track))
 
     async def _read(self, track: rtc.Track) -> None:

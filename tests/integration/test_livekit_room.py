@@ -4,6 +4,7 @@ as Decart's Python SDK does, or VP8) and see its pixels through the session's ef
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 
@@ -177,6 +178,36 @@ async def test_gen_b_session_end_to_end(emu: Emulator) -> None:
         await view.frame_where(lambda p: close_to(centre(p), INVERSE))
         await control.ws.close()
         await wait_for(lambda: bool(disconnected))
+    finally:
+        await camera.stop()
+        await view.close()
+        await room.disconnect()
+
+
+async def test_a_lost_signal_connection_is_rejoined_and_media_resumes(emu: Emulator) -> None:
+    opened = await open_room(emu)
+    room = rtc.Room()
+    reconnected = asyncio.Event()
+    room.on("reconnected", lambda: reconnected.set())
+    view = InferenceView(room)
+    camera = ColourCamera(320, 180, RED)
+    try:
+        await room.connect(opened.url, opened.room.user_token())
+        camera.start()
+        await room.local_participant.publish_track(
+            camera.track, publish_options(rtc.VideoCodec.H264)
+        )
+        await view.frame_where(lambda p: close_to(centre(p), RED))
+
+        async def drop() -> bool:
+            return opened.room.drop_signal()
+
+        assert await on_emulator(emu, drop)
+        await asyncio.wait_for(reconnected.wait(), 30)
+        camera.colour = (40, 40, 200)
+        await view.frame_where(lambda p: close_to(centre(p), (40, 40, 200)), timeout=30)
+        assert view.subscriptions == 2  # the inference track, subscribed again after the rejoin
+        assert opened.states == ["connected"]  # a rejoin is neither a new start nor a leave
     finally:
         await camera.stop()
         await view.close()

@@ -24,6 +24,7 @@ The API the control channel uses::
     room.user_token()                         # livekit_room_info.token (a LiveKit access JWT)
     livekit_url_for(request)                  # livekit_room_info.livekit_url ("ws://host:port")
     await room.close(reason)                  # the user gets leave (no reconnect), peers close
+    room.drop_signal()                        # fault: abort the user's signal socket (it rejoins)
     await server.close()                      # emulator shutdown: every room
 
 ``on_state("connected")`` fires once, on the first frame of the user's camera; ``"failed"``
@@ -42,7 +43,8 @@ its full-size ``f`` layer alone), and the answer sets a bitrate floor so the bro
 estimate does not halve that size (`bitrate`). Audio is received and discarded.
 
 Not emulated: ``/rtc/v1`` single-peer-connection signalling (404; clients fall back), session
-resume (clients are told to reconnect in full: aiortc has no ICE restart), data packets, RPC,
+resume (clients are told to reconnect in full -- aiortc has no ICE restart -- and do: LiveKit's
+Python client rejoins, republishes and is subscribed again), data packets, RPC,
 data tracks, dynacast and adaptive-stream layer selection, speaker and connection-quality
 updates, JSON signalling, TURN/ICE servers, more participants.
 

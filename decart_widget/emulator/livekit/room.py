@@ -131,6 +131,14 @@ class Room:
         """Close for the emulator's shutdown (the client hears "server shutdown")."""
         await self._close(lk.DisconnectReason.SERVER_SHUTDOWN, "server shutdown")
 
+    def drop_signal(self) -> bool:
+        """Abort the user's signal socket as a network loss would (a fault for tests: the
+        client reconnects); False when the user is not connected."""
+        if self._connection is None:
+            return False
+        self._connection.socket.abort()
+        return True
+
     # ---- what connections report ----------------------------------------------------------------
 
     def info(self) -> lk.Room:

@@ -153,7 +153,7 @@ class RoomServer:
         if not ws.can_prepare(request).ok:
             return web.Response(status=400, text="expected a WebSocket upgrade")
         await ws.prepare(request)
-        socket = SignalSocket(ws)
+        socket = SignalSocket(ws, request.transport)
         if request.query.get("reconnect") == "1":
             # A resume would need an ICE restart, which aiortc lacks: ask for a full rejoin.
             log.info("room %s: a resume was asked; asking for a full reconnect", room.name)

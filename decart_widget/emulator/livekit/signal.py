@@ -6,6 +6,7 @@ and ignored here.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiohttp import WSMsgType, web
@@ -18,8 +19,9 @@ log = logging.getLogger("decart_widget.emulator.livekit.signal")
 class SignalSocket:
     """A LiveKit client's signal WebSocket, as seen from the server."""
 
-    def __init__(self, ws: web.WebSocketResponse) -> None:
+    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport | None = None):
         self.ws = ws
+        self._transport = transport
 
     @property
     def closed(self) -> bool:
@@ -49,6 +51,11 @@ class SignalSocket:
                 log.warning("a JSON signal frame: only protobuf signalling is emulated")
                 continue
             return None
+
+    def abort(self) -> None:
+        """Drop the connection without a close frame, as a network loss would."""
+        if self._transport is not None:
+            self._transport.abort()
 
     async def close(self, code: int = 1000) -> None:
         if not self.ws.closed:
