@@ -177,7 +177,9 @@ export class ModelBridge {
   applyPrompt(): void {
     const core = this.core;
     if (!core || this.kernelSendsUpdates()) return;
-    const text = this.model.get("prompt") || null;
+    // the traitlet's "" or blank means no prompt (the core rejects a blank prompt text)
+    const raw = this.model.get("prompt");
+    const text = raw && raw.trim() ? raw : null;
     const enhance = this.model.get("enhance") ?? true;
     const desired = core.session.desired;
     if (text === desired.prompt && enhance === desired.enhance) return;

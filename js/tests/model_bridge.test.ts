@@ -71,6 +71,15 @@ describe("ModelBridge", () => {
     expect(w.session.desired.image).toBe("aGk=");
   });
 
+  it("a blank prompt traitlet clears the prompt, as an empty one does", () => {
+    const w = setup({ prompt: "Anime" });
+    running(w);
+    w.model.pythonSets("prompt", "   ");
+    expect(w.fed).toEqual(["Send:set_image"]); // no prompt: the passthrough set_image
+    expect(w.session.desired.prompt).toBeNull();
+    expect(w.model.get("last_error")).toBeFalsy();
+  });
+
   it("acks settled requests to the kernel, and reverts a moderated one", () => {
     const w = setup({ prompt: "Anime" });
     running(w);
