@@ -25,8 +25,8 @@ it) or ``--reference-cmd`` (any command that starts it in the foreground: it get
 ``DECART_API_KEY``, ``DECART_BASE_URL`` and ``PORT`` in its environment), the run compares the two
 proxies instead: the same ack-only upstream, 1000 sessions (``--sessions``), ``--seconds`` of load
 each (default 10), one proxy after the other, ``--repeat`` times (default 3, the order alternating).
-Ours runs with its default flags except ``--max-sessions-per-user 0`` (all sessions share a few
-users in a real deployment too, but the bench's clients are one per session); both write their logs
+Ours runs with its default flags except ``--max-sessions-per-user 0`` and
+``--max-connections-per-address 0`` (every client connects from 127.0.0.1); both write their logs
 to a file. For each run it prints, per proxy, the added p50/p99 latency (proxied minus direct in
 the same measurement), the CPU seconds of the proxy process during its ``--seconds`` of load, the
 memory per session (resident memory after the sessions opened, minus before, divided by the
@@ -198,7 +198,8 @@ class Proxy(ProxyProcess):
         log_level: str = "warning",
         heartbeat: bool = False,
     ) -> None:
-        flags = ["--max-sessions-per-user", "0"]
+        # every client is on 127.0.0.1: no per-user or per-address cap
+        flags = ["--max-sessions-per-user", "0", "--max-connections-per-address", "0"]
         if log_level != "info":
             flags += ["--log-level", log_level]
         if not heartbeat:
@@ -305,6 +306,7 @@ class Group:
     sessions: int
     latencies: list[float] = field(default_factory=list)
     errors: int = 0
+    sent: int = 0  # prompts sent after the first
     opened: int = 0
     settled: int = 0  # opened or failed
     active: asyncio.Event = field(default_factory=asyncio.Event)
@@ -370,12 +372,14 @@ async def client(
         while not stop.is_set() and not ws.closed:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), max(0.0, next_send - time.monotonic()))
-            next_send += 1.0
+            # a client that fell behind (a starved loop) skips the missed second, never bursts
+            next_send = max(next_send + 1.0, time.monotonic())
             if stop.is_set() or not group.active.is_set():
                 continue
             seq += 1
             text = f"anime {index} {seq}"
             sent[text] = time.perf_counter()
+            group.sent += 1
             await ws.send_str(prompt(text))
     except (aiohttp.ClientError, ConnectionError):
         group.errors += 1
@@ -415,12 +419,14 @@ async def measure(
         through.latencies.clear()
         window = 2.0
         frames = cpu = proxied_time = 0.0
+        prompts = 0
         for _ in range(max(1, round(seconds / window))):
             for group in (direct, through):
                 group.active.set()
                 if group is through:
                     frames0 = await frames_forwarded(http, proxy)
                     cpu0 = cpu_seconds(proxy.process.pid)
+                    sent0 = through.sent
                 t0 = time.monotonic()
                 await asyncio.sleep(window)
                 group.active.clear()
@@ -428,11 +434,13 @@ async def measure(
                     proxied_time += time.monotonic() - t0
                     cpu += cpu_seconds(proxy.process.pid) - cpu0
                     frames += await frames_forwarded(http, proxy) - frames0
+                    prompts += through.sent - sent0
                 await asyncio.sleep(0.3)  # let the window's acks arrive
         figures["frames_per_s"] = frames / proxied_time
         figures["cpu_core"] = cpu / proxied_time
         figures["cpu_seconds"] = cpu
         figures["load_seconds"] = proxied_time
+        figures["prompts"] = prompts
         figures["rss_per_session"] = max(
             figures["rss_per_session"],
             (rss_bytes(proxy.process.pid) - base_rss) / max(1, through.opened),
@@ -517,6 +525,7 @@ class Row:
     added_p50: float
     added_p99: float
     cpu_seconds: float
+    cpu_per_prompt: float
     rss_per_session: float
     acks: int
     errors: int
@@ -543,6 +552,7 @@ async def measure_one(
         percentile(through.latencies, 0.5) - percentile(direct.latencies, 0.5),
         percentile(through.latencies, 0.99) - percentile(direct.latencies, 0.99),
         figures["cpu_seconds"] * seconds / figures["load_seconds"],
+        figures["cpu_seconds"] / max(1.0, figures["prompts"]),
         figures["rss_per_session"],
         len(through.latencies),
         direct.errors + through.errors + (n - through.opened),
@@ -577,14 +587,15 @@ async def compare(command: list[str], n: int, seconds: float, repeat: int) -> No
             print(f"\nrun {run} (load average {load_before} -> {load_average()})")
             header = (
                 f"{'':>12} {'added p50 ms':>12} {'added p99 ms':>12} {'CPU s':>7} "
-                f"{'KB/session':>10} {'acks':>6} {'errors':>6}"
+                f"{'CPU us/prompt':>13} {'KB/session':>10} {'acks':>6} {'errors':>6}"
             )
             print(header)
             for name in ("reference", "ours"):
                 r = rows[name]
                 print(
                     f"{name:>12} {r.added_p50 * ms:>12.2f} {r.added_p99 * ms:>12.2f} "
-                    f"{r.cpu_seconds:>7.2f} {r.rss_per_session / 1024:>10.1f} {r.acks:>6} "
+                    f"{r.cpu_seconds:>7.2f} {r.cpu_per_prompt * 1e6:>13.0f} "
+                    f"{r.rss_per_session / 1024:>10.1f} {r.acks:>6} "
                     f"{r.errors:>6}"
                 )
             mine, ref = rows["ours"], rows["reference"]
@@ -592,6 +603,7 @@ async def compare(command: list[str], n: int, seconds: float, repeat: int) -> No
                 f"{'ours/ref':>12} {_ratio(mine.added_p50, ref.added_p50):>12} "
                 f"{_ratio(mine.added_p99, ref.added_p99):>12} "
                 f"{_ratio(mine.cpu_seconds, ref.cpu_seconds):>7} "
+                f"{_ratio(mine.cpu_per_prompt, ref.cpu_per_prompt):>13} "
                 f"{_ratio(mine.rss_per_session, ref.rss_per_session):>10}",
                 flush=True,
             )
@@ -624,7 +636,14 @@ def main() -> None:
         help="the command that runs the reference proxy in the foreground: compare against it",
     )
     parser.add_argument("--repeat", type=int, default=3, help="comparison runs (default 3)")
+    parser.add_argument(
+        "--ours-args",
+        default="",
+        metavar="FLAGS",
+        help='more flags for our proxy, e.g. "--event-loop uvloop"',
+    )
     args = parser.parse_args()
+    EXTRA[:] = shlex.split(args.ours_args)
     command = reference_command(args)
     if command is not None:
         sessions = args.sessions if args.sessions != [100, 500, 1000] else [1000]
