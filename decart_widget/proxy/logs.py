@@ -15,6 +15,7 @@ library's — is one redacted JSON object a line (see `decart_widget._logging`).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sys
@@ -45,6 +46,7 @@ def cut_prompt(text: str | None, limit: int = PROMPT_LOG_CHARS) -> str | None:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
+@functools.lru_cache(maxsize=1024)  # field names are few (the code's own)
 def _is_secret_field(name: str) -> bool:
     lowered = name.lower()
     return any(word in lowered for word in _SECRET_FIELD_WORDS)
@@ -62,13 +64,26 @@ def _clean(value: Any) -> Any:
     return scrub(str(value))
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
+
+
 class JsonFormatter(logging.Formatter):
     """Render log records as one JSON object per line."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._second: tuple[int, str] = (-1, "")
+
+    def _timestamp(self, created: float, msecs: float) -> str:
+        second, text = self._second
+        if int(created) != second:  # strftime once a second, not once a line
+            text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(int(created)))
+            self._second = (int(created), text)
+        return f"{text}.{int(msecs):03d}Z"
+
     def format(self, record: logging.LogRecord) -> str:
         body: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "ts": self._timestamp(record.created, record.msecs),
             "level": record.levelname.lower(),
             "logger": record.name,
             "event": record.getMessage(),
@@ -85,8 +100,7 @@ class JsonFormatter(logging.Formatter):
             body["exc"] = self.formatException(record.exc_info)
         if record.stack_info:
             body["stack"] = record.stack_info
-        cleaned = _clean(body)
-        return json.dumps(cleaned, ensure_ascii=False, separators=(",", ":"), default=str)
+        return _ENCODER.encode(_clean(body))
 
 
 class RedactingFormatter(logging.Formatter):
@@ -138,6 +152,9 @@ def configure_logging(
     return handler
 
 
+_EVENT_LINE = 0  # set below: the line of `SessionLog.event`
+
+
 class SessionLog:
     """Log events of one session, each carrying its id, user and model."""
 
@@ -158,4 +175,14 @@ class SessionLog:
             "model": self.model,
         }
         base.update(fields)
-        self._logger.log(level, name, extra={"fields": base})
+        logger = self._logger
+        # The record is made here rather than by `Logger.log`, which would walk the stack for
+        # the caller on every line (a prompt and its ack are two lines): the caller is always
+        # this method, so its place is given as such.
+        record = logger.makeRecord(
+            logger.name, level, __file__, _EVENT_LINE, name, (), None, "event", {"fields": base}
+        )
+        logger.handle(record)
+
+
+_EVENT_LINE = SessionLog.event.__code__.co_firstlineno
