@@ -66,3 +66,27 @@ def test_redact_hides_header_credentials_quoted_by_a_parser_error() -> None:
 def test_redact_key_shows_only_prefix_and_tail() -> None:
     assert redact_key("dct_abcdefghijklmnop") == "dct_***mnop"
     assert redact_key("short") == "***"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "GET /v1/stream?model=x&TOKEN=abc123 HTTP/1.1",
+        "wss://user:pa55@host/v1/stream?api_key=dct_abcdef",
+        "Authorization: Bearer abcdefgh12345678\r\nCookie: sid=1; theme=dark",
+        "set-cookie: a=b",
+        "key ek_12345678 and dwp1.payload.sig in prose",
+        "plain prompt text with no credential, a_b and x:y",
+        "px_0123 user42 lucy-2.1",
+    ],
+)
+def test_redact_skipping_patterns_changes_nothing(text: str) -> None:
+    # redact skips a pattern when its literal is absent; applying all of them must agree
+    from decart_widget.protocol import urls
+
+    full = urls._URL_PASSWORD.sub(lambda m: f"{m.group('head')}:***@", text)
+    full = urls._AUTH_SCHEME.sub(lambda m: f"{m.group('scheme')} ***", full)
+    full = urls._COOKIE_HEADER.sub(lambda m: f"{m.group('name')}: ***", full)
+    full = urls._SECRET_QUERY.sub(lambda m: f"{m.group('name')}=***", full)
+    full = urls._SECRET_WORD.sub("***", full)
+    assert redact(text) == full
