@@ -212,3 +212,26 @@ async def test_a_lost_signal_connection_is_rejoined_and_media_resumes(emu: Emula
         await camera.stop()
         await view.close()
         await room.disconnect()
+
+
+async def test_a_simulcast_publication_arrives_as_its_full_size_layer(emu: Emulator) -> None:
+    # LiveKit's Rust-based clients list their layers full size first, and a 640x360 track has
+    # two ("h;q"): the room must take the full one, not the last one listed nor an absent "f".
+    opened = await open_room(emu, frame_size=(640, 360))
+    opened.set_prompt("invert the colours")
+    room = rtc.Room()
+    view = InferenceView(room)
+    camera = ColourCamera(640, 360, RED)
+    try:
+        await room.connect(opened.url, opened.room.user_token())
+        camera.start()
+        await room.local_participant.publish_track(
+            camera.track, publish_options(rtc.VideoCodec.H264, simulcast=True)
+        )
+        frame = await view.frame_where(lambda p: close_to(centre(p), INVERSE))
+        assert frame.shape[:2] == (360, 640)
+        assert opened.room.simulcast_layer == "h"
+    finally:
+        await camera.stop()
+        await view.close()
+        await room.disconnect()

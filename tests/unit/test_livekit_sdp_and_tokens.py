@@ -90,6 +90,10 @@ def test_a_simulcast_offer_is_narrowed_to_its_highest_layer() -> None:
         "a=simulcast:recv f",
     ]
     assert narrow_offer(narrowed.sdp).layer is None  # nothing left to narrow
+    # the full-size layer add_track described wins over the names and the order
+    assert narrow_offer(OFFER, {"track-1": "h"}, None).layer == "h"
+    assert narrow_offer(OFFER.replace("q;h;f", "f;h;q")).layer == "f"
+    assert narrow_offer(OFFER.replace("q;h;f", "h;q")).layer == "h"
 
 
 def test_the_requested_codec_moves_first_in_the_m_line_and_the_rtpmap_lines() -> None:

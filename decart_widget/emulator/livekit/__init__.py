@@ -38,8 +38,8 @@ as LiveKit does), publisher and subscriber peer connections with trickle both wa
 token replacing the previous connection. Codecs: the user publishes in the codec its
 ``add_track`` asks for, as LiveKit's server answers (`codecs`): H.264 (decoded through PyAV) or
 VP8; others fall back to VP8. The inference track is offered VP8 first, then H.264. A simulcast
-publication is narrowed to its highest layer (`simulcast`: LiveKit's browser client then sends
-its full-size ``f`` layer alone), and the answer sets a bitrate floor so the browser's bandwidth
+publication is narrowed to its full-size layer (`simulcast`: the client then sends that layer
+alone), and the answer sets a bitrate floor so the browser's bandwidth
 estimate does not halve that size (`bitrate`). Audio is received and discarded.
 
 Not emulated: ``/rtc/v1`` single-peer-connection signalling (404; clients fall back), session

@@ -39,7 +39,7 @@ from .participants import (
     Participant,
     server_info,
 )
-from .publisher import PublisherPeer
+from .publisher import PublishedTracks, PublisherPeer
 from .signal import SignalSocket
 from .subscriber import SubscriberPeer
 
@@ -90,8 +90,7 @@ class UserConnection:
         )
         self.outcome: str | None = None
         self._closed = False
-        self._codec_by_track: dict[str, str] = {}
-        self._latest_codec: str | None = None
+        self._published = PublishedTracks()
 
     # ---- lifecycle ------------------------------------------------------------------------------
 
@@ -160,9 +159,7 @@ class UserConnection:
     async def _handle(self, request: proto.SignalRequest) -> None:
         kind = request.WhichOneof("message")
         if kind == "offer":
-            answer = await self.publisher.answer(
-                request.offer.sdp, self._codec_by_track, self._latest_codec
-            )
+            answer = await self.publisher.answer(request.offer.sdp, self._published)
             self.room.publisher_negotiated(self.publisher)
             await self.socket.send(
                 proto.SignalResponse(
@@ -221,9 +218,14 @@ class UserConnection:
             stream=request.stream,
         )
         self.participant.tracks[sid] = info
-        if request.type == lk.TrackType.VIDEO and info.mime_type:
-            self._codec_by_track[request.cid] = info.mime_type
-            self._latest_codec = info.mime_type
+        if request.type == lk.TrackType.VIDEO:
+            if info.mime_type:
+                self._published.codecs[request.cid] = info.mime_type
+                self._published.latest_codec = info.mime_type
+            full = max(request.layers, key=lambda layer: layer.width, default=None)
+            if full is not None and full.rid:
+                self._published.full_layers[request.cid] = full.rid
+                self._published.latest_full_layer = full.rid
         log.info(
             "room %s: the user publishes %s track %r (%dx%d, %d layer(s), %s)",
             self.room.name,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiortc import (
@@ -31,6 +32,18 @@ from .codecs import prefer_codecs
 from .simulcast import narrow_offer
 
 log = logging.getLogger("decart_widget.emulator.livekit.publisher")
+
+
+@dataclass
+class PublishedTracks:
+    """What the user's ``add_track`` requests said, by track id (the request's ``cid``, which
+    is the track id of the offer's ``a=msid``): the codec's MIME type and the RID of the
+    full-size simulcast layer; ``latest_*`` apply to a section whose track id matches none."""
+
+    codecs: dict[str, str] = field(default_factory=dict)
+    full_layers: dict[str, str] = field(default_factory=dict)
+    latest_codec: str | None = None
+    latest_full_layer: str | None = None
 
 
 class PublisherPeer:
@@ -77,15 +90,15 @@ class PublisherPeer:
     def _video_attached(self) -> bool:
         return self._effect_track._reader is not None
 
-    async def answer(
-        self, offer_sdp: str, codecs: dict[str, str] | None = None, codec: str | None = None
-    ) -> str:
-        """Apply an offer (the first or a renegotiation) and return the answer SDP.
-
-        ``codecs`` maps a track id (``add_track``'s ``cid``) to the MIME type it asked for;
-        ``codec`` is the latest one asked for (see `codecs`).
-        """
-        narrowed = narrow_offer(prefer_codecs(offer_sdp, codecs or {}, codec))
+    async def answer(self, offer_sdp: str, tracks: PublishedTracks | None = None) -> str:
+        """Apply an offer (the first or a renegotiation) and return the answer SDP, with the
+        codec and the simulcast layer the user's ``add_track`` requests described."""
+        tracks = tracks or PublishedTracks()
+        narrowed = narrow_offer(
+            prefer_codecs(offer_sdp, tracks.codecs, tracks.latest_codec),
+            tracks.full_layers,
+            tracks.latest_full_layer,
+        )
         if narrowed.layer is not None:
             self.simulcast_layer = narrowed.layer
             log.info("simulcast offer: receiving layer %r only", narrowed.layer)

@@ -1,22 +1,25 @@
 """Simulcast offers, narrowed to one layer: the full-size one.
 
-LiveKit's browser client publishes its camera with simulcast: the video section of its offer
-lists RIDs (``a=rid:q send``, ``a=rid:h send``, ``a=rid:f send``) and ``a=simulcast:send q;h;f``,
-lowest quality first. aiortc receives one stream per section and knows nothing of RIDs, and an
-answer that simply drops the simulcast lines makes the browser fall back to its *first*
-encoding, the smallest one. So the offer handed to aiortc is stripped of its RID and simulcast
-lines, and the answer gets back one accepted layer -- the last, highest one --
-(``a=rid:f recv``, ``a=simulcast:recv f`` and the RID header extension of the offer): the
-answerer may accept a subset of the offered layers (RFC 8853), and the browser then sends that
-single layer, with the offer's full size.
+LiveKit's clients publish cameras with simulcast: the video section of the offer lists RIDs
+(``a=rid:q send``, ``a=rid:h send``, ``a=rid:f send``) and ``a=simulcast:send q;h;f`` (the
+browser client lowest first, the Rust-based clients ``f;h;q``). aiortc receives one stream per
+section and knows nothing of RIDs, and an answer that simply drops the simulcast lines makes a
+browser fall back to its *first* encoding, the smallest one. So the offer handed to aiortc is
+stripped of its RID and simulcast lines, and the answer gets back one accepted layer, the
+full-size one (by LiveKit's layer names, ``f`` > ``h`` > ``q``: a two-layer publication is
+``h;q``), with ``a=rid:<layer> recv``,
+``a=simulcast:recv <layer>`` and the RID header extension of the offer: the answerer may accept
+a subset of the offered layers (RFC 8853), and the client then sends that single layer, with
+the track's full size.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 RID_EXTENSION = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
+#: LiveKit's layer names, largest first: full, half and quarter size (two layers are "h;q").
+LIVEKIT_RIDS = ("f", "h", "q")
 
 
 def _sections(sdp: str) -> list[list[str]]:
@@ -60,17 +63,33 @@ class NarrowedOffer:
         return _join(sections)
 
 
-def _highest_layer(simulcast_line: str) -> str | None:
+def _layers(simulcast_line: str) -> list[str]:
     # a=simulcast:send q;h;f  (alternatives "a,b" and paused "~x" possible)
     parts = simulcast_line.split(":", 1)[1].split()
     if len(parts) < 2 or parts[0] != "send":
-        return None
-    layers = [alt.split(",")[0].lstrip("~") for alt in parts[1].split(";") if alt]
+        return []
+    return [alt.split(",")[0].lstrip("~") for alt in parts[1].split(";") if alt]
+
+
+def _choose(layers: list[str], full: str | None) -> str | None:
+    if full in layers:
+        return full
+    for name in LIVEKIT_RIDS:
+        if name in layers:
+            return name
     return layers[-1] if layers else None
 
 
-def narrow_offer(sdp: str, choose: Callable[[str], str | None] = _highest_layer) -> NarrowedOffer:
-    """Strip simulcast from every video section of an offer; remember the layer to accept."""
+def narrow_offer(
+    sdp: str, full_layers: dict[str, str] | None = None, full_layer: str | None = None
+) -> NarrowedOffer:
+    """Strip simulcast from every video section of an offer; remember the layer to accept.
+
+    ``full_layers`` maps a track id (``a=msid``) to the RID of its full-size layer, as the
+    track's ``add_track`` described it; ``full_layer`` is the latest such RID. Without either
+    (LiveKit's clients leave the layers' RIDs empty), the largest by LiveKit's names (`f`, then
+    `h`, then `q`), else the last one listed.
+    """
     sections = _sections(sdp)
     narrowed = NarrowedOffer(sdp=sdp)
     changed = False
@@ -78,7 +97,8 @@ def narrow_offer(sdp: str, choose: Callable[[str], str | None] = _highest_layer)
         simulcast = next((s for s in section if s.startswith("a=simulcast:")), None)
         if simulcast is None or not section[0].startswith("m=video"):
             continue
-        layer = choose(simulcast)
+        track = next((s.split()[-1] for s in section if s.startswith("a=msid:")), "")
+        layer = _choose(_layers(simulcast), (full_layers or {}).get(track, full_layer))
         extmap = next(
             (s for s in section if s.startswith("a=extmap:") and RID_EXTENSION in s), None
         )
