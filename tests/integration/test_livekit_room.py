@@ -235,3 +235,32 @@ async def test_a_simulcast_publication_arrives_as_its_full_size_layer(emu: Emula
         await camera.stop()
         await view.close()
         await room.disconnect()
+
+
+async def test_the_client_gets_fresh_tokens_and_rejoins_with_one(emu: Emulator) -> None:
+    # A short token lifetime: the first token has expired when the signal connection drops,
+    # and the client rejoins with the refreshed one the room sent it.
+    opened = await open_room(emu, ttl_seconds=4)
+    room = rtc.Room()
+    reconnected = asyncio.Event()
+    room.on("reconnected", lambda: reconnected.set())
+    view = InferenceView(room)
+    try:
+        first = opened.room.user_token()
+        await room.connect(opened.url, first)
+        await view.frame_where(lambda p: p.size > 0)
+        await asyncio.sleep(4.5)  # the first token expires (no condition to wait on: time)
+        async with aiohttp.ClientSession() as http:
+            url = f"http://127.0.0.1:{emu.port}/rtc/validate"
+            async with http.get(url, params={"access_token": first}) as response:
+                assert response.status == 401
+
+        async def drop() -> bool:
+            return opened.room.drop_signal()
+
+        assert await on_emulator(emu, drop)
+        await asyncio.wait_for(reconnected.wait(), 30)
+        assert view.subscriptions == 2
+    finally:
+        await view.close()
+        await room.disconnect()

@@ -17,6 +17,9 @@ request              answer
 ``leave``            the user has left: peers closed, socket closed
 anything else        ignored (subscription and quality settings have one layer to act on)
 ===================  ==================================================================
+
+Like LiveKit's server, the room also sends ``refresh_token`` (a fresh access token) at join and
+then every half token lifetime, so a client can rejoin after its first token expired.
 """
 
 from __future__ import annotations
@@ -91,6 +94,7 @@ class UserConnection:
         self.outcome: str | None = None
         self._closed = False
         self._published = PublishedTracks()
+        self._tasks: list[asyncio.Task[None]] = []
 
     # ---- lifecycle ------------------------------------------------------------------------------
 
@@ -102,6 +106,8 @@ class UserConnection:
             await self.socket.send(
                 proto.SignalResponse(offer=proto.SessionDescription(type="offer", sdp=offer, id=1))
             )
+            refresher = asyncio.get_running_loop().create_task(self._refresh_token())
+            self._tasks.append(refresher)
             while self.outcome is None:
                 request = await self.socket.receive()
                 if request is None:
@@ -129,11 +135,20 @@ class UserConnection:
         if self._closed:
             return
         self._closed = True
+        for task in self._tasks:
+            task.cancel()
         self.inference_track.stop()
         self.effect_track.stop()
         await self.socket.close()
         await asyncio.gather(self.publisher.close(), self.subscriber.close())
         await self.effect_track.wait_closed()
+
+    async def _refresh_token(self) -> None:
+        # As LiveKit's server does: a fresh token now and then, which the client keeps for its
+        # next (re)join, so a session longer than the first token's lifetime can still rejoin.
+        while True:
+            await self.socket.send(proto.SignalResponse(refresh_token=self.room.user_token()))
+            await asyncio.sleep(self.room.token_refresh_seconds)
 
     # ---- join -----------------------------------------------------------------------------------
 

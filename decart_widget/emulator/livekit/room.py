@@ -102,6 +102,11 @@ class Room:
 
     # ---- the control channel's side -------------------------------------------------------------
 
+    @property
+    def token_refresh_seconds(self) -> float:
+        """How often a connected user gets a fresh token (half a token's lifetime)."""
+        return max(1.0, self._ttl / 2)
+
     def user_token(self) -> str:
         """An access token for the user: join, publish and subscribe, for ``ttl_seconds``."""
         return tokens.mint(
