@@ -260,7 +260,7 @@ async def test_the_client_gets_fresh_tokens_and_rejoins_with_one(emu: Emulator) 
 
         assert await on_emulator(emu, drop)
         await asyncio.wait_for(reconnected.wait(), 30)
-        assert view.subscriptions == 2
+        await wait_for(lambda: view.subscriptions == 2)  # subscribed again in the new join
     finally:
         await view.close()
         await room.disconnect()
