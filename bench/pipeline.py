@@ -340,7 +340,12 @@ class EmulatorClient:
             realtime_url=f"ws://127.0.0.1:{port}",
         )
         self.session = await dw.RealtimeSession.connect(
-            model="lucy-2.1", source=self.track, prompt="invert", backend=backend, timeout=30
+            model="lucy-2.1",
+            source=self.track,
+            prompt="invert",
+            backend=backend,
+            timeout=30,
+            transport="webrtc",  # the Gen-A rows; Gen-B goes through LiveKitClient
         )
         self.reader = asyncio.ensure_future(self._read())
 

@@ -1,9 +1,12 @@
-"""`RealtimeSession`: the headless Python client (aiortc media, websockets signaling).
+"""`RealtimeSession`: the headless Python client (websockets signaling; a LiveKit room or an
+aiortc peer connection for the media).
 
-A thin adapter around the sans-I/O `SessionCore`: one task feeds it events (socket frames, peer
+A thin adapter around the sans-I/O `SessionCore`: one task feeds it events (socket frames, media
 state changes, user requests, deadlines) in order and carries out the actions it returns.
-Slow actions (opening the socket, building the peer) run as tasks that post their outcome back
-as events, so timers keep firing while they run.
+Slow actions (opening the socket, joining the room, building the peer) run as tasks that post
+their outcome back as events, so timers keep firing while they run. The media actions go to the
+session's media link: `RoomLink` (``transport="livekit"``, Gen-B, ``_livekit.py``) or `PeerLink`
+(``transport="webrtc"``, Gen-A, ``_webrtc.py``).
 """
 
 from __future__ import annotations
@@ -14,20 +17,12 @@ import functools
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, TypeAlias
 
 import numpy as np
 import websockets
-from aiortc import (
-    RTCConfiguration,
-    RTCIceServer,
-    RTCPeerConnection,
-    RTCRtpSender,
-    RTCSessionDescription,
-)
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from aiortc.sdp import candidate_from_sdp
+from aiortc.mediastreams import MediaStreamTrack
 from av import VideoFrame
 from websockets.asyncio.client import ClientConnection
 
@@ -37,7 +32,7 @@ from ..images import image_bytes, to_base64
 from ..models import DEFAULT_MODEL, RealtimeModel
 from ..models import get as get_model
 from ..protocol import messages
-from ..protocol.constants import IMAGE_ACK_TIMEOUT, PROMPT_ACK_TIMEOUT
+from ..protocol.constants import IMAGE_ACK_TIMEOUT, MEDIA_TRANSPORTS, PROMPT_ACK_TIMEOUT
 from ..protocol.errors import ConnectionLost, DecartError, InvalidInput, ProtocolError
 from ..protocol.session import (
     Action,
@@ -47,6 +42,7 @@ from ..protocol.session import (
     CloseSocket,
     ConnectionState,
     Emit,
+    JoinRoom,
     OpenSocket,
     Reject,
     Resolve,
@@ -57,14 +53,23 @@ from ..protocol.session import (
     StartPeer,
     StateChanged,
 )
-from ..protocol.urls import build_stream_url, redact
-from .sources import BorrowedTrack, FrameSource, RGBFrame, make_track
+from ..protocol.urls import build_stream_url, check_resolution, redact
+from ._livekit import RoomLink, livekit_installed
+from ._webrtc import PeerLink
+from .sources import FrameSource, RGBFrame, make_track
 
 log = logging.getLogger("decart_widget.client.session")
 
 Event: TypeAlias = Callable[[float], list[Action]]
 Callback: TypeAlias = Callable[[Any], Any]
-EVENTS = ("connection_change", "generation_tick", "error", "session_id", "generation_ended")
+EVENTS = (
+    "connection_change",
+    "generation_tick",
+    "error",
+    "session_id",
+    "generation_ended",
+    "queue",
+)
 #: Of a `connect` timeout, the part kept for tearing down a start that failed (a quarter at most).
 START_CLEANUP_SECONDS = 0.25
 #: Frames kept per `frames()` reader before the oldest are dropped (stay live, never lag).
@@ -74,6 +79,27 @@ _DONE = object()
 
 def _now() -> float:
     return time.monotonic()
+
+
+def default_transport() -> str:
+    """What ``transport=None`` means: ``"livekit"`` (Gen-B, what Decart's SDKs use) when LiveKit's
+    Python SDK is installed (``pip install 'decart-widget[livekit]'``), else ``"webrtc"``."""
+    return "livekit" if livekit_installed() else "webrtc"
+
+
+def _choose_transport(transport: object) -> str:
+    if transport is None:
+        chosen = default_transport()
+        if chosen == "webrtc":
+            log.info(
+                "LiveKit's Python SDK is not installed: using transport='webrtc' "
+                "(pip install 'decart-widget[livekit]' for Decart's current transport)"
+            )
+        return chosen
+    if transport not in MEDIA_TRANSPORTS:
+        known = " or ".join(repr(name) for name in MEDIA_TRANSPORTS)
+        raise InvalidInput(f"transport must be {known} (or None: the default), got {transport!r}")
+    return str(transport)
 
 
 class RealtimeSession:
@@ -92,14 +118,25 @@ class RealtimeSession:
         retry: RetryPolicy | None = None,
         prompt_ack_timeout: float = PROMPT_ACK_TIMEOUT,
         image_ack_timeout: float = IMAGE_ACK_TIMEOUT,
+        transport: str | None = None,
+        resolution: str | None = None,
     ) -> None:
         self.model = get_model(model)
         self.backend = backend if backend is not None else default_backend()
         if prompt is not None and not isinstance(prompt, str):
             raise InvalidInput(f"prompt must be a string, got {type(prompt).__name__}")
+        #: ``"livekit"`` (Gen-B: a LiveKit room) or ``"webrtc"`` (Gen-A: SDP over the socket)
+        self.transport = _choose_transport(transport)
+        #: the output resolution asked of the service (``resolution=``), None for its default
+        self.resolution = check_resolution(resolution)
         encoded = None if image is None else to_base64(image_bytes(image))
         self._track = make_track(source, self.model, fps)
         self._owns_track = not isinstance(source, MediaStreamTrack)
+        self._media: RoomLink | PeerLink
+        if self.transport == "livekit":
+            self._media = RoomLink(self, self._track, self.model, float(fps or self.model.fps))
+        else:
+            self._media = PeerLink(self, self._track, getattr(self.backend, "ice_servers", ()))
         self._core = SessionCore(
             prompt=prompt,
             image=encoded,
@@ -107,13 +144,13 @@ class RealtimeSession:
             retry=retry,
             prompt_ack_timeout=prompt_ack_timeout,
             image_ack_timeout=image_ack_timeout,
+            transport=self.transport,
         )
         self._events: asyncio.Queue[Event] = asyncio.Queue()
         self._callbacks: dict[str, list[Callback]] = {name: [] for name in EVENTS}
         self._pending: dict[int, asyncio.Future[None]] = {}
         self._socket: ClientConnection | None = None
         self._socket_generation = 0
-        self._peer: RTCPeerConnection | None = None
         self._readers: list[asyncio.Queue[object]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._runner: asyncio.Task[None] | None = None
@@ -124,6 +161,10 @@ class RealtimeSession:
         self._service_heard = False
         self._ended = asyncio.Event()
         self._batch_error: DecartError | None = None
+        # Gen-B's queue: seconds spent in it, and since when it waits now (connect's timeout
+        # does not count them)
+        self._queued_seconds = 0.0
+        self._queued_since: float | None = None
         self.last_error: DecartError | None = None
 
     # ---- public API ----------------------------------------------------------------------------
@@ -141,11 +182,17 @@ class RealtimeSession:
         fps: float | None = None,
         timeout: float = 60.0,
         retry: RetryPolicy | None = None,
+        transport: str | None = None,
+        resolution: str | None = None,
     ) -> RealtimeSession:
         """Connect, send the initial state, and return once media is flowing.
 
-        Raises the typed error (`AuthenticationError`, `ConcurrencyLimit`, ...) when the
-        service refuses, and `ConnectionLost` when nothing connects within ``timeout`` seconds.
+        ``transport``: ``"livekit"`` (Gen-B, Decart's current transport; needs
+        ``pip install 'decart-widget[livekit]'``) or ``"webrtc"`` (Gen-A); None picks LiveKit
+        when it is installed. ``resolution``: ``"720p"`` or ``"1080p"`` (None: the service's
+        default). Raises the typed error (`AuthenticationError`, `ConcurrencyLimit`, ...) when
+        the service refuses, and `ConnectionLost` when nothing connects within ``timeout``
+        seconds, not counting the time spent waiting in the service's queue.
         """
         session = cls(
             model=model,
@@ -156,9 +203,18 @@ class RealtimeSession:
             backend=backend,
             fps=fps,
             retry=retry,
+            transport=transport,
+            resolution=resolution,
         )
         await session._start(timeout)
         return session
+
+    async def start(self, timeout: float = 60.0) -> None:
+        """Connect a session made with the constructor, as `connect` does: for callbacks that
+        must be registered first (``on("queue", ...)`` sees the queue while it connects)."""
+        if self._runner is not None:
+            raise InvalidInput("this session was started already")
+        await self._start(timeout)
 
     @property
     def connection_state(self) -> str:
@@ -178,11 +234,22 @@ class RealtimeSession:
         """The last prompt the service accepted."""
         return self._core.accepted_prompt
 
+    @property
+    def queue_position(self) -> int | None:
+        """Gen-B: the 1-based place in the service's queue, None when not queued."""
+        return self._core.queue_position
+
+    @property
+    def queue_size(self) -> int | None:
+        """Gen-B: how many sessions wait in the service's queue, None when not queued."""
+        return self._core.queue_size
+
     def on(self, event: str, callback: Callback) -> Callable[[], None]:
         """Call ``callback(value)`` on an event; returns a function that unsubscribes.
 
         Events: ``connection_change`` (state), ``generation_tick`` (seconds), ``error``
-        (a `DecartError`), ``session_id`` (str), ``generation_ended`` (reason).
+        (a `DecartError`), ``session_id`` (str), ``generation_ended`` (reason), ``queue``
+        (Gen-B: ``{"position": int, "size": int | None}`` while queued, then None).
         Coroutine callbacks are scheduled as tasks.
         """
         if event not in self._callbacks:
@@ -256,14 +323,30 @@ class RealtimeSession:
                 f"state {state!r} not reached within {timeout:g} s (now {self._state.value!r})"
             ) from None
 
-    async def _wait_until(self, predicate: Callable[[], bool], timeout: float) -> None:
-        """Wait for a state predicate; raise the session's error if it ends first."""
-        deadline = _now() + timeout
+    async def _wait_until(
+        self,
+        predicate: Callable[[], bool],
+        timeout: float,
+        *,
+        since: float | None = None,
+        paused: Callable[[], float] | None = None,
+    ) -> None:
+        """Wait for a state predicate; raise the session's error if it ends first, and
+        `asyncio.TimeoutError` after ``timeout`` seconds from ``since`` (now), not counting the
+        ``paused()`` seconds (it grows while the wait is paused; a change wakes the wait)."""
+        start = _now() if since is None else since
         while not predicate():
             if self._ended.is_set():
                 raise self._final_error or ConnectionLost("the session ended")
             self._state_changed.clear()
-            await asyncio.wait_for(self._state_changed.wait(), max(0.0, deadline - _now()))
+            if paused is not None and self._queued_since is not None:
+                await self._state_changed.wait()  # queued: no clock runs
+                continue
+            left = start + timeout + (paused() if paused else 0.0) - _now()
+            if left <= 0:
+                raise asyncio.TimeoutError
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._state_changed.wait(), left)
 
     async def disconnect(self) -> None:
         """End the session: close the socket and the peer, stop every task. Idempotent."""
@@ -285,33 +368,44 @@ class RealtimeSession:
 
     def __repr__(self) -> str:
         return (
-            f"<RealtimeSession model={self.model.name!r} state={self._state.value!r} "
-            f"seconds={self.generation_seconds} session_id={self.session_id!r}>"
+            f"<RealtimeSession model={self.model.name!r} transport={self.transport!r} "
+            f"state={self._state.value!r} seconds={self.generation_seconds} "
+            f"session_id={self.session_id!r}>"
         )
 
     # ---- the event loop around the core ----------------------------------------------------------
 
     async def _start(self, timeout: float) -> None:
-        """Connect within ``timeout`` seconds, cleanup included: a failed start tears the
-        session down in the time it kept for that (`_abandon`), never waiting on a silent
-        server's close reply."""
-        deadline = _now() + timeout
+        """Connect within ``timeout`` seconds (time in the service's queue not counted), cleanup
+        included: a failed start tears the session down in the time it kept for that
+        (`_abandon`), never waiting on a silent server's close reply."""
+        started = _now()
         cleanup = min(START_CLEANUP_SECONDS, timeout / 4)
         self._runner = asyncio.create_task(self._run(), name="decart-session")
         self._post(lambda now: self._core.start(now))
         live = (ConnectionState.CONNECTED, ConnectionState.GENERATING)
         try:
-            await self._wait_until(lambda: self._state in live, timeout - cleanup)
+            await self._wait_until(
+                lambda: self._state in live,
+                timeout - cleanup,
+                since=started,
+                paused=self._time_queued,
+            )
         except asyncio.TimeoutError:
             error = ConnectionLost(
                 f"could not connect to {redact(self.backend.realtime_url)} within {timeout:g} s: "
                 + self._stall_reason()
             )
-            await self._abandon(error, deadline)
+            await self._abandon(error, _now() + cleanup)
             raise error from None
         except BaseException:
-            await self._abandon(None, deadline)
+            await self._abandon(None, _now() + cleanup)
             raise
+
+    def _time_queued(self) -> float:
+        """Seconds spent in the service's queue so far (Gen-B)."""
+        waiting = 0.0 if self._queued_since is None else _now() - self._queued_since
+        return self._queued_seconds + waiting
 
     def _stall_reason(self) -> str:
         """How far a connection that did not come up got (for the timeout's message)."""
@@ -319,6 +413,8 @@ class RealtimeSession:
             return "the socket did not open"
         if not self._service_heard:
             return "the socket opened but the service never answered"
+        if self.transport == "livekit":
+            return "the service answered but the room did not come up"
         return "the service answered but the video connection did not come up"
 
     async def _abandon(self, error: DecartError | None, deadline: float) -> None:
@@ -339,7 +435,7 @@ class RealtimeSession:
         if pending:
             await asyncio.wait(pending, timeout=max(0.0, deadline - _now()))
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._close_peer(), max(0.0, deadline - _now()))
+            await asyncio.wait_for(self._media.close(), max(0.0, deadline - _now()))
         if self._owns_track:
             self._track.stop()
 
@@ -390,16 +486,10 @@ class RealtimeSession:
             self._spawn(self._open_socket(action.attempt))
         elif isinstance(action, CloseSocket):
             await self._close_socket(action.code, action.reason)
-        elif isinstance(action, StartPeer):
-            self._spawn(self._start_peer(None))
-        elif isinstance(action, RestartIce):
-            self._spawn(self._start_peer(action.turn_config))
         elif isinstance(action, ClosePeer):
-            await self._close_peer()
-        elif isinstance(action, ApplyAnswer):
-            await self._apply_answer(action.sdp)
-        elif isinstance(action, AddRemoteCandidate):
-            await self._add_candidate(action.candidate)
+            await self._media.close()
+        elif isinstance(action, (StartPeer, RestartIce, ApplyAnswer, AddRemoteCandidate, JoinRoom)):
+            await self._media_action(action)
         elif isinstance(action, StateChanged):
             self._set_state(action.state)
         elif isinstance(action, Resolve):
@@ -409,10 +499,47 @@ class RealtimeSession:
         elif isinstance(action, Emit):
             self._emit(action)
 
+    async def _media_action(
+        self, action: StartPeer | RestartIce | ApplyAnswer | AddRemoteCandidate | JoinRoom
+    ) -> None:
+        media = self._media
+        if isinstance(media, RoomLink):
+            if isinstance(action, JoinRoom):
+                self._spawn(media.join(action.url, action.token))
+        elif isinstance(action, StartPeer):
+            self._spawn(media.start(None))
+        elif isinstance(action, RestartIce):
+            self._spawn(media.start(action.turn_config))
+        elif isinstance(action, ApplyAnswer):
+            await media.apply_answer(action.sdp)
+        elif isinstance(action, AddRemoteCandidate):
+            await media.add_candidate(action.candidate)
+
     def _spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    # ---- what the media link reports (`MediaHost`) ---------------------------------------------
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        self._spawn(coro)
+
+    def media_state(self, state: str) -> None:
+        self._post(lambda now: self._core.peer_state(now, state))
+
+    def local_offer(self, sdp: str) -> None:
+        # aiortc gathers every candidate before the offer: they are in the SDP already.
+        self._post(
+            lambda now: [*self._core.local_offer(now, sdp), *self._core.local_candidate(now, None)]
+        )
+
+    def deliver(self, frame: VideoFrame) -> None:
+        for reader in list(self._readers):
+            if reader.full():
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    reader.get_nowait()
+            reader.put_nowait(frame)
 
     # ---- socket ------------------------------------------------------------------------------
 
@@ -420,7 +547,12 @@ class RealtimeSession:
         await self._close_socket(1000, "reconnecting")
         self._socket_generation += 1
         generation = self._socket_generation
-        url = build_stream_url(self.backend.realtime_url, self.backend.api_key, self.model.name)
+        url = build_stream_url(
+            self.backend.realtime_url,
+            self.backend.api_key,
+            self.model.name,
+            resolution=self.resolution,
+        )
         log.info("connecting to %s (attempt %d)", redact(url), attempt + 1)
         try:
             socket = await open_upstream(url)
@@ -478,91 +610,6 @@ class RealtimeSession:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(socket.close(code, reason), 5)
 
-    # ---- peer connection -----------------------------------------------------------------------
-
-    async def _start_peer(self, turn_config: dict[str, Any] | None) -> None:
-        await self._close_peer()
-        peer = RTCPeerConnection(RTCConfiguration(iceServers=self._ice_servers(turn_config)))
-        self._peer = peer
-        transceiver = peer.addTransceiver(BorrowedTrack(self._track), direction="sendrecv")
-        vp8 = [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType == "video/VP8"]
-        if vp8:
-            transceiver.setCodecPreferences(vp8)
-
-        @peer.on("track")
-        def on_track(track: MediaStreamTrack) -> None:
-            if track.kind == "video":
-                self._spawn(self._read_track(track))
-
-        @peer.on("connectionstatechange")
-        def on_state() -> None:
-            state = peer.connectionState
-            if peer is self._peer:
-                self._post(lambda now: self._core.peer_state(now, state))
-
-        await peer.setLocalDescription(await peer.createOffer())
-        if peer is not self._peer:
-            return
-        sdp = peer.localDescription.sdp
-        # aiortc gathers every candidate before the offer: they are in the SDP already.
-        self._post(
-            lambda now: [*self._core.local_offer(now, sdp), *self._core.local_candidate(now, None)]
-        )
-
-    def _ice_servers(self, turn_config: dict[str, Any] | None) -> list[RTCIceServer]:
-        servers = [RTCIceServer(**server) for server in getattr(self.backend, "ice_servers", ())]
-        if turn_config and turn_config.get("server_url"):
-            servers.append(
-                RTCIceServer(
-                    urls=turn_config["server_url"],
-                    username=turn_config.get("username"),
-                    credential=turn_config.get("credential"),
-                )
-            )
-        return servers
-
-    async def _apply_answer(self, sdp: str) -> None:
-        peer = self._peer
-        if peer is None:
-            return
-        try:
-            await peer.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
-        except Exception as exc:
-            log.warning("the answer could not be applied: %s", exc)
-            self._post(lambda now: self._core.peer_state(now, "failed"))
-
-    async def _add_candidate(self, candidate: dict[str, Any] | None) -> None:
-        peer = self._peer
-        if peer is None or candidate is None or not candidate.get("candidate"):
-            return
-        line = str(candidate["candidate"])
-        try:
-            parsed = candidate_from_sdp(line.removeprefix("candidate:"))
-        except (ValueError, IndexError):
-            log.debug("ignoring an unparsable candidate %r", line)
-            return
-        parsed.sdpMid = candidate.get("sdpMid")
-        parsed.sdpMLineIndex = candidate.get("sdpMLineIndex")
-        await peer.addIceCandidate(parsed)
-
-    async def _close_peer(self) -> None:
-        peer, self._peer = self._peer, None
-        if peer is not None:
-            with contextlib.suppress(Exception):
-                await peer.close()
-
-    async def _read_track(self, track: MediaStreamTrack) -> None:
-        while True:
-            try:
-                frame = await track.recv()
-            except MediaStreamError:
-                return
-            for reader in list(self._readers):
-                if reader.full():
-                    with contextlib.suppress(asyncio.QueueEmpty):
-                        reader.get_nowait()
-                reader.put_nowait(frame)
-
     # ---- outcomes ------------------------------------------------------------------------------
 
     def _set_state(self, state: ConnectionState) -> None:
@@ -588,7 +635,18 @@ class RealtimeSession:
             if not isinstance(action.value, ProtocolError):
                 self._batch_error = action.value
             log.warning("%s: %s", type(action.value).__name__, action.value)
+        elif action.name == "queue":
+            self._queue_changed(action.value is not None)
         self._call(action.name, action.value)
+
+    def _queue_changed(self, queued: bool) -> None:
+        """Keep the time spent in the queue (connect's timeout does not count it)."""
+        if queued and self._queued_since is None:
+            self._queued_since = _now()
+        elif not queued and self._queued_since is not None:
+            self._queued_seconds += _now() - self._queued_since
+            self._queued_since = None
+        self._state_changed.set()
 
     def _call(self, event: str, value: object) -> None:
         for callback in list(self._callbacks.get(event, ())):
@@ -617,7 +675,7 @@ class RealtimeSession:
     async def _shutdown(self) -> None:
         self._finish(self._final_error)
         await self._close_socket(1000, "disconnect")
-        await self._close_peer()
+        await self._media.close()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:

@@ -93,6 +93,15 @@ class ProtocolError(DecartError):
     kind = "protocol"
 
 
+class MissingDependency(InvalidInput, ImportError):
+    """An optional dependency is not installed; the message names the extra that installs it.
+    Also an `ImportError`, so ``except ImportError`` catches it."""
+
+    def __init__(self, message: str, name: str | None = None) -> None:
+        super().__init__(message)
+        self.name = name
+
+
 ERROR_KINDS: dict[str, type[DecartError]] = {
     cls.kind: cls
     for cls in (

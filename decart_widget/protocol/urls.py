@@ -9,7 +9,11 @@ from __future__ import annotations
 import re
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
+from .errors import InvalidInput
+
 STREAM_PATH = "/v1/stream"
+#: The output resolutions Decart's service takes (``resolution=``); absent: the model's default.
+RESOLUTIONS = ("720p", "1080p")
 _SECRET_PARAMS = ("api_key", "token", "key", "access_token")
 _SECRET_QUERY = re.compile(
     r"(?P<name>(?:" + "|".join(_SECRET_PARAMS) + r"))=(?P<value>[^&#\s'\"]+)", re.IGNORECASE
@@ -45,6 +49,20 @@ def build_stream_url(
         params["user_agent"] = user_agent
     path = parts.path.rstrip("/") + STREAM_PATH
     return urlunsplit((parts.scheme, parts.netloc, path, urlencode(params), ""))
+
+
+def check_resolution(resolution: object) -> str | None:
+    """``resolution`` if it is one of `RESOLUTIONS` (or None), else `InvalidInput`.
+
+    `build_stream_url` itself passes any value through (the proxy relays what its clients ask);
+    the clients check theirs here first.
+    """
+    if resolution is None:
+        return None
+    if isinstance(resolution, str) and resolution in RESOLUTIONS:
+        return resolution
+    known = " or ".join(repr(value) for value in RESOLUTIONS)
+    raise InvalidInput(f"resolution must be {known} (or None for the default), got {resolution!r}")
 
 
 def redact(text: str) -> str:

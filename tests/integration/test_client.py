@@ -1,4 +1,5 @@
-"""RealtimeSession against the real emulator on loopback, with real aiortc media.
+"""RealtimeSession on Gen-A (``transport="webrtc"``) against the real emulator on loopback, with
+real aiortc media.
 
 Frames are checked by pixels: the emulator's effects are deterministic, so "invert" on a solid
 colour returns its inverse and "noir" returns grey.
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 
 import decart_widget as dw
+from decart_widget.client import session as client_session
 from decart_widget.images import encode_png
 from decart_widget.protocol.session import RetryPolicy
 
@@ -49,6 +51,12 @@ async def frame_where(
 
 def mean_colour(frame: np.ndarray) -> np.ndarray:
     return frame.reshape(-1, 3).mean(axis=0)
+
+
+@pytest.fixture(autouse=True)
+def gen_a(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These are Gen-A's tests (test_client_livekit.py has Gen-B's): no transport means WebRTC."""
+    monkeypatch.setattr(client_session, "default_transport", lambda: "webrtc")
 
 
 @pytest.fixture

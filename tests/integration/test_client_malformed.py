@@ -40,7 +40,9 @@ async def test_malformed_frames_are_reported_and_the_session_goes_on() -> None:
             api_url=f"http://127.0.0.1:{port}",
             realtime_url=f"ws://127.0.0.1:{port}",
         )
-        session = dw.RealtimeSession(model="lucy-2.1", prompt="anime", backend=backend)
+        session = dw.RealtimeSession(
+            model="lucy-2.1", prompt="anime", backend=backend, transport="webrtc"
+        )
         errors: list[dw.DecartError] = []
         session.on("error", errors.append)
         with pytest.raises(dw.AuthenticationError, match="Invalid API key"):

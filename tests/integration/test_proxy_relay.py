@@ -247,8 +247,8 @@ async def test_upstream_dying_mid_session_tells_the_client_and_finalises_the_led
     emulator.faults.drop_socket_after = 1.0
     ticks: list[int] = []
     errors: list[Exception] = []
-    session = await dw.RealtimeSession.connect(
-        backend=proxy.backend_for("judy"), prompt="Anime", retry=NO_RETRY
+    session = await dw.RealtimeSession.connect(  # Gen-A: its media loss is a peer connection's
+        backend=proxy.backend_for("judy"), prompt="Anime", retry=NO_RETRY, transport="webrtc"
     )
     session.on("generation_tick", ticks.append)
     session.on("error", errors.append)

@@ -2,7 +2,14 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from decart_widget.protocol.urls import build_stream_url, redact, redact_key
+from decart_widget.protocol.errors import InvalidInput
+from decart_widget.protocol.urls import (
+    RESOLUTIONS,
+    build_stream_url,
+    check_resolution,
+    redact,
+    redact_key,
+)
 
 
 def test_stream_url_encodes_every_parameter() -> None:
@@ -90,3 +97,11 @@ def test_redact_skipping_patterns_changes_nothing(text: str) -> None:
     full = urls._SECRET_QUERY.sub(lambda m: f"{m.group('name')}=***", full)
     full = urls._SECRET_WORD.sub("***", full)
     assert redact(text) == full
+
+
+def test_the_clients_resolution_is_checked_before_any_url_is_built() -> None:
+    assert [check_resolution(r) for r in ("720p", "1080p", None)] == ["720p", "1080p", None]
+    for bad in ("4k", "720", 720, ""):
+        with pytest.raises(InvalidInput, match=r"'720p' or '1080p'"):
+            check_resolution(bad)
+    assert RESOLUTIONS == ("720p", "1080p")
