@@ -36,6 +36,7 @@ TOP_LEVEL = [
     "InsufficientCredits",
     "InvalidInput",
     "Kernel",
+    "MissingDependency",
     "ModerationError",
     "ProtocolError",
     "Proxy",
