@@ -136,6 +136,10 @@ class RoomLink:
                 video_codec=codec,
                 simulcast=False,
                 video_encoding=rtc.VideoEncoding(max_framerate=self._fps, max_bitrate=MAX_BITRATE),
+                # The model works at its own size: WebRTC's encoder would otherwise scale the
+                # picture down when the CPU or the network is short (and the model would see,
+                # and return, a smaller frame). Under load, drop frames, never pixels.
+                degradation_preference=int(rtc.DegradationPreference.MAINTAIN_RESOLUTION),
             )
             try:
                 await room.local_participant.publish_track(track, options)
