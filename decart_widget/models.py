@@ -1,7 +1,9 @@
-"""The realtime model registry (docs/protocol.md, "Models").
+"""The realtime model registry (docs/protocol.md, "Models"): Decart's current list.
 
 Only the name goes on the wire; width, height and fps are client-side hints for the capture.
-Model names churn, so the registry is open: `register` adds custom definitions.
+The ``-latest`` names are Decart's aliases: they go on the wire as they are (the service resolves
+them) and take the size of the model they stand for today (`ALIASES`). Model names churn, so the
+registry is open: `register` adds custom definitions.
 """
 
 from __future__ import annotations
@@ -39,11 +41,22 @@ def register(model: RealtimeModel) -> RealtimeModel:
     return model
 
 
-for _name in ("lucy-2.1", "lucy-latest", "lucy-vton-2", "lucy-vton-3", "lucy-vton-latest"):
+for _name in ("lucy-2.1", "lucy-vton-2", "lucy-vton-3"):
     register(RealtimeModel(_name, 1088, 624, 30))
-register(RealtimeModel("lucy-2.5", 1280, 720, 30))
-for _name in ("lucy-restyle-2", "lucy-restyle-latest"):
-    register(RealtimeModel(_name, 1280, 704, 30))
+for _name in ("lucy-2.5", "lucy-vton-3.5"):
+    register(RealtimeModel(_name, 1280, 720, 30))
+register(RealtimeModel("lucy-restyle-2", 1280, 704, 30))
+
+#: Decart's ``-latest`` aliases and the model each stands for (as of Decart's changelog of
+#: July-August 2026; ``POST /v1/models/resolve`` on the HTTP API resolves them for sure).
+ALIASES: dict[str, str] = {
+    "lucy-latest": "lucy-2.5",
+    "lucy-vton-latest": "lucy-vton-3.5",
+    "lucy-restyle-latest": "lucy-restyle-2",
+}
+for _alias, _target in ALIASES.items():
+    _model = _REGISTRY[_target]
+    register(RealtimeModel(_alias, _model.width, _model.height, _model.fps))
 register(RealtimeModel("mirage", 1280, 704, 25, legacy=True))
 register(RealtimeModel("mirage_v2", 1280, 704, 22, legacy=True))
 register(RealtimeModel("lucy_v2v_720p_rt", 1280, 704, 25, legacy=True))
