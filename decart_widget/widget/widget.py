@@ -24,6 +24,15 @@ from ..models import DEFAULT_MODEL, RealtimeModel
 from ..models import get as get_model
 from ..protocol.errors import DecartError, InvalidInput
 from .assets import asset_messages
+from .frames import (
+    DEFAULT_TIMEOUT,
+    Frame,
+    FrameRequests,
+    NotDisplayed,
+    WidgetClosed,
+    check_timeout,
+    check_which,
+)
 from .hooks import SignalHook, UsageRecord
 from .modes import (
     DEFAULT_TRANSPORT,
@@ -203,6 +212,9 @@ class RealtimeWidget(anywidget.AnyWidget):
         )
         self._attached: AttachedMode = mode.attach(self._backend, _WidgetPort(self))
         self.observe(self._state_changed, names=["prompt", "image", "enhance"])
+        #: whether a view was asked for (displayed): until then no page can answer for frames
+        self._displayed = False
+        self._frames = FrameRequests(lambda message: self.send(message))
         self.on_msg(self._on_frontend_message)
 
     # ---- public API ----------------------------------------------------------------------------
@@ -229,6 +241,24 @@ class RealtimeWidget(anywidget.AnyWidget):
         """Set the reference image from a path, URL, PIL image, ndarray or bytes; None clears."""
         self.image = None if image is None else image_bytes(image)  # type: ignore[assignment]
 
+    async def snapshot(self, which: str = "output", timeout: float = DEFAULT_TIMEOUT) -> Frame:
+        """The current frame of the output (or ``which="input"``) as an H x W x 3 uint8 RGB array.
+
+        At the stream's real size. Waits up to ``timeout`` seconds for a first decoded frame, so it
+        works right after ``w.start()`` in the same cell (``frame = await w.snapshot()``). Raises a
+        `decart_widget.widget.FrameUnavailable`: `NotDisplayed` (never shown, or no open page
+        answered), `NotStarted` (not started, or stopped while waiting), `FrameTimeout`,
+        `WidgetClosed`. If the widget is shown in several pages, the first page to answer wins;
+        all views in one page share one session and answer as one.
+        """
+        side = check_which(which)
+        seconds = check_timeout(timeout)
+        if self.comm is None:
+            raise WidgetClosed("the widget is closed")
+        if not self._displayed:
+            raise NotDisplayed("display the widget first (put `w` last in a cell, or display(w))")
+        return await self._frames.snapshot(side, seconds)
+
     def on_signal(self, callback: SignalHook, remove: bool = False) -> SignalHook:
         """Kernel signaling (``signaling=dw.Kernel()``): call ``callback(frame, direction)`` for
         every relayed frame.
@@ -254,7 +284,14 @@ class RealtimeWidget(anywidget.AnyWidget):
         attached = getattr(self, "_attached", None)  # None if __init__ failed before attaching
         if attached is not None:
             attached.close()
+        frames = getattr(self, "_frames", None)
+        if frames is not None:
+            frames.close()
         super().close()
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        self._displayed = True
+        return super()._repr_mimebundle_(**kwargs)
 
     @property
     def error(self) -> DecartError | None:
@@ -306,6 +343,8 @@ class RealtimeWidget(anywidget.AnyWidget):
         elif kind == "asset_request":
             for message, buffers in asset_messages(STATIC, content.get("name")):
                 self.send(message, buffers)
+        elif kind in ("frame", "frame_error"):
+            self._frames.answer(content, buffers)
         elif kind == "report":
             self._apply_report(content, buffers)
         elif kind == "set":

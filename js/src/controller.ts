@@ -9,9 +9,11 @@
 //   source_manager.ts  the camera/screen/video/synthetic source and the preview hold
 //   model_bridge.ts    traitlets <-> the core
 //   kernel_comm.ts     the widget comm; kernel_rpc.ts the token requests over it
+//   frame_capture.ts   frames for the kernel (w.snapshot())
 
 import { CoreLoop, type Clock, type Input } from "./core_loop";
 import { AssetLoader } from "./asset_loader";
+import { FrameCapture, type FrameReaderFactory } from "./frame_capture";
 import { asError, ConnectionLost, type DecartError, InvalidInput, KernelGone, MediaError } from "./errors";
 import { KernelComm } from "./kernel_comm";
 import { TokenRequests } from "./kernel_rpc";
@@ -32,6 +34,8 @@ export interface ControllerDeps extends Clock {
   media: Record<string, MediaTransport>;
   openSource: SourceOpener;
   listCameras(): Promise<MediaDeviceInfo[]>;
+  /** reads pixels out of a stream, for frames the kernel asks for (video_frames.ts) */
+  frameReader: FrameReaderFactory;
 }
 
 /** How long a widget with no view left keeps its session (a view may be re-attached). */
@@ -52,6 +56,7 @@ export class Controller {
   private readonly sources: SourceManager;
   private readonly media: MediaLink;
   private readonly signaling: SignalingLink;
+  private readonly frames: FrameCapture;
   /** the current start's life: aborted by stop() */
   private attempt: AbortController | null = null;
   private disposed = false;
@@ -105,6 +110,14 @@ export class Controller {
       kernel: this.comm.channel(),
       fail: (error) => this.fail(error),
       connecting: () => this.media.prepare(),
+    });
+    this.frames = new FrameCapture({
+      clock: deps,
+      kernel: this.comm.channel(),
+      stream: (which) => (which === "input" ? this.sources.localStream : this.media.remoteStream),
+      active: () => this.starting || this.state !== "disconnected",
+      subscribe: (listener) => this.subscribe(listener),
+      reader: deps.frameReader,
     });
     this.bridge.bind(this.loop);
     for (const name of SOURCE_TRAITS) this.bridge.on(`change:${name}`, () => void this.restartSource());
@@ -224,13 +237,14 @@ export class Controller {
     }
     if (attempt.signal.aborted || this.disposed) return; // stopped meanwhile
     this.starting = false;
-    this.notify();
     if (mode.kernelSendsUpdates) {
       // the kernel sent the updates of the last session: start from the traitlets
       this.bridge.applyPrompt();
       this.bridge.applyImage();
     }
     this.loop.feed((s, now) => s.start(now));
+    // after the core left "disconnected": listeners never see a started widget as stopped
+    this.notify();
   }
 
   stop(): void {
@@ -273,6 +287,7 @@ export class Controller {
     if (this.disposed) return;
     this.stop();
     this.disposed = true;
+    this.frames.dispose();
     if (this.orphanTimer !== null) this.deps.clearTimeout(this.orphanTimer);
     this.sources.release();
     this.loop.dispose();

@@ -10,6 +10,7 @@ import { webrtcMedia } from "./peer_link";
 import { createSourceOpener, listCameras } from "./sources";
 import type { WidgetModel, WidgetTraits } from "./traits";
 import { defaultSignalingModes } from "./transports";
+import { videoFrameReader } from "./video_frames";
 import { View } from "./view";
 
 // Every live controller in the page, so leaving the page can release them all.
@@ -25,6 +26,7 @@ function browserDeps(): ControllerDeps {
     media: { webrtc: lazyMedia("webrtc"), livekit: lazyMedia("livekit") },
     openSource: createSourceOpener(),
     listCameras,
+    frameReader: videoFrameReader,
   };
 }
 

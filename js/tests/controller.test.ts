@@ -664,3 +664,25 @@ describe("Controller: the media transport is an axis of its own", () => {
     expect(handled.at(-1)).toBe("dispose");
   });
 });
+
+describe("Controller: frames for the kernel", () => {
+  const frameAnswers = (model: FakeModel) =>
+    model.fromFront.filter((m) => ["frame", "frame_error"].includes((m as { type: string }).type));
+
+  it("refuses a frame request while stopped, and keeps one sent right after start waiting", async () => {
+    const w = setup();
+    w.model.fromKernel({ type: "frame_request", id: 1, which: "output", timeout_ms: 5000 });
+    await flush();
+    expect(frameAnswers(w.model)).toEqual([{ type: "frame_error", id: 1, kind: "not_started", message: expect.any(String) }]);
+    // w.start(); await w.snapshot(): the request comes while the source opens, then the core starts
+    w.model.fromKernel({ type: "start" });
+    w.model.fromKernel({ type: "frame_request", id: 2, which: "output", timeout_ms: 5000 });
+    await flush();
+    await flush();
+    expect(w.model.get("connection_state")).toBe("connecting");
+    expect(frameAnswers(w.model)).toHaveLength(1); // still waiting for the output stream
+    w.controller.stop();
+    await flush();
+    expect(frameAnswers(w.model).at(-1)).toMatchObject({ type: "frame_error", id: 2, kind: "stopped" });
+  });
+});

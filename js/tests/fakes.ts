@@ -263,6 +263,10 @@ export function world(options: { sourceError?: Error } = {}) {
       return source;
     },
     listCameras: async () => [],
+    frameReader: () => ({
+      read: () => Promise.reject(new Error("this world reads no pixels")),
+      dispose: () => undefined,
+    }),
   };
   return { clock, transports, peers, sources, deps };
 }

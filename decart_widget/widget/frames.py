@@ -1,0 +1,199 @@
+"""Frames from the widget's page to Python: ``await w.snapshot()``.
+
+See docs/widget.md, "Frames in Python".
+
+The kernel asks the page over the widget comm (``{"type": "frame_request", "id", "which",
+"timeout_ms"}``); the page (js/src/frame_capture.ts) waits for a decoded frame of the asked stream
+and answers the same id with ``{"type": "frame", "id", "which", "width", "height"}`` and the RGB
+pixels as one binary buffer, or ``{"type": "frame_error", "id", "kind", "message"}``. Every page
+showing the widget answers; the first answer wins and later ones are dropped.
+
+Answers arrive on whichever thread runs the comm (the kernel's, or a server's in embedded hosts);
+each request resolves its future on the event loop that awaits it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from ..protocol.errors import DecartError, InvalidInput
+
+log = logging.getLogger("decart_widget.widget.frames")
+
+Which = Literal["input", "output"]
+WHICH = ("input", "output")
+#: Default wait for a frame, in seconds (a first frame needs the camera and the connection).
+DEFAULT_TIMEOUT = 30.0
+#: Longest wait a request may ask for, in seconds.
+MAX_TIMEOUT = 600.0
+#: How long past its own timeout the kernel waits for the page to answer before it gives up.
+ANSWER_GRACE = 5.0
+
+Frame = npt.NDArray[np.uint8]
+
+
+class FrameUnavailable(DecartError):
+    """No frame could be had from the widget's page; the subclass says why."""
+
+    kind = "frame_unavailable"
+
+
+class NotDisplayed(FrameUnavailable):
+    """The widget was never displayed, or no page showing it answered."""
+
+    kind = "not_displayed"
+
+
+class NotStarted(FrameUnavailable):
+    """The widget is not started (``w.start()`` or the view's Start), or it stopped meanwhile."""
+
+    kind = "not_started"
+
+
+class FrameTimeout(FrameUnavailable):
+    """No frame was decoded within the timeout."""
+
+    kind = "frame_timeout"
+
+
+class WidgetClosed(FrameUnavailable):
+    """The widget was closed (``w.close()``) before or while the frame was asked."""
+
+    kind = "widget_closed"
+
+
+#: The page's refusals (js/src/frame_capture.ts, FrameRefused) as exceptions.
+_REFUSALS: dict[str, type[FrameUnavailable]] = {
+    "not_started": NotStarted,
+    "stopped": NotStarted,
+    "timeout": FrameTimeout,
+}
+
+
+def check_which(which: Any) -> Which:
+    if which not in WHICH:
+        raise InvalidInput(f'which must be "output" or "input"; got {which!r}')
+    return which  # type: ignore[no-any-return]
+
+
+def check_timeout(timeout: Any) -> float:
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, (int, float))
+        or not 0 < timeout <= MAX_TIMEOUT
+    ):
+        raise InvalidInput(f"timeout must be a number of seconds in (0, {MAX_TIMEOUT:g}]")
+    return float(timeout)
+
+
+def decode_frame(content: dict[str, Any], buffers: Any) -> Frame:
+    """The H x W x 3 uint8 array of a ``frame`` message (a fresh, writable array)."""
+    width, height = content.get("width"), content.get("height")
+    if not (isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0):
+        raise FrameUnavailable(f"the page sent a frame without a size: {width!r} x {height!r}")
+    if not buffers:
+        raise FrameUnavailable("the page sent a frame without pixels")
+    data = bytearray(buffers[0])
+    if len(data) != width * height * 3:
+        raise FrameUnavailable(
+            f"the page sent {len(data)} bytes for a {width} x {height} RGB frame"
+        )
+    return np.frombuffer(data, dtype=np.uint8).reshape(height, width, 3)
+
+
+class _Pending:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.future: asyncio.Future[Frame] = loop.create_future()
+
+    def settle(self, result: Frame | BaseException) -> None:
+        def apply() -> None:
+            if self.future.done():
+                return
+            if isinstance(result, BaseException):
+                self.future.set_exception(result)
+            else:
+                self.future.set_result(result)
+
+        # a closed loop: nobody awaits the answer any more
+        with contextlib.suppress(RuntimeError):
+            self.loop.call_soon_threadsafe(apply)
+
+
+class FrameRequests:
+    """The kernel's side of frame requests for one widget."""
+
+    def __init__(self, send: Callable[[dict[str, Any]], None]) -> None:
+        self._send = send
+        self._ids = itertools.count(1)
+        self._pending: dict[int, _Pending] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    async def snapshot(self, which: Which, timeout: float) -> Frame:
+        """One frame of ``which``, waiting up to ``timeout`` seconds for the page to have one."""
+        pending = _Pending(asyncio.get_running_loop())
+        with self._lock:
+            if self._closed:
+                raise WidgetClosed("the widget is closed")
+            request_id = next(self._ids)
+            self._pending[request_id] = pending
+        try:
+            self._send(
+                {
+                    "type": "frame_request",
+                    "id": request_id,
+                    "which": which,
+                    "timeout_ms": round(timeout * 1000),
+                }
+            )
+            try:
+                return await asyncio.wait_for(pending.future, timeout + ANSWER_GRACE)
+            except asyncio.TimeoutError:
+                raise NotDisplayed(
+                    f"no page showing the widget answered within {timeout + ANSWER_GRACE:g} s: "
+                    "is its output cell visible in an open notebook?"
+                ) from None
+        finally:
+            with self._lock:
+                self._pending.pop(request_id, None)
+
+    def answer(self, content: dict[str, Any], buffers: Any) -> None:
+        """A ``frame`` or ``frame_error`` message from a page."""
+        request_id = content.get("id")
+        with self._lock:
+            pending = self._pending.pop(request_id, None) if isinstance(request_id, int) else None
+        if pending is None:
+            log.debug("dropping a frame answer for request %r (answered or given up)", request_id)
+            return
+        if content.get("type") == "frame_error":
+            kind = content.get("kind")
+            error_type = _REFUSALS.get(kind, FrameUnavailable) if isinstance(kind, str) else None
+            message = content.get("message")
+            pending.settle(
+                (error_type or FrameUnavailable)(
+                    message if isinstance(message, str) and message else "no frame"
+                )
+            )
+            return
+        try:
+            pending.settle(decode_frame(content, buffers))
+        except FrameUnavailable as exc:
+            pending.settle(exc)
+
+    def close(self) -> None:
+        """The widget closed: every waiting request fails with `WidgetClosed`."""
+        with self._lock:
+            self._closed = True
+            pending, self._pending = list(self._pending.values()), {}
+        for request in pending:
+            request.settle(WidgetClosed("the widget was closed while waiting for a frame"))

@@ -1,0 +1,192 @@
+import { describe, expect, it } from "vitest";
+import { type Frame, FrameCapture, type FrameReader, type Which } from "../src/frame_capture";
+import { KernelComm } from "../src/kernel_comm";
+import { rgbaToRgb } from "../src/video_frames";
+import { clockOf, FakeClock, FakeModel, flush } from "./fakes";
+
+/** A reader whose frames the test hands out; `read` waits until one is given. */
+class FakeReader implements FrameReader {
+  disposed = false;
+  private waiters: { resolve(frame: Frame): void; reject(error: unknown): void }[] = [];
+  read(signal: AbortSignal): Promise<Frame> {
+    return new Promise((resolve, reject) => {
+      this.waiters.push({ resolve, reject });
+      signal.addEventListener("abort", () => reject(signal.reason));
+    });
+  }
+  give(width: number, height: number, value: number): void {
+    const frame = { width, height, rgb: new Uint8Array(width * height * 3).fill(value) };
+    for (const waiter of this.waiters.splice(0)) waiter.resolve(frame);
+  }
+  dispose(): void {
+    this.disposed = true;
+    for (const waiter of this.waiters.splice(0)) waiter.reject(new Error("disposed"));
+  }
+}
+
+function setup() {
+  const model = new FakeModel();
+  const clock = new FakeClock();
+  const comm = new KernelComm(model.asModel());
+  const streams: Record<Which, MediaStream | null> = { input: null, output: null };
+  const readers = new Map<MediaStream, FakeReader>();
+  const listeners = new Set<() => void>();
+  const world = {
+    model,
+    clock,
+    streams,
+    readers,
+    active: false,
+    /** the controller's notify(): streams or state changed */
+    notify: () => listeners.forEach((listener) => listener()),
+  };
+  const capture = new FrameCapture({
+    clock: clockOf(clock),
+    kernel: comm.channel(),
+    stream: (which) => streams[which],
+    active: () => world.active,
+    subscribe: (listener) => {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+    reader: (stream) => {
+      const reader = new FakeReader();
+      readers.set(stream, reader);
+      return reader;
+    },
+  });
+  return Object.assign(world, { capture, listeners });
+}
+
+const stream = (name: string) => ({ id: name }) as unknown as MediaStream;
+
+describe("FrameCapture", () => {
+  it("refuses at once when the widget is not started", async () => {
+    const w = setup();
+    w.model.fromKernel({ type: "frame_request", id: 7, which: "output", timeout_ms: 5000 });
+    await flush();
+    expect(w.model.fromFront).toEqual([
+      { type: "frame_error", id: 7, kind: "not_started", message: expect.stringContaining("w.start()") },
+    ]);
+  });
+
+  it("waits for the stream and its first frame, then answers with the RGB pixels as one buffer", async () => {
+    const w = setup();
+    w.active = true; // started: the source is opening
+    w.model.fromKernel({ type: "frame_request", id: 1, which: "output", timeout_ms: 5000 });
+    await flush();
+    expect(w.model.fromFront).toEqual([]);
+    const output = stream("out");
+    w.streams.output = output;
+    w.notify();
+    await flush();
+    expect(w.model.fromFront).toEqual([]); // a stream, but no decoded frame yet
+    w.readers.get(output)!.give(4, 2, 9);
+    await flush();
+    expect(w.model.fromFront).toEqual([{ type: "frame", id: 1, which: "output", width: 4, height: 2 }]);
+    const [buffer] = w.model.fromFrontBuffers[0] as ArrayBuffer[];
+    expect(new Uint8Array(buffer!)).toEqual(new Uint8Array(4 * 2 * 3).fill(9));
+    expect(w.clock.pending()).toBe(0);
+  });
+
+  it("reads the input stream for which=input", async () => {
+    const w = setup();
+    w.active = true;
+    w.streams.input = stream("in");
+    w.streams.output = stream("out");
+    w.model.fromKernel({ type: "frame_request", id: 2, which: "input", timeout_ms: 5000 });
+    await flush();
+    expect(w.readers.has(w.streams.output)).toBe(false);
+    w.readers.get(w.streams.input)!.give(1, 1, 3);
+    await flush();
+    expect(w.model.fromFront).toEqual([{ type: "frame", id: 2, which: "input", width: 1, height: 1 }]);
+  });
+
+  it("times out with the request's timeout", async () => {
+    const w = setup();
+    w.active = true;
+    w.model.fromKernel({ type: "frame_request", id: 3, which: "output", timeout_ms: 2000 });
+    w.clock.advance(1.999);
+    await flush();
+    expect(w.model.fromFront).toEqual([]);
+    w.clock.advance(0.001);
+    await flush();
+    expect(w.model.fromFront).toEqual([
+      { type: "frame_error", id: 3, kind: "timeout", message: expect.stringContaining("No output frame within 2 s") },
+    ]);
+  });
+
+  it("a session that stops while a request waits refuses it as stopped", async () => {
+    const w = setup();
+    w.active = true;
+    w.model.fromKernel({ type: "frame_request", id: 4, which: "output", timeout_ms: 5000 });
+    await flush();
+    w.active = false;
+    w.notify();
+    await flush();
+    expect(w.model.fromFront).toEqual([
+      { type: "frame_error", id: 4, kind: "stopped", message: expect.stringContaining("stopped") },
+    ]);
+    expect(w.clock.pending()).toBe(0);
+  });
+
+  it("follows a stream replaced under a read (reconnect, source change)", async () => {
+    const w = setup();
+    w.active = true;
+    const first = stream("first");
+    w.streams.output = first;
+    w.model.fromKernel({ type: "frame_request", id: 5, which: "output", timeout_ms: 5000 });
+    await flush();
+    const second = stream("second");
+    w.streams.output = second;
+    w.notify();
+    await flush();
+    expect(w.readers.get(first)!.disposed).toBe(true);
+    w.readers.get(second)!.give(2, 2, 200);
+    await flush();
+    expect(w.model.fromFront).toEqual([{ type: "frame", id: 5, which: "output", width: 2, height: 2 }]);
+  });
+
+  it("keeps one reader per stream across requests", async () => {
+    const w = setup();
+    w.active = true;
+    const output = stream("out");
+    w.streams.output = output;
+    for (const id of [1, 2]) {
+      w.model.fromKernel({ type: "frame_request", id, which: "output", timeout_ms: 5000 });
+      await flush();
+      w.readers.get(output)!.give(1, 1, id);
+      await flush();
+    }
+    expect(w.readers.size).toBe(1);
+    expect(w.model.fromFront.map((m) => (m as { id: number }).id)).toEqual([1, 2]);
+  });
+
+  it("after dispose it stops listening and disposes its readers", async () => {
+    const w = setup();
+    w.active = true;
+    w.streams.output = stream("out");
+    w.model.fromKernel({ type: "frame_request", id: 1, which: "output", timeout_ms: 5000 });
+    await flush();
+    w.capture.dispose();
+    await flush();
+    expect(w.readers.get(w.streams.output)!.disposed).toBe(true);
+    expect(w.listeners.size).toBe(0);
+    w.model.fromKernel({ type: "frame_request", id: 2, which: "output", timeout_ms: 5000 });
+    await flush();
+    expect(w.model.fromFront).toEqual([]);
+  });
+});
+
+describe("rgbaToRgb", () => {
+  it("drops the alpha channel, pixel by pixel", () => {
+    const rgba = new Uint8ClampedArray([1, 2, 3, 255, 4, 5, 6, 128]);
+    expect(rgbaToRgb(rgba)).toEqual(new Uint8Array([1, 2, 3, 4, 5, 6]));
+  });
+
+  it("reuses the output buffer when it has the right size", () => {
+    const out = new Uint8Array(3);
+    expect(rgbaToRgb(new Uint8Array([7, 8, 9, 0]), out)).toBe(out);
+    expect(rgbaToRgb(new Uint8Array([7, 8, 9, 0, 1, 1, 1, 1]), out)).not.toBe(out);
+  });
+});
