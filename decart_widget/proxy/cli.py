@@ -11,7 +11,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from .config import ConfigError, add_arguments, event_loop_setting, from_namespace, log_settings
+from .config import ConfigError, add_arguments, from_namespace, log_settings
 from .guard import raise_descriptor_limit
 from .logs import configure_logging
 from .server import ProxyServer, serve
@@ -24,7 +24,6 @@ def run_cli(args: argparse.Namespace) -> int:
     try:
         config = from_namespace(args)
         log_format, level = log_settings(args)
-        event_loop = event_loop_setting(args)
         config.validate_for_serving()
     except ConfigError as exc:
         print(f"decart-widget proxy: {exc}", file=sys.stderr)
@@ -37,7 +36,7 @@ def run_cli(args: argparse.Namespace) -> int:
         print(f"Health: {server.http_url}/healthz  Metrics: {server.http_url}/metrics", flush=True)
 
     try:
-        serve(config, ready=ready, event_loop=event_loop)
+        serve(config, ready=ready)
     except OSError as exc:  # e.g. the port is taken
         logging.getLogger("decart_widget.proxy").error("cannot serve: %s", exc)
         print(f"decart-widget proxy: {exc}", file=sys.stderr)

@@ -19,7 +19,6 @@ flag                        environment                      default
 ``--instance``              ``DECART_PROXY_INSTANCE``        hostname-pid
 ``--log-format``            ``DECART_PROXY_LOG_FORMAT``      ``json`` (or ``text``)
 ``--log-level``             ``DECART_PROXY_LOG_LEVEL``       ``info``
-``--event-loop``            ``DECART_PROXY_EVENT_LOOP``      ``asyncio`` (or ``uvloop``)
 =========================== ================================ =====================================
 
 Connection admission (`decart_widget.proxy.guard`): ``--handshake-timeout``
@@ -31,7 +30,6 @@ Connection admission (`decart_widget.proxy.guard`): ``--handshake-timeout``
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import socket
 from collections.abc import Mapping, Sequence
@@ -46,7 +44,6 @@ from .limits import MAX_FRAME_BYTES, Limits
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8787
 DEFAULT_LEDGER = "decart-proxy-ledger.sqlite3"
-EVENT_LOOPS = ("asyncio", "uvloop")
 MIN_SECRET_BYTES = 16
 
 
@@ -239,11 +236,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     )
     add("--log-format", choices=("json", "text"), help="log format (default json)")
     add("--log-level", help="log level (default info)")
-    add(
-        "--event-loop",
-        choices=EVENT_LOOPS,
-        help="asyncio (default) or uvloop (faster; pip install 'decart-widget[proxy]')",
-    )
     return parser
 
 
@@ -367,17 +359,3 @@ def log_settings(
     if fmt not in ("json", "text"):
         raise ConfigError(f"log format must be json or text, got {fmt!r}")
     return fmt, str(level).upper()
-
-
-def event_loop_setting(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> str:
-    """The event loop from ``--event-loop`` or ``DECART_PROXY_EVENT_LOOP``: ``asyncio`` or
-    ``uvloop`` (checked to be installed)."""
-    env = os.environ if environ is None else environ
-    name = _pick(getattr(args, "event_loop", None), env, "DECART_PROXY_EVENT_LOOP") or "asyncio"
-    if name not in EVENT_LOOPS:
-        raise ConfigError(f"event loop must be asyncio or uvloop, got {name!r}")
-    if name == "uvloop" and importlib.util.find_spec("uvloop") is None:
-        raise ConfigError(
-            "--event-loop uvloop needs uvloop: pip install 'decart-widget[proxy]' (or uvloop)"
-        )
-    return str(name)

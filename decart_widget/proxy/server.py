@@ -293,22 +293,11 @@ def serve(
     authenticate: Authenticator | None = None,
     ledger: Ledger | None = None,
     ready: Callable[[ProxyServer], None] | None = None,
-    event_loop: str = "asyncio",
     **overrides: Any,
 ) -> None:
     """Run the proxy in the foreground until SIGINT/SIGTERM (the ``decart-widget proxy``
-    command). Keyword arguments are `ProxyConfig` fields; ``event_loop="uvloop"`` runs it on
-    uvloop (which must be installed)."""
+    command). Keyword arguments are `ProxyConfig` fields."""
     base = config or ProxyConfig()
     if overrides:
         base = dataclasses.replace(base, **overrides)
-    main = serve_async(base, authenticate=authenticate, ledger=ledger, ready=ready)
-    if event_loop == "uvloop":
-        import uvloop
-
-        uvloop.run(main)
-    elif event_loop == "asyncio":
-        asyncio.run(main)
-    else:
-        main.close()
-        raise ValueError(f"event_loop must be 'asyncio' or 'uvloop', got {event_loop!r}")
+    asyncio.run(serve_async(base, authenticate=authenticate, ledger=ledger, ready=ready))

@@ -155,15 +155,8 @@ async def test_sigkill_mid_session_loses_no_tick_and_a_restart_serves_again(
     assert second.process.returncode == 0  # SIGTERM drains and exits cleanly
 
 
-@pytest.mark.parametrize("event_loop", ["asyncio", "uvloop"])
-async def test_sigterm_drains_with_1001(
-    emulator: Emulator, tmp_path: Path, event_loop: str
-) -> None:
-    if event_loop == "uvloop":
-        pytest.importorskip("uvloop")
-    proxy = ProxyProcess(
-        emulator, str(tmp_path / "l.sqlite3"), "--drain-seconds", "0", "--event-loop", event_loop
-    )
+async def test_sigterm_drains_with_1001(emulator: Emulator, tmp_path: Path) -> None:
+    proxy = ProxyProcess(emulator, str(tmp_path / "l.sqlite3"), "--drain-seconds", "0")
     try:
         token = issue_token("bob", SECRET)
         async with await connect(f"{proxy.url}/v1/stream?model=lucy-2.1&token={token}") as ws:

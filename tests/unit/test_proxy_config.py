@@ -11,7 +11,6 @@ from decart_widget.proxy.config import (
     ConfigError,
     ProxyConfig,
     add_arguments,
-    event_loop_setting,
     from_namespace,
     log_settings,
 )
@@ -146,13 +145,3 @@ def test_proxy_server_with_a_custom_hook_has_no_secret() -> None:
     assert server.config.secrets == ()
     with pytest.raises(RuntimeError, match="custom authenticate hook"):
         server.issue_token("amy")
-
-
-def test_event_loop_setting() -> None:
-    parser = add_arguments(argparse.ArgumentParser())
-    assert event_loop_setting(parser.parse_args([]), {}) == "asyncio"
-    assert event_loop_setting(parser.parse_args(["--event-loop", "asyncio"]), {}) == "asyncio"
-    with pytest.raises(ConfigError, match="asyncio or uvloop"):
-        event_loop_setting(parser.parse_args([]), {"DECART_PROXY_EVENT_LOOP": "trio"})
-    with pytest.raises(SystemExit):  # argparse refuses an unknown choice
-        parser.parse_args(["--event-loop", "trio"])
