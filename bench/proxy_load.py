@@ -640,7 +640,7 @@ def main() -> None:
         "--ours-args",
         default="",
         metavar="FLAGS",
-        help='more flags for our proxy, e.g. "--event-loop uvloop"',
+        help='more flags for our proxy, e.g. "--log-level warning"',
     )
     args = parser.parse_args()
     EXTRA[:] = shlex.split(args.ours_args)
