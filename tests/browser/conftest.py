@@ -71,12 +71,14 @@ def widget_page(solara_test: None, page_session: Any) -> WidgetPage:
 def make_widget(
     widget_page: WidgetPage, emu: dw.Emulator
 ) -> Iterator[Callable[..., dw.RealtimeWidget]]:
-    """Create widgets on the shared emulator (defaults: synthetic source); closed at the end."""
+    """Create widgets on the shared emulator (defaults: synthetic source, the WebRTC transport:
+    these files test Gen-A, test_gen_b.py asks for LiveKit); closed at the end."""
     made: list[dw.RealtimeWidget] = []
 
     def make(**kwargs: Any) -> dw.RealtimeWidget:
         kwargs.setdefault("backend", emu)
         kwargs.setdefault("source", "synthetic")
+        kwargs.setdefault("transport", "webrtc")
         widget = dw.RealtimeWidget(**kwargs)
         made.append(widget)
         return widget

@@ -210,3 +210,14 @@ def test_a_dropped_control_socket_reconnects_with_the_latest_prompt_and_image(
         30,
         "the red-tinted output in the new room",
     )
+
+
+def test_the_fake_camera_publishes_into_the_room(
+    gen_b: Make, widget_page: WidgetPage, emu: dw.Emulator
+) -> None:
+    w = gen_b(prompt="invert", source="camera")
+    widget_page.show(w)
+    w.start()
+    wait_state(w, "generating")
+    frames = widget_page.wait_frames(Frames.inverted, 30, "the inverted camera picture")
+    assert frames.input is not None and frames.input.width > 0

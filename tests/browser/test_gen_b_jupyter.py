@@ -1,0 +1,84 @@
+"""LiveKit widgets in real JupyterLab 4 and Notebook 7 (Chromium, fake camera): the LiveKit asset
+rides a real Jupyter comm, the page joins the emulator's rooms, and the pixels are transformed;
+a direct-signaling camera widget and a kernel-signaling synthetic one share the page (and the
+asset). The kernel talks to the test's emulator through DECART_API_KEY / DECART_API_URL /
+DECART_REALTIME_URL, as in test_jupyter.py.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from browser_kit import read_frames, wait_for
+from jupyter_servers import JupyterPage, JupyterServer, write_notebook
+
+import decart_widget as dw
+
+CELLS = [
+    "import decart_widget as dw\n"
+    'cam = dw.RealtimeWidget(prompt="invert", source="camera", transport="livekit")\ncam',
+    'pattern = dw.RealtimeWidget(prompt="invert", source="synthetic", signaling="kernel",\n'
+    '                            transport="livekit", autostart=True)\npattern',
+    "import json\n"
+    "print('STATES', json.dumps([[w.transport, w.connection_state, w.queue_position]\n"
+    "                            for w in (cam, pattern)]))",
+]
+
+
+@pytest.fixture(scope="module", params=["lab", "notebook"])
+def jupyter(request: pytest.FixtureRequest, emulator: dw.Emulator) -> Iterator[JupyterServer]:
+    env = {
+        "DECART_API_KEY": emulator.api_key,
+        "DECART_API_URL": emulator.api_url,
+        "DECART_REALTIME_URL": emulator.realtime_url,
+    }
+    with JupyterServer(request.param, env=env) as server:
+        yield server
+
+
+def states(ui: JupyterPage) -> list[list[Any]] | None:
+    for line in ui.output_text(-1).splitlines():
+        if line.startswith("STATES "):
+            return list(json.loads(line[len("STATES ") :]))
+    return None
+
+
+def test_livekit_widgets_transform_the_video_in_jupyter(
+    jupyter: JupyterServer, page: Any, emulator: dw.Emulator
+) -> None:
+    baseline = len(emulator.sessions)
+    write_notebook(jupyter.root_dir / "gen_b.ipynb", CELLS)
+    ui = JupyterPage(page, jupyter)
+    ui.open("gen_b.ipynb")
+    ui.run_all()
+    wait_for(lambda: states(ui) is not None, 90, "all cells to run")
+    widgets = page.locator(".decart-widget")
+    assert widgets.count() == 2
+    widgets.nth(0).locator(".dw-overlay").click()  # the camera starts on a click
+
+    for index in range(2):
+        root = widgets.nth(index)
+        root.scroll_into_view_if_needed()
+        pill = root.locator(".dw-pill")
+        wait_for(lambda p=pill: p.inner_text() == "Live", 60, f"widget {index} to show Live")
+        wait_for(
+            lambda i=index: (f := read_frames(page, i)).ready and f.inverted(),
+            30,
+            f"widget {index}'s inverted output from its room",
+            every=0.2,
+        )
+
+    ui.run_cell(-1)
+    wait_for(
+        lambda: (s := states(ui)) is not None and all(state == "generating" for _, state, _ in s),
+        20,
+        "the kernel to see both widgets generating",
+    )
+    assert states(ui) == [["livekit", "generating", None], ["livekit", "generating", None]]
+    sessions = emulator.sessions[baseline:]
+    assert len(sessions) == 2 and {s.transport for s in sessions} == {"livekit"}
+    assert all(s.live and s.frames_sent > 0 and s.room_name for s in sessions)
+    assert emulator.api_key not in page.content()
