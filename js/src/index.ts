@@ -4,9 +4,7 @@
 import type { Initialize, Render } from "@anywidget/types";
 import { Controller, type ControllerDeps } from "./controller";
 import { kernelLossMessage, watchKernel } from "./host";
-import { createBrowserPeer } from "./peer";
 import { lazyMedia } from "./lazy_media";
-import { webrtcMedia } from "./peer_link";
 import { createSourceOpener, listCameras } from "./sources";
 import type { WidgetModel, WidgetTraits } from "./traits";
 import { defaultSignalingModes } from "./transports";
