@@ -54,7 +54,7 @@ from ..protocol.session import (
     StateChanged,
 )
 from ..protocol.urls import build_stream_url, check_resolution, redact
-from ._livekit import RoomLink, livekit_installed
+from ._livekit import RoomLink, livekit_installed, require_livekit
 from ._webrtc import PeerLink
 from .sources import FrameSource, RGBFrame, make_track
 
@@ -99,6 +99,8 @@ def _choose_transport(transport: object) -> str:
     if transport not in MEDIA_TRANSPORTS:
         known = " or ".join(repr(name) for name in MEDIA_TRANSPORTS)
         raise InvalidInput(f"transport must be {known} (or None: the default), got {transport!r}")
+    if transport == "livekit":
+        require_livekit()  # before anything (a video file, a track) is opened
     return str(transport)
 
 

@@ -261,6 +261,8 @@ def test_without_livekit_the_extra_is_named_and_the_default_is_webrtc(
     with pytest.raises(dw.MissingDependency, match=extra) as info:
         dw.RealtimeSession(backend=emulator, transport="livekit")
     assert isinstance(info.value, ImportError) and info.value.name == "livekit"
+    with pytest.raises(dw.MissingDependency):  # said before the source is even looked at
+        dw.RealtimeSession(backend=emulator, transport="livekit", source="no-such-clip.mp4")
     assert dw.RealtimeSession(backend=emulator).transport == "webrtc"
     assert client_session.default_transport() == "webrtc"
 
