@@ -19,7 +19,7 @@ import contextlib
 import itertools
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal
 
 import numpy as np
@@ -197,3 +197,110 @@ class FrameRequests:
             pending, self._pending = list(self._pending.values()), {}
         for request in pending:
             request.settle(WidgetClosed("the widget was closed while waiting for a frame"))
+
+
+#: The highest ``fps`` a frame stream takes (the page reads, packs and sends every frame on its
+#: main thread; js/src/frame_capture.ts caps at the same rate).
+MAX_FPS = 30.0
+DEFAULT_FPS = 2.0
+
+FrameCallback = Callable[[Frame], Any]
+
+
+def check_fps(fps: Any) -> float:
+    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps <= MAX_FPS:
+        raise InvalidInput(f"fps must be a number in (0, {MAX_FPS:g}]")
+    return float(fps)
+
+
+class FrameStreams:
+    """The kernel's side of frame streams (``w.on_frame``, ``w.frames()``) for one widget.
+
+    Each stream has an id; the page sends ``frame {stream: id}`` messages at up to ``fps`` and
+    keeps at most two unacknowledged, so a stream acknowledges each frame once it is handled (the
+    callback returned, or the iterator handed it out): a slow consumer makes the page skip frames.
+    """
+
+    def __init__(self, send: Callable[[dict[str, Any]], None]) -> None:
+        self._send = send
+        self._ids = itertools.count(1)
+        self._callbacks: dict[int, tuple[FrameCallback, Which]] = {}
+        self._queues: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Queue[Frame | None]]] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def add(self, callback: FrameCallback, fps: float, which: Which) -> None:
+        with self._lock:
+            stream_id = next(self._ids)
+            self._callbacks[stream_id] = (callback, which)
+        self._send({"type": "frame_stream", "id": stream_id, "which": which, "fps": fps})
+
+    def remove(self, callback: FrameCallback) -> bool:
+        """End every stream of ``callback``; False if it had none."""
+        with self._lock:
+            ids = [i for i, (known, _) in self._callbacks.items() if known == callback]
+            for stream_id in ids:
+                del self._callbacks[stream_id]
+        for stream_id in ids:
+            self._send({"type": "frame_stream", "id": stream_id, "fps": 0})
+        return bool(ids)
+
+    async def iterate(self, fps: float, which: Which) -> AsyncIterator[Frame]:
+        """Frames as they come, until the widget closes (an async generator)."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Frame | None] = asyncio.Queue()
+        with self._lock:
+            if self._closed:
+                raise WidgetClosed("the widget is closed")
+            stream_id = next(self._ids)
+            self._queues[stream_id] = (loop, queue)
+        self._send({"type": "frame_stream", "id": stream_id, "which": which, "fps": fps})
+        try:
+            while True:
+                frame = await queue.get()
+                if frame is None:
+                    return
+                self._send({"type": "frame_ack", "stream": stream_id})
+                yield frame
+        finally:
+            with self._lock:
+                self._queues.pop(stream_id, None)
+            if not self._closed:
+                self._send({"type": "frame_stream", "id": stream_id, "fps": 0})
+
+    def frame(self, content: dict[str, Any], buffers: Any) -> None:
+        """A ``frame`` message of stream ``content["stream"]``."""
+        stream_id = content.get("stream")
+        with self._lock:
+            callback = self._callbacks.get(stream_id) if isinstance(stream_id, int) else None
+            queue = self._queues.get(stream_id) if isinstance(stream_id, int) else None
+        if callback is None and queue is None:
+            return  # ended meanwhile
+        try:
+            frame = decode_frame(content, buffers)
+        except FrameUnavailable as exc:
+            log.warning("dropping a malformed stream frame: %s", exc)
+            self._send({"type": "frame_ack", "stream": stream_id})
+            return
+        if queue is not None:
+            # at most the page's window of frames wait here: the ack follows their consumption
+            loop, target = queue
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(target.put_nowait, frame)
+            return
+        assert callback is not None
+        try:
+            callback[0](frame)
+        except Exception:
+            log.exception("an on_frame callback failed")
+        finally:
+            self._send({"type": "frame_ack", "stream": stream_id})
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._callbacks.clear()
+            queues, self._queues = list(self._queues.values()), {}
+        for loop, queue in queues:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(queue.put_nowait, None)

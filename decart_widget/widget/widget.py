@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +25,15 @@ from ..models import get as get_model
 from ..protocol.errors import DecartError, InvalidInput
 from .assets import asset_messages
 from .frames import (
+    DEFAULT_FPS,
     DEFAULT_TIMEOUT,
     Frame,
+    FrameCallback,
     FrameRequests,
+    FrameStreams,
     NotDisplayed,
     WidgetClosed,
+    check_fps,
     check_timeout,
     check_which,
 )
@@ -215,6 +219,7 @@ class RealtimeWidget(anywidget.AnyWidget):
         #: whether a view was asked for (displayed): until then no page can answer for frames
         self._displayed = False
         self._frames = FrameRequests(lambda message: self.send(message))
+        self._frame_streams = FrameStreams(lambda message: self.send(message))
         self.on_msg(self._on_frontend_message)
 
     # ---- public API ----------------------------------------------------------------------------
@@ -259,6 +264,44 @@ class RealtimeWidget(anywidget.AnyWidget):
             raise NotDisplayed("display the widget first (put `w` last in a cell, or display(w))")
         return await self._frames.snapshot(side, seconds)
 
+    def on_frame(
+        self,
+        callback: FrameCallback,
+        fps: float = DEFAULT_FPS,
+        which: str = "output",
+        remove: bool = False,
+    ) -> FrameCallback:
+        """Call ``callback(frame)`` with frames of the output (or input) at up to ``fps`` a second.
+
+        ``fps`` is at most `decart_widget.widget.frames.MAX_FPS` (30). Frames are numpy arrays as
+        `snapshot` gives. The page sends a frame only while fewer than two are unhandled, so when
+        the callback is slower than ``fps`` frames are skipped, never queued. The callback runs
+        where the comm's messages are handled (the kernel's thread, between cells or while a cell
+        awaits); an exception in it is logged. Usable as a decorator; ``remove=True`` ends it.
+        Streams run while the widget is started and wait (sending nothing) while it is stopped.
+        """
+        if remove:
+            self._frame_streams.remove(callback)
+            return callback
+        rate = check_fps(fps)
+        side = check_which(which)
+        if self.comm is None:
+            raise WidgetClosed("the widget is closed")
+        self._frame_streams.add(callback, rate, side)
+        return callback
+
+    def frames(self, fps: float = DEFAULT_FPS, which: str = "output") -> AsyncIterator[Frame]:
+        """``async for frame in w.frames(fps=5): ...``: frames as `on_frame` delivers them.
+
+        Leaving the loop ends the stream. The page runs at most two frames ahead of the loop, so
+        a slow loop body skips frames instead of queueing them.
+        """
+        rate = check_fps(fps)
+        side = check_which(which)
+        if self.comm is None:
+            raise WidgetClosed("the widget is closed")
+        return self._frame_streams.iterate(rate, side)
+
     def on_signal(self, callback: SignalHook, remove: bool = False) -> SignalHook:
         """Kernel signaling (``signaling=dw.Kernel()``): call ``callback(frame, direction)`` for
         every relayed frame.
@@ -287,6 +330,9 @@ class RealtimeWidget(anywidget.AnyWidget):
         frames = getattr(self, "_frames", None)
         if frames is not None:
             frames.close()
+        streams = getattr(self, "_frame_streams", None)
+        if streams is not None:
+            streams.close()
         super().close()
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
@@ -343,6 +389,8 @@ class RealtimeWidget(anywidget.AnyWidget):
         elif kind == "asset_request":
             for message, buffers in asset_messages(STATIC, content.get("name")):
                 self.send(message, buffers)
+        elif kind == "frame" and "stream" in content:
+            self._frame_streams.frame(content, buffers)
         elif kind in ("frame", "frame_error"):
             self._frames.answer(content, buffers)
         elif kind == "report":

@@ -1,10 +1,16 @@
-// Frames for the kernel: `await w.snapshot()` (docs/widget.md, "Frames in Python"). The kernel asks
+// Frames for the kernel: `await w.snapshot()` and `w.on_frame()` / `w.frames()` (docs/widget.md,
+// "Frames in Python"). The kernel asks
 // with `frame_request`; this part waits until the asked stream (the camera's input or the service's
 // output) has a decoded frame, up to the request's timeout, and answers with its pixels as RGB in
 // one binary buffer (`frame`), or with a typed refusal (`frame_error`: not_started, stopped,
 // timeout). The answer is the kernel request/response pattern of kernel_rpc.ts turned around: the
 // kernel asks, the page answers the same id. Every page showing the widget has its own controller
 // and answers; the kernel takes the first answer (decart_widget/widget/frames.py).
+//
+// Streams: `frame_stream {id, which, fps}` (fps 0 ends it) makes this part read a frame every
+// 1/fps s and send it as `frame {stream: id, ...}`. At most STREAM_WINDOW frames are unanswered at
+// a time: the kernel sends `frame_ack {stream}` once it has handled one, and ticks that find the
+// window full are skipped. So a slow kernel loses frames; nothing queues up in between.
 
 import type { Clock } from "./core_loop";
 import { debug } from "./log";
@@ -49,6 +55,20 @@ export class FrameRefused extends Error {
   }
 }
 
+/** Frames a stream may have sent and not yet seen acknowledged. */
+export const STREAM_WINDOW = 2;
+/** The highest rate a stream runs at, whatever the kernel asks (the kernel refuses more). */
+export const MAX_STREAM_FPS = 30;
+
+interface FrameStream {
+  which: Which;
+  intervalMs: number;
+  inFlight: number;
+  reading: boolean;
+  timer: unknown;
+  abort: AbortController;
+}
+
 /** Upper bound of a request's wait, whatever the kernel asks (the kernel's own limit is lower). */
 export const MAX_FRAME_WAIT_MS = 600_000;
 
@@ -61,6 +81,7 @@ interface Waiting {
 export class FrameCapture {
   private readonly readers = new Map<Which, { stream: MediaStream; reader: FrameReader }>();
   private readonly waiting = new Set<Waiting>();
+  private readonly streams = new Map<number, FrameStream>();
   private readonly stops: (() => void)[];
   private disposed = false;
 
@@ -88,6 +109,7 @@ export class FrameCapture {
 
   dispose(): void {
     this.disposed = true;
+    for (const id of [...this.streams.keys()]) this.endStream(id);
     for (const stop of this.stops) stop();
     for (const { reader } of this.readers.values()) reader.dispose();
     this.readers.clear();
@@ -97,6 +119,17 @@ export class FrameCapture {
   private onMessage(content: unknown): void {
     if (!content || typeof content !== "object") return;
     const message = content as Record<string, unknown>;
+    if (message.type === "frame_stream" && typeof message.id === "number") {
+      this.endStream(message.id);
+      const fps = typeof message.fps === "number" ? Math.min(message.fps, MAX_STREAM_FPS) : 0;
+      if (fps > 0) this.beginStream(message.id, message.which === "input" ? "input" : "output", fps);
+      return;
+    }
+    if (message.type === "frame_ack" && typeof message.stream === "number") {
+      const stream = this.streams.get(message.stream);
+      if (stream) stream.inFlight = Math.max(0, stream.inFlight - 1);
+      return;
+    }
     if (message.type !== "frame_request" || typeof message.id !== "number") return;
     const which: Which = message.which === "input" ? "input" : "output";
     const timeout = typeof message.timeout_ms === "number" ? message.timeout_ms : 10_000;
@@ -132,6 +165,52 @@ export class FrameCapture {
       this.host.clock.clearTimeout(timer);
       abort.abort();
     }
+  }
+
+  private beginStream(id: number, which: Which, fps: number): void {
+    const stream: FrameStream = {
+      which,
+      intervalMs: 1000 / fps,
+      inFlight: 0,
+      reading: false,
+      timer: null,
+      abort: new AbortController(),
+    };
+    this.streams.set(id, stream);
+    const tick = (): void => {
+      if (this.streams.get(id) !== stream) return;
+      stream.timer = this.host.clock.setTimeout(tick, stream.intervalMs);
+      if (stream.reading || stream.inFlight >= STREAM_WINDOW || !this.host.active()) return;
+      const source = this.host.stream(which);
+      if (!source) return;
+      stream.reading = true;
+      this.readerFor(which, source)
+        .read(stream.abort.signal)
+        .then(
+          (frame) => {
+            if (this.streams.get(id) !== stream || this.disposed) return;
+            stream.inFlight++;
+            const rgb = frame.rgb.slice();
+            this.host.kernel.send(
+              { type: "frame", stream: id, which, width: frame.width, height: frame.height },
+              [rgb.buffer as ArrayBuffer],
+            );
+          },
+          (error: unknown) => debug("a stream frame was not read:", error),
+        )
+        .finally(() => {
+          stream.reading = false;
+        });
+    };
+    tick();
+  }
+
+  private endStream(id: number): void {
+    const stream = this.streams.get(id);
+    if (!stream) return;
+    this.streams.delete(id);
+    this.host.clock.clearTimeout(stream.timer);
+    stream.abort.abort();
   }
 
   private refuse(id: number, error: FrameRefused): void {

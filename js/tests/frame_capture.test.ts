@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { type Frame, FrameCapture, type FrameReader, type Which } from "../src/frame_capture";
+import { type Frame, FrameCapture, type FrameReader, MAX_STREAM_FPS, STREAM_WINDOW, type Which } from "../src/frame_capture";
 import { KernelComm } from "../src/kernel_comm";
 import { rgbaToRgb } from "../src/video_frames";
 import { clockOf, FakeClock, FakeModel, flush } from "./fakes";
@@ -175,6 +175,69 @@ describe("FrameCapture", () => {
     w.model.fromKernel({ type: "frame_request", id: 2, which: "output", timeout_ms: 5000 });
     await flush();
     expect(w.model.fromFront).toEqual([]);
+  });
+});
+
+describe("FrameCapture streams", () => {
+  const sentFrames = (w: ReturnType<typeof setup>) =>
+    w.model.fromFront.filter((m) => (m as { type: string }).type === "frame") as { stream: number }[];
+
+  it("sends a frame every 1/fps s, never more than the window ahead of the kernel's acks", async () => {
+    const w = setup();
+    w.active = true;
+    const output = stream("out");
+    w.streams.output = output;
+    w.model.fromKernel({ type: "frame_stream", id: 3, which: "output", fps: 10 });
+    for (let tick = 0; tick < 5; tick++) {
+      await flush();
+      w.readers.get(output)!.give(2, 1, tick);
+      await flush();
+      w.clock.advance(0.1);
+    }
+    // no acks: the window fills and later ticks are skipped (dropped, not queued)
+    expect(sentFrames(w)).toHaveLength(STREAM_WINDOW);
+    expect(sentFrames(w)[0]).toEqual({ type: "frame", stream: 3, which: "output", width: 2, height: 1 });
+    w.model.fromKernel({ type: "frame_ack", stream: 3 });
+    w.clock.advance(0.1);
+    await flush();
+    w.readers.get(output)!.give(2, 1, 9);
+    await flush();
+    expect(sentFrames(w)).toHaveLength(STREAM_WINDOW + 1);
+  });
+
+  it("stops on fps 0 and caps the rate", async () => {
+    const w = setup();
+    w.active = true;
+    const output = stream("out");
+    w.streams.output = output;
+    w.model.fromKernel({ type: "frame_stream", id: 1, which: "output", fps: 1000 });
+    await flush();
+    w.readers.get(output)!.give(1, 1, 1);
+    await flush();
+    w.model.fromKernel({ type: "frame_ack", stream: 1 });
+    w.clock.advance(1 / MAX_STREAM_FPS - 0.001);
+    await flush();
+    expect(w.readers.get(output)!["waiters"]).toHaveLength(0); // the next tick is not due yet
+    w.model.fromKernel({ type: "frame_stream", id: 1, fps: 0 });
+    w.clock.advance(1);
+    await flush();
+    expect(sentFrames(w)).toHaveLength(1);
+    expect(w.clock.pending()).toBe(0);
+  });
+
+  it("waits while stopped and streams once started, with no frame_error", async () => {
+    const w = setup();
+    w.model.fromKernel({ type: "frame_stream", id: 2, which: "input", fps: 5 });
+    w.clock.advance(1);
+    await flush();
+    expect(w.model.fromFront).toEqual([]);
+    w.active = true;
+    w.streams.input = stream("in");
+    w.clock.advance(0.2);
+    await flush();
+    w.readers.get(w.streams.input)!.give(1, 1, 5);
+    await flush();
+    expect(sentFrames(w)).toEqual([{ type: "frame", stream: 2, which: "input", width: 1, height: 1 }]);
   });
 });
 

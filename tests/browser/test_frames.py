@@ -1,5 +1,5 @@
-"""Frames from the widget to Python (`await w.snapshot()`), in real JupyterLab with Chromium's fake
-camera and the test emulator (direct signaling).
+"""Frames from the widget to Python (`await w.snapshot()`, `w.on_frame`, `w.frames()`), in real
+JupyterLab with Chromium's fake camera and the test emulator (direct signaling).
 
 The notebook's cells take the snapshots with top-level ``await`` (the comm answers arrive while the
 cell runs) and print what they saw as JSON lines; the test compares them with the page's own
@@ -58,13 +58,32 @@ NOIR = """\
 w.prompt = "noir"
 loop = asyncio.get_running_loop()
 deadline = loop.time() + 20
-while True:  # until the output turns grey (the prompt's ack and the next frames)
+while True:  # until the output is a grey picture (the prompt's ack and the next frames)
     out = grid(await w.snapshot(timeout=10))
     colour = float((out.max(2) - out.min(2)).mean())
-    if colour < 12 or loop.time() > deadline:
+    if (colour < 12 and out.mean() > 20) or loop.time() > deadline:
         break
     await asyncio.sleep(0.2)
 report("NOIR", colour=colour, bright=float(out.mean()))"""
+
+STREAM = """\
+got = []
+def keep(frame):
+    got.append(frame.shape)
+w.on_frame(keep, fps=10)
+deadline = loop.time() + 30
+while len(got) < 5 and loop.time() < deadline:
+    await asyncio.sleep(0.05)
+w.on_frame(keep, remove=True)
+delivered = len(got)
+await asyncio.sleep(1.5)  # ten intervals: nothing may arrive after the removal
+looped = 0
+async for frame in w.frames(fps=5, which="input"):
+    looped += 1
+    if looped == 3:
+        break
+report("STREAM", delivered=delivered, after=len(got) - delivered, shapes=sorted(set(got)),
+       looped=looped, input_shape=frame.shape)"""
 
 STOP_AND_CLOSE = """\
 w.stop()
@@ -113,10 +132,10 @@ def video_size(page: Any, pane: str) -> tuple[int, int]:
     return int(size[0]), int(size[1])
 
 
-def test_snapshot_pixels_sizes_and_errors(jupyter: JupyterServer, page: Any) -> None:
+def test_snapshots_streams_and_errors(jupyter: JupyterServer, page: Any) -> None:
     write_notebook(
         jupyter.root_dir / "frames.ipynb",
-        [SETUP, BEFORE_START, START_AND_SNAPSHOT, NOIR, STOP_AND_CLOSE],
+        [SETUP, BEFORE_START, START_AND_SNAPSHOT, NOIR, STREAM, STOP_AND_CLOSE],
     )
     ui = JupyterPage(page, jupyter)
     ui.open("frames.ipynb")
@@ -139,4 +158,9 @@ def test_snapshot_pixels_sizes_and_errors(jupyter: JupyterServer, page: Any) -> 
     noir = run(ui, 3, "NOIR", 60)
     assert noir["colour"] < 12 and noir["bright"] > 20, noir
 
-    assert run(ui, 4, "AFTER", 30) == {"stopped": "NotStarted", "closed": "WidgetClosed"}
+    stream = run(ui, 4, "STREAM", 60)
+    assert stream["delivered"] >= 5 and stream["after"] == 0, stream
+    assert stream["shapes"] == [[out_h, out_w, 3]], stream
+    assert stream["looped"] == 3 and stream["input_shape"] == [in_h, in_w, 3], stream
+
+    assert run(ui, 5, "AFTER", 30) == {"stopped": "NotStarted", "closed": "WidgetClosed"}

@@ -210,3 +210,104 @@ def test_arguments_are_checked(
     Page(w, monkeypatch)
     with pytest.raises(dw.InvalidInput, match=message):
         asyncio.run(w.snapshot(**kwargs))
+
+
+# ---- frame streams -----------------------------------------------------------------------------
+
+
+def stream_frame(stream_id: int, value: int) -> tuple[dict[str, Any], list[bytes]]:
+    header = {"type": "frame", "stream": stream_id, "which": "output", "width": 2, "height": 1}
+    return header, [bytes([value]) * 6]
+
+
+def test_on_frame_calls_back_acks_each_frame_and_stops_when_removed(
+    emulator: dw.Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    w = dw.RealtimeWidget(backend=emulator)
+    page = Page(w, monkeypatch)
+    seen: list[Any] = []
+
+    @w.on_frame
+    def keep(frame: Any) -> None:
+        seen.append(frame)
+
+    assert page.requests == [{"type": "frame_stream", "id": 1, "which": "output", "fps": 2.0}]
+    page.reply(*stream_frame(1, 7))
+    assert len(seen) == 1 and seen[0].shape == (1, 2, 3) and int(seen[0].max()) == 7
+    assert page.requests[-1] == {"type": "frame_ack", "stream": 1}
+    w.on_frame(keep, remove=True)
+    assert page.requests[-1] == {"type": "frame_stream", "id": 1, "fps": 0}
+    page.reply(*stream_frame(1, 8))  # already on its way: dropped
+    assert len(seen) == 1
+
+
+def test_a_failing_callback_is_logged_and_its_frame_still_acked(
+    emulator: dw.Emulator, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    w = dw.RealtimeWidget(backend=emulator)
+    page = Page(w, monkeypatch)
+
+    def broken(frame: Any) -> None:
+        raise RuntimeError("bad callback")
+
+    w.on_frame(broken, fps=30, which="input")
+    assert page.requests[-1] == {"type": "frame_stream", "id": 1, "which": "input", "fps": 30.0}
+    page.reply(*stream_frame(1, 1))
+    assert page.requests[-1] == {"type": "frame_ack", "stream": 1}
+    assert "an on_frame callback failed" in caplog.text
+
+
+def test_the_async_iterator_acks_as_it_consumes_and_ends_the_stream_on_exit(
+    emulator: dw.Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    w = dw.RealtimeWidget(backend=emulator)
+    page = Page(w, monkeypatch)
+
+    async def run() -> list[int]:
+        values: list[int] = []
+        iterator = w.frames(fps=5)
+        first = asyncio.ensure_future(iterator.__anext__())
+        await asyncio.to_thread(page.arrived.wait, 5)
+        assert page.requests == [{"type": "frame_stream", "id": 1, "which": "output", "fps": 5.0}]
+        await asyncio.to_thread(page.reply, *stream_frame(1, 3))
+        await asyncio.to_thread(page.reply, *stream_frame(1, 4))
+        acks = [m for m in page.requests if m["type"] == "frame_ack"]
+        # the waiting loop took the first frame; the second waits unacknowledged, so the page
+        # (its window full) sends no more until the loop takes it
+        assert len(acks) == 1
+        values.append(int((await first).max()))
+        values.append(int((await iterator.__anext__()).max()))
+        await iterator.aclose()  # type: ignore[attr-defined]
+        return values
+
+    assert asyncio.run(run()) == [3, 4]
+    kinds = [m["type"] for m in page.requests]
+    assert kinds.count("frame_ack") == 2
+    assert page.requests[-1] == {"type": "frame_stream", "id": 1, "fps": 0}
+
+
+def test_closing_the_widget_ends_an_iterator(
+    emulator: dw.Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    w = dw.RealtimeWidget(backend=emulator)
+    page = Page(w, monkeypatch)
+
+    async def run() -> list[Any]:
+        closing = asyncio.create_task(answered(page, lambda _request: w.close()))
+        frames = [frame async for frame in w.frames()]
+        await closing
+        return frames
+
+    assert asyncio.run(run()) == []
+
+
+@pytest.mark.parametrize("fps", [0, -1, 31, True, "2"])
+def test_stream_rates_are_checked(
+    emulator: dw.Emulator, monkeypatch: pytest.MonkeyPatch, fps: Any
+) -> None:
+    w = dw.RealtimeWidget(backend=emulator)
+    Page(w, monkeypatch)
+    with pytest.raises(dw.InvalidInput, match="fps must be"):
+        w.on_frame(lambda frame: None, fps=fps)
+    with pytest.raises(dw.InvalidInput, match="fps must be"):
+        w.frames(fps=fps)
