@@ -55,12 +55,13 @@ def _is_secret_field(name: str) -> bool:
 def _clean(value: Any) -> Any:
     if isinstance(value, str):
         return scrub(value)
+    # scalars before `Mapping`, whose abstract isinstance check is slow (most fields are scalars)
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
     if isinstance(value, Mapping):
         return {str(k): _clean(v) for k, v in value.items() if not _is_secret_field(str(k))}
     if isinstance(value, (list, tuple)):
         return [_clean(v) for v in value]
-    if value is None or isinstance(value, (bool, int, float)):
-        return value
     return scrub(str(value))
 
 
