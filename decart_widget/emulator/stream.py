@@ -34,7 +34,7 @@ client closed the socket  --                    (the client's)                 d
 credits exhausted         insufficient_credits  1000 "insufficient_credits"    insufficient_credits
 ``maxSessionDuration``    timeout               1000 "session_duration_limit"  timeout
 peer connection failed    error                 1011 "peer connection failed"  error
-(Gen-B: room media failed)
+(Gen-B: room media failed) (``error`` first)
 the user left the room    disconnect            1000 "left the room"           left_room
 offer refused (fault)     -- (``error`` first)  1011 "offer refused"           offer_refused
 offer unusable            -- (``error`` first)  1011 "invalid offer"           invalid_offer
@@ -107,12 +107,24 @@ class EndRequest:
     close_code: int = 1000
     close_message: str = ""
     abort: bool = False
+    #: an ``error`` message sent before ``generation_ended``, so the client can say why
+    error: str | None = None
 
 
 DISCONNECT = EndRequest("disconnect")
 SHUTDOWN = EndRequest("server_shutdown", close_code=1001, close_message="server_shutdown")
 DROPPED = EndRequest("dropped", abort=True)
-MEDIA_FAILED = EndRequest("error", "error", 1011, "peer connection failed")
+MEDIA_FAILED = EndRequest(
+    "error",
+    "error",
+    1011,
+    "peer connection failed",
+    error=(
+        "peer connection failed: no media path between the client and the emulator (an emulator"
+        " next to a remote kernel is out of the browser's reach: set DECART_API_KEY to use the"
+        " real service, run Jupyter locally, or give ice_servers with a TURN server both reach)"
+    ),
+)
 LEFT_ROOM = EndRequest("left_room", "disconnect", 1000, "left the room")
 WEBRTC = "webrtc"
 LIVEKIT = "livekit"
@@ -218,6 +230,8 @@ class StreamSession:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if request.error is not None:
+            await self.send(Error(error=request.error))
         if request.generation_ended is not None:
             await self.send(GenerationEnded(seconds=self._seconds, reason=request.generation_ended))
         code: int | None = request.close_code

@@ -33,6 +33,10 @@ INITIAL_ACK_TIMEOUT: Final[float] = float(_DATA["timeouts"]["initial_ack"])
 ROOM_INFO_TIMEOUT: Final[float] = float(_DATA["timeouts"]["room_info"])
 #: Seconds a (re)connect may take, from the socket to a connected peer.
 CONNECT_TIMEOUT: Final[float] = float(_DATA["timeouts"]["connect"])
+#: Per attempt: seconds for the signaling connection to open, and for the media (ICE, or the
+#: room) to connect once started; each well under `CONNECT_TIMEOUT` (docs/where-it-works.md).
+SIGNALING_OPEN_TIMEOUT: Final[float] = float(_DATA["timeouts"]["signaling_open"])
+MEDIA_CONNECT_TIMEOUT: Final[float] = float(_DATA["timeouts"]["media_connect"])
 #: The WebSocket opening handshake's timeout and the keep-alive ping interval (seconds).
 WEBSOCKET_OPEN_TIMEOUT: Final[float] = float(_DATA["timeouts"]["websocket_open"])
 WEBSOCKET_PING_INTERVAL: Final[float] = float(_DATA["timeouts"]["websocket_ping"])
@@ -88,6 +92,7 @@ __all__ = [
     "INITIAL_ACK_TIMEOUT",
     "MAX_FRAME_BYTES",
     "MAX_IMAGE_BYTES",
+    "MEDIA_CONNECT_TIMEOUT",
     "MEDIA_TRANSPORTS",
     "MODEL_MARKERS",
     "MODERATION_MARKERS",
@@ -95,6 +100,7 @@ __all__ = [
     "PERMANENT_MARKERS",
     "PROMPT_ACK_TIMEOUT",
     "ROOM_INFO_TIMEOUT",
+    "SIGNALING_OPEN_TIMEOUT",
     "WEBSOCKET_OPEN_TIMEOUT",
     "WEBSOCKET_PING_INTERVAL",
     "base64_length",

@@ -10,6 +10,12 @@ The media transport is chosen at construction: ``"webrtc"`` (Gen-A: an SDP offer
 socket, `StartPeer` once the initial state is acked) or ``"livekit"`` (Gen-B: ``livekit_join``,
 the initial state as its own frame, `JoinRoom` on ``livekit_room_info``; docs/protocol.md). The
 control half (requests, acks, ticks, errors, retries, replay) is the same for both.
+
+Each attempt is bounded (docs/where-it-works.md): the socket must open within
+``signaling_open_timeout`` and the media must connect within ``media_connect_timeout`` of being
+started, both well under the overall ``connect_timeout``. A session that never connected does not
+retry these (a network that drops the socket or blocks the media now does so on the next attempt
+too) and never calls its failure a lost connection: it stays "connecting" between attempts.
 """
 
 from __future__ import annotations
@@ -45,9 +51,11 @@ from .constants import (
     IMAGE_ACK_TIMEOUT,
     INITIAL_ACK_TIMEOUT,
     MAX_IMAGE_BYTES,
+    MEDIA_CONNECT_TIMEOUT,
     MEDIA_TRANSPORTS,
     PROMPT_ACK_TIMEOUT,
     ROOM_INFO_TIMEOUT,
+    SIGNALING_OPEN_TIMEOUT,
     decoded_size,
 )
 from .errors import (
@@ -123,6 +131,8 @@ class SessionCore:
         connect_timeout: float = CONNECT_TIMEOUT,
         transport: str = "webrtc",
         room_info_timeout: float = ROOM_INFO_TIMEOUT,
+        signaling_open_timeout: float = SIGNALING_OPEN_TIMEOUT,
+        media_connect_timeout: float = MEDIA_CONNECT_TIMEOUT,
     ) -> None:
         if transport not in MEDIA_TRANSPORTS:
             known = " or ".join(repr(name) for name in MEDIA_TRANSPORTS)
@@ -138,6 +148,8 @@ class SessionCore:
         self._initial_ack_timeout = initial_ack_timeout
         self._retry = retry or RetryPolicy()
         self._connect_timeout = connect_timeout
+        self._signaling_open_timeout = signaling_open_timeout
+        self._media_connect_timeout = media_connect_timeout
 
         self._state = _STATE.DISCONNECTED
         self._phase = _Phase.IDLE
@@ -145,6 +157,12 @@ class SessionCore:
         self._retries = 0
         self._retry_at: float | None = None
         self._connect_deadline: float | None = None
+        # this attempt's deadline: for the socket to open, then for the media to connect once
+        # started (awaiting_media)
+        self._attempt_deadline: float | None = None
+        self._awaiting_media = False
+        self._media_connected = False  # the media connected at least once since start()
+        self._server_error: str | None = None  # this attempt's last transient server error text
         self._socket = False  # a socket is open or opening
         self._peer = False  # a peer connection exists
         self._answered = False
@@ -217,6 +235,7 @@ class SessionCore:
             self._retry_at if self._phase is _Phase.BACKOFF else None,
             self._updates.next_deadline(),
             self._room_info_deadline,
+            self._attempt_deadline,
         ]
         return min((d for d in deadlines if d is not None), default=None)
 
@@ -229,8 +248,9 @@ class SessionCore:
         self._updates.restart()
         self._seconds_before = self._seconds = 0
         self._session_id = None
+        self._media_connected = False
         self._connect_deadline = now + self._connect_timeout
-        return [*self._set_state(_STATE.CONNECTING), *self._open()]
+        return [*self._set_state(_STATE.CONNECTING), *self._open(now)]
 
     def stop(self, now: float) -> list[Action]:
         if self._phase is _Phase.IDLE:
@@ -275,6 +295,7 @@ class SessionCore:
         if self._phase is not _Phase.OPENING:
             return []
         self._phase = _Phase.HANDSHAKE
+        self._attempt_deadline = None
         if self._transport == "livekit":
             return self._join(now)
         return [self._updates.handshake(now, self._initial_ack_timeout)]
@@ -286,7 +307,7 @@ class SessionCore:
         self._room_info_deadline = now + self._room_info_timeout
         settled = self._updates.skip_empty_handshake()
         if settled is not None:
-            return [Send(LivekitJoin(passthrough=True)), *settled, *self._handshake_done()]
+            return [Send(LivekitJoin(passthrough=True)), *settled, *self._handshake_done(now)]
         return [Send(LivekitJoin()), self._updates.handshake(now, self._initial_ack_timeout)]
 
     def socket_closed(self, now: float, code: int | None, reason: str = "") -> list[Action]:
@@ -343,6 +364,7 @@ class SessionCore:
             if error is not None:
                 return self._end(now, error)
             # Transient (capacity, internal error...): the close that follows triggers a retry.
+            self._server_error = msg.error
             return [Emit("error", classify(msg.error))]
         if isinstance(msg, IceRestart):
             if not self._peer:
@@ -368,12 +390,15 @@ class SessionCore:
         if not self._peer:
             return []
         if state == "connected":
+            self._attempt_deadline = None
+            self._media_connected = True
             if self._state is _STATE.GENERATING:
                 return []
             return self._set_state(_STATE.CONNECTED)
         room = self._transport == "livekit"
         if state in ("failed", "closed") or (room and state == "disconnected"):
-            return self._lose(now, f"{'room' if room else 'peer connection'} {state}")
+            why = f"{'room' if room else 'peer connection'} {state}"
+            return self._unreachable(now, why, media=True)
         return []  # "new", "connecting", and Gen-A's "disconnected", which ICE often recovers from
 
     def on_timer(self, now: float) -> list[Action]:
@@ -385,9 +410,16 @@ class SessionCore:
         if self._room_info_deadline is not None and now >= self._room_info_deadline:
             seconds = f"{self._room_info_timeout:g}"
             return self._lose(now, f"no room info within {seconds} s")
+        if self._attempt_deadline is not None and now >= self._attempt_deadline:
+            media = self._awaiting_media
+            if media:
+                why = f"no media connection within {self._media_connect_timeout:g} s"
+            else:
+                why = f"no signaling connection within {self._signaling_open_timeout:g} s"
+            return self._unreachable(now, why, media=media)
         actions: list[Action] = []
         if self._phase is _Phase.BACKOFF and self._retry_at is not None and now >= self._retry_at:
-            actions += self._open()
+            actions += self._open(now)
         flight = self._updates.expired(now)
         if flight is not None:
             if flight.initial:
@@ -408,10 +440,10 @@ class SessionCore:
         """After an ack: a settled handshake (accepted or not) ends the handshake; then the
         queue sends what waits."""
         if flight is not None and flight.initial:
-            actions = actions + self._handshake_done()
+            actions = actions + self._handshake_done(now)
         return actions + self._updates.dispatch(now)
 
-    def _handshake_done(self) -> list[Action]:
+    def _handshake_done(self, now: float) -> list[Action]:
         """The initial state was answered: requests may go out; Gen-A starts its peer now (Gen-B
         joins its room whenever the room info comes)."""
         self._phase = _Phase.RUNNING
@@ -419,6 +451,7 @@ class SessionCore:
         if self._transport == "livekit":
             return []
         self._peer = True
+        self._await_media(now)
         return [StartPeer()]
 
     # ---- Gen-B: queue and room ------------------------------------------------------------------
@@ -456,6 +489,7 @@ class SessionCore:
         actions = self._leave_line(now)
         self._room_info_deadline = None
         self._peer = True
+        self._await_media(now)
         actions.append(JoinRoom(msg.livekit_url, msg.token, msg.room_name, msg.session_id))
         if msg.session_id is not None:
             self._session_id = msg.session_id
@@ -484,6 +518,9 @@ class SessionCore:
             error = ModerationError("the generation was stopped by moderation")
         elif reason == "timeout":
             error = SessionEnded("the session reached its time limit", reason="timeout")
+        elif self._server_error:  # the server said why before it ended: say it too
+            text = f"the server ended the generation: {self._server_error}"
+            error = SessionEnded(text, reason=reason)
         else:
             error = SessionEnded(f"the server ended the generation ({reason})", reason=reason)
         return [
@@ -492,12 +529,15 @@ class SessionCore:
             *self._end(now, error),
         ]
 
-    def _open(self) -> list[Action]:
+    def _open(self, now: float) -> list[Action]:
         # a new socket is a new server session, whose ticks count from zero again
         self._seconds_before += self._seconds
         self._seconds = 0
         self._phase = _Phase.OPENING
         self._retry_at = None
+        self._server_error = None
+        self._attempt_deadline = now + self._signaling_open_timeout
+        self._awaiting_media = False
         self._socket = True
         return [OpenSocket(self._retries)]
 
@@ -513,16 +553,34 @@ class SessionCore:
         self._answered = False
         self._early_candidates.clear()
         self._room_info_deadline = None
+        self._attempt_deadline = None
         actions += self._leave_line(now)
         self._updates.fold_back()
         return actions
 
+    def _await_media(self, now: float) -> None:
+        self._attempt_deadline = now + self._media_connect_timeout
+        self._awaiting_media = True
+
+    def _unreachable(self, now: float, why: str, *, media: bool = False) -> list[Action]:
+        """The socket did not open in time, or the media failed or did not connect in time. Before
+        the session ever connected, a retry would meet the same network: end at once, saying so;
+        after, it is a loss like any other."""
+        if self._media_connected:
+            return self._lose(now, why)
+        what = "the video could not connect" if media else "could not connect"
+        return self._end(now, ConnectionLost(f"{what}: {why}"))
+
     def _lose(self, now: float, why: str) -> list[Action]:
-        """An unexpected loss: retry after the next backoff delay, or give up."""
+        """An unexpected loss: retry after the next backoff delay, or give up. A session that
+        never connected stays "connecting": nothing was lost."""
         actions = self._teardown(now)
         if self._retries >= self._retry.retries:
-            lost = ConnectionLost(f"connection lost after {self._retries} retries: {why}")
-            return actions + self._end(now, lost)
+            if self._media_connected:
+                text = f"connection lost after {self._retries} retries: {why}"
+            else:
+                text = f"could not connect after {self._retries + 1} attempts: {why}"
+            return actions + self._end(now, ConnectionLost(text))
         delay = self._retry.delays[self._retries]
         self._retries += 1
         logger.info("%s; retry %d in %g s", why, self._retries, delay)
@@ -530,6 +588,8 @@ class SessionCore:
         self._phase = _Phase.BACKOFF
         if self._state in (_STATE.CONNECTED, _STATE.GENERATING):
             self._connect_deadline = now + self._connect_timeout
+        if not self._media_connected:
+            return actions
         return actions + self._set_state(_STATE.RECONNECTING)
 
     def _end(self, now: float, error: DecartError | None) -> list[Action]:
@@ -557,6 +617,7 @@ class SessionCore:
         self._state = state
         if state in (_STATE.CONNECTED, _STATE.GENERATING):
             self._connect_deadline = None
+            self._media_connected = True
         if state is _STATE.GENERATING:
             self._retries = 0
         return [StateChanged(state)]

@@ -15,6 +15,10 @@ export const INITIAL_ACK_TIMEOUT: number = data.timeouts.initial_ack;
 export const ROOM_INFO_TIMEOUT: number = data.timeouts.room_info;
 /** Seconds a (re)connect may take, from the socket to a connected peer. */
 export const CONNECT_TIMEOUT: number = data.timeouts.connect;
+/** Per attempt: seconds for the signaling connection to open, and for the media (ICE, or the
+ * room) to connect once started; each well under CONNECT_TIMEOUT (docs/where-it-works.md). */
+export const SIGNALING_OPEN_TIMEOUT: number = data.timeouts.signaling_open;
+export const MEDIA_CONNECT_TIMEOUT: number = data.timeouts.media_connect;
 /** Seconds to wait before each reconnect attempt; its length is the number of retries. */
 export const BACKOFF: readonly number[] = data.backoff;
 /** The media transports: "webrtc" (Gen-A, SDP over the socket) and "livekit" (Gen-B, a room). */

@@ -20,6 +20,7 @@ import { TokenRequests } from "./kernel_rpc";
 import { debug } from "./log";
 import { isMediaAction, type MediaLink, type MediaTransport, NO_MEDIA } from "./media";
 import { ModelBridge } from "./model_bridge";
+import { currentPageHost, explainMediaFailure } from "./reach";
 import { Session, type Action, type ConnectionState } from "./session";
 import { SignalingLink } from "./signaling_link";
 import { SourceManager } from "./source_manager";
@@ -36,6 +37,8 @@ export interface ControllerDeps extends Clock {
   listCameras(): Promise<MediaDeviceInfo[]>;
   /** reads pixels out of a stream, for frames the kernel asks for (video_frames.ts) */
   frameReader: FrameReaderFactory;
+  /** the page's host name as the browser sees it (reach.ts; default: location.hostname) */
+  pageHost?: () => string;
 }
 
 /** How long a widget with no view left keeps its session (a view may be re-attached). */
@@ -330,7 +333,7 @@ export class Controller {
       case "Emit":
         if (action.name === "generation_tick") this.bridge.tick(action.value);
         else if (action.name === "session_id") this.bridge.sessionId(action.value);
-        else if (action.name === "error") this.bridge.showError(action.value);
+        else if (action.name === "error") this.bridge.showError(this.explain(action.value));
         else if (action.name === "queue") this.bridge.queue(action.value);
         else debug("generation ended:", action.value);
         break;
@@ -365,6 +368,11 @@ export class Controller {
   private releaseSource(keepPreview = false): void {
     this.media.discardPrepared(); // made with this source's track
     this.sources.release(keepPreview);
+  }
+
+  /** A media failure whose cause the page can see (a remote kernel's local emulator) says so. */
+  private explain(error: DecartError): DecartError {
+    return explainMediaFailure(error, this.bridge.target().realtimeUrl, (this.deps.pageHost ?? currentPageHost)());
   }
 
   /** End the session for a reason the core cannot see (token refused, unusable URL). */

@@ -7,6 +7,11 @@
 // socket, StartPeer once the initial state is acked) or "livekit" (Gen-B: livekit_join, the
 // initial state as its own frame, JoinRoom on livekit_room_info; docs/protocol.md). The control
 // half (requests, acks, ticks, errors, retries, replay) is the same for both.
+// Each attempt is bounded (docs/where-it-works.md): the socket must open within
+// signalingOpenTimeout and the media connect within mediaConnectTimeout of being started, well
+// under connectTimeout. A session that never connected does not retry these (the next attempt
+// meets the same network) and never calls its failure a lost connection: it stays "connecting"
+// between attempts.
 
 import {
   BACKOFF,
@@ -19,6 +24,8 @@ import {
   MEDIA_TRANSPORTS,
   PROMPT_ACK_TIMEOUT,
   ROOM_INFO_TIMEOUT,
+  SIGNALING_OPEN_TIMEOUT,
+  MEDIA_CONNECT_TIMEOUT,
   type MediaTransportName,
 } from "./constants";
 import { type Action, type ConnectionState, type PeerState, type QueueStatus, emitError, reject, resolve } from "./actions";
@@ -49,6 +56,8 @@ export {
   INITIAL_ACK_TIMEOUT,
   PROMPT_ACK_TIMEOUT,
   ROOM_INFO_TIMEOUT,
+  SIGNALING_OPEN_TIMEOUT,
+  MEDIA_CONNECT_TIMEOUT,
   type MediaTransportName,
 } from "./constants";
 
@@ -67,6 +76,10 @@ export interface SessionOptions {
   transport?: MediaTransportName;
   /** Gen-B: seconds from the join to the room info (paused while queued) */
   roomInfoTimeout?: number;
+  /** per attempt: seconds for the socket to open */
+  signalingOpenTimeout?: number;
+  /** per attempt: seconds for the media to connect once started */
+  mediaConnectTimeout?: number;
 }
 
 /** What the model should run with (desired) or is known to run with (accepted). */
@@ -94,6 +107,11 @@ export class Session {
   private retries = 0;
   private retryAt: number | null = null;
   private connectDeadline: number | null = null;
+  // this attempt's deadline: for the socket to open, then for the media to connect once started
+  private attemptDeadline: number | null = null;
+  private awaitingMedia = false;
+  private mediaConnected = false; // the media connected at least once since start()
+  private serverError: string | null = null; // this attempt's last transient server error text
   private socket = false; // a socket is open or opening
   private peer = false; // a peer connection exists
   private answered = false;
@@ -110,6 +128,8 @@ export class Session {
   private readonly roomInfoTimeout: number;
   private readonly initialAckTimeout: number;
   private readonly connectTimeout: number;
+  private readonly openTimeout: number;
+  private readonly mediaTimeout: number;
   private readonly backoff: readonly number[];
 
   constructor(options: SessionOptions = {}) {
@@ -126,6 +146,8 @@ export class Session {
     });
     this.initialAckTimeout = options.initialAckTimeout ?? INITIAL_ACK_TIMEOUT;
     this.connectTimeout = options.connectTimeout ?? CONNECT_TIMEOUT;
+    this.openTimeout = options.signalingOpenTimeout ?? SIGNALING_OPEN_TIMEOUT;
+    this.mediaTimeout = options.mediaConnectTimeout ?? MEDIA_CONNECT_TIMEOUT;
     this.backoff = options.backoff ?? BACKOFF;
   }
 
@@ -177,6 +199,7 @@ export class Session {
       this.phase === "backoff" ? this.retryAt : null,
       this.updates.nextDeadline(),
       this.roomInfoDeadline,
+      this.attemptDeadline,
     ].filter((d): d is number => d !== null);
     return deadlines.length ? Math.min(...deadlines) : null;
   }
@@ -189,8 +212,9 @@ export class Session {
     this.updates.restart();
     this.secondsBefore = this.seconds = 0;
     this.sessionIdValue = null;
+    this.mediaConnected = false;
     this.connectDeadline = now + this.connectTimeout;
-    return [...this.setState("connecting"), ...this.open()];
+    return [...this.setState("connecting"), ...this.open(now)];
   }
 
   stop(now: number): Action[] {
@@ -231,6 +255,7 @@ export class Session {
   socketOpened(now: number): Action[] {
     if (this.phase !== "opening") return [];
     this.phase = "handshake";
+    this.attemptDeadline = null;
     if (this.transportName === "livekit") return this.join(now);
     return [this.updates.handshake(now, this.initialAckTimeout)];
   }
@@ -241,7 +266,7 @@ export class Session {
   private join(now: number): Action[] {
     this.roomInfoDeadline = now + this.roomInfoTimeout;
     const settled = this.updates.skipEmptyHandshake();
-    if (settled) return [{ kind: "Send", message: msg.livekitJoin(true) }, ...settled, ...this.handshakeDone()];
+    if (settled) return [{ kind: "Send", message: msg.livekitJoin(true) }, ...settled, ...this.handshakeDone(now)];
     return [{ kind: "Send", message: msg.livekitJoin(false) }, this.updates.handshake(now, this.initialAckTimeout)];
   }
 
@@ -300,6 +325,7 @@ export class Session {
         const error = permanentError(message.error);
         if (error) return this.end(now, error);
         // transient (capacity, internal error...): the close that follows triggers a retry
+        this.serverError = message.error;
         return [emitError(classify(message.error))];
       }
       case "ice-restart":
@@ -328,10 +354,14 @@ export class Session {
    * it only after its own reconnect attempts failed). */
   peerState(now: number, state: PeerState): Action[] {
     if (!this.peer) return [];
-    if (state === "connected") return this.current === "generating" ? [] : this.setState("connected");
+    if (state === "connected") {
+      this.attemptDeadline = null;
+      this.mediaConnected = true;
+      return this.current === "generating" ? [] : this.setState("connected");
+    }
     const room = this.transportName === "livekit";
     if (state === "failed" || state === "closed" || (room && state === "disconnected")) {
-      return this.lose(now, `${room ? "room" : "peer connection"} ${state}`);
+      return this.unreachable(now, `${room ? "room" : "peer connection"} ${state}`, true);
     }
     return []; // "new", "connecting", and Gen-A's "disconnected", which ICE often recovers from
   }
@@ -344,8 +374,13 @@ export class Session {
     if (this.roomInfoDeadline !== null && now >= this.roomInfoDeadline) {
       return this.lose(now, `no room info within ${this.roomInfoTimeout} s`);
     }
+    if (this.attemptDeadline !== null && now >= this.attemptDeadline) {
+      const media = this.awaitingMedia;
+      const why = media ? `no media connection within ${this.mediaTimeout} s` : `no signaling connection within ${this.openTimeout} s`;
+      return this.unreachable(now, why, media);
+    }
     const actions: Action[] = [];
-    if (this.phase === "backoff" && this.retryAt !== null && now >= this.retryAt) actions.push(...this.open());
+    if (this.phase === "backoff" && this.retryAt !== null && now >= this.retryAt) actions.push(...this.open(now));
     const flight = this.updates.expired(now);
     if (flight) {
       if (flight.initial) return [...actions, ...this.lose(now, "no ack for the initial state")];
@@ -365,17 +400,18 @@ export class Session {
   /** After an ack: a settled handshake (accepted or not) ends the handshake; then the queue sends
    * what waits. */
   private settled(now: number, { flight, actions }: Settlement): Action[] {
-    const done = flight?.initial ? this.handshakeDone() : [];
+    const done = flight?.initial ? this.handshakeDone(now) : [];
     return [...actions, ...done, ...this.updates.dispatch(now)];
   }
 
   /** The initial state was answered: requests may go out; Gen-A starts its peer now (Gen-B joins
    * its room whenever the room info comes). */
-  private handshakeDone(): Action[] {
+  private handshakeDone(now: number): Action[] {
     this.phase = "running";
     this.updates.running = true;
     if (this.transportName === "livekit") return [];
     this.peer = true;
+    this.awaitMedia(now);
     return [{ kind: "StartPeer" }];
   }
 
@@ -407,6 +443,7 @@ export class Session {
     const actions = this.leaveLine(now);
     this.roomInfoDeadline = null;
     this.peer = true;
+    this.awaitMedia(now);
     actions.push({ kind: "JoinRoom", url: info.livekit_url, token: info.token, roomName: info.room_name, sessionId: info.session_id });
     if (info.session_id !== null) {
       this.sessionIdValue = info.session_id;
@@ -435,6 +472,8 @@ export class Session {
     else if (reason === "insufficient_credits") error = new InsufficientCredits("insufficient credits: the generation was stopped");
     else if (reason === "moderation_violation") error = new ModerationError("the generation was stopped by moderation");
     else if (reason === "timeout") error = new SessionEnded("the session reached its time limit", "timeout");
+    // the server said why before it ended: say it too
+    else if (this.serverError) error = new SessionEnded(`the server ended the generation: ${this.serverError}`, reason);
     else error = new SessionEnded(`the server ended the generation (${reason})`, reason);
     return [
       { kind: "Emit", name: "generation_tick", value: this.generationSeconds },
@@ -443,12 +482,15 @@ export class Session {
     ];
   }
 
-  private open(): Action[] {
+  private open(now: number): Action[] {
     // a new socket is a new server session, whose ticks count from zero again
     this.secondsBefore += this.seconds;
     this.seconds = 0;
     this.phase = "opening";
     this.retryAt = null;
+    this.serverError = null;
+    this.attemptDeadline = now + this.openTimeout;
+    this.awaitingMedia = false;
     this.socket = true;
     return [{ kind: "OpenSocket", attempt: this.retries }];
   }
@@ -467,22 +509,41 @@ export class Session {
     this.answered = false;
     this.earlyCandidates = [];
     this.roomInfoDeadline = null;
+    this.attemptDeadline = null;
     actions.push(...this.leaveLine(now));
     this.updates.foldBack();
     return actions;
   }
 
-  /** An unexpected loss: retry after the next backoff delay, or give up. */
+  private awaitMedia(now: number): void {
+    this.attemptDeadline = now + this.mediaTimeout;
+    this.awaitingMedia = true;
+  }
+
+  /** The socket did not open in time, or the media failed or did not connect in time. Before the
+   * session ever connected, a retry would meet the same network: end at once, saying so; after,
+   * it is a loss like any other. */
+  private unreachable(now: number, why: string, media = false): Action[] {
+    if (this.mediaConnected) return this.lose(now, why);
+    return this.end(now, new ConnectionLost(`${media ? "the video " : ""}could not connect: ${why}`));
+  }
+
+  /** An unexpected loss: retry after the next backoff delay, or give up. A session that never
+   * connected stays "connecting": nothing was lost. */
   private lose(now: number, why: string): Action[] {
     const actions = this.teardown(now);
     if (this.retries >= this.backoff.length) {
-      return [...actions, ...this.end(now, new ConnectionLost(`connection lost after ${this.retries} retries: ${why}`))];
+      const text = this.mediaConnected
+        ? `connection lost after ${this.retries} retries: ${why}`
+        : `could not connect after ${this.retries + 1} attempts: ${why}`;
+      return [...actions, ...this.end(now, new ConnectionLost(text))];
     }
     const delay = this.backoff[this.retries]!;
     this.retries += 1;
     this.retryAt = now + delay;
     this.phase = "backoff";
     if (this.current === "connected" || this.current === "generating") this.connectDeadline = now + this.connectTimeout;
+    if (!this.mediaConnected) return actions;
     return [...actions, ...this.setState("reconnecting")];
   }
 
@@ -509,7 +570,10 @@ export class Session {
   private setState(state: ConnectionState): Action[] {
     if (state === this.current) return [];
     this.current = state;
-    if (state === "connected" || state === "generating") this.connectDeadline = null;
+    if (state === "connected" || state === "generating") {
+      this.connectDeadline = null;
+      this.mediaConnected = true;
+    }
     if (state === "generating") this.retries = 0;
     return [{ kind: "StateChanged", state }];
   }

@@ -5,7 +5,7 @@
 // connection has its own AbortController: events of a connection already left are dropped.
 
 import type { Clock, Input } from "./core_loop";
-import { asError, type DecartError, InvalidInput } from "./errors";
+import { asError, DecartError, InvalidInput } from "./errors";
 import { debug } from "./log";
 import { encode, parseServer, type ClientMessage } from "./messages";
 import { redactUrl, type Credential, type KernelChannel, type SignalingMode, type Transport } from "./transports";
@@ -81,8 +81,9 @@ export class SignalingLink {
         try {
           transport = mode.connect({ ...this.host.target(), credential: value, kernel: this.host.kernel });
         } catch (error) {
-          // e.g. a malformed realtime_url: retrying the same URL cannot help
-          this.host.fail(unusableConnection(error));
+          // e.g. a malformed realtime_url, or one this browser cannot reach: retrying the same URL
+          // cannot help (a mode's own typed error says why)
+          this.host.fail(error instanceof DecartError ? error : unusableConnection(error));
           return;
         }
         this.transport = transport;

@@ -4,6 +4,7 @@
 // (kernel_transport.ts).
 
 import { kernelSignalingMode } from "./kernel_transport";
+import { currentPageHost, unreachableSignaling } from "./reach";
 
 export interface Transport {
   open(): void;
@@ -147,11 +148,14 @@ export function redactUrl(url: string): string {
   return url.replace(/([?&](?:api_key|token)=)[^&'"\s]*/g, "$1***");
 }
 
-function webSocketMode(credentialParam: string, createSocket?: WebSocketFactory): SignalingMode {
+function webSocketMode(credentialParam: string, createSocket?: WebSocketFactory, pageHost = currentPageHost): SignalingMode {
   return {
     needsCredential: true,
     connect({ model, realtimeUrl, credential, resolution }) {
       const base = credential?.realtimeUrl || realtimeUrl;
+      // a loopback URL from a kernel on another host: no attempt can ever reach it
+      const unreachable = unreachableSignaling(base, pageHost());
+      if (unreachable) throw unreachable;
       const url = streamUrl(base, model, credentialParam, credential?.apiKey ?? "", resolution);
       return new WebSocketTransport(url, createSocket);
     },
@@ -159,10 +163,13 @@ function webSocketMode(credentialParam: string, createSocket?: WebSocketFactory)
 }
 
 /** The signaling modes this build knows. */
-export function defaultSignalingModes(createSocket?: WebSocketFactory): Record<string, SignalingMode> {
+export function defaultSignalingModes(
+  createSocket?: WebSocketFactory,
+  pageHost: () => string = currentPageHost,
+): Record<string, SignalingMode> {
   return {
-    direct: webSocketMode("api_key", createSocket),
-    proxy: webSocketMode("token", createSocket),
+    direct: webSocketMode("api_key", createSocket, pageHost),
+    proxy: webSocketMode("token", createSocket, pageHost),
     kernel: kernelSignalingMode(),
   };
 }

@@ -80,6 +80,8 @@ function makeSession(core: JsonObject = {}): Session {
   if (core["retry_delays"] !== undefined) options.backoff = core["retry_delays"] as number[];
   if (core["transport"] !== undefined) options.transport = core["transport"] as "webrtc" | "livekit";
   if (core["room_info_timeout"] !== undefined) options.roomInfoTimeout = core["room_info_timeout"] as number;
+  if (core["signaling_open_timeout"] !== undefined) options.signalingOpenTimeout = core["signaling_open_timeout"] as number;
+  if (core["media_connect_timeout"] !== undefined) options.mediaConnectTimeout = core["media_connect_timeout"] as number;
   return new Session(options);
 }
 

@@ -266,11 +266,17 @@ describe("Controller: failures", () => {
     await w.controller.start();
     w.clock.advance(TOKEN_TIMEOUT_MS / 1000);
     await flush();
-    expect(w.model.get("connection_state")).toBe("reconnecting");
-    for (let i = 0; i < 5; i++) {
-      w.clock.advance(10 + TOKEN_TIMEOUT_MS / 1000);
+    // retried, and still "connecting": a connection never made is not a lost one
+    expect(w.model.get("connection_state")).toBe("connecting");
+    // each retry after its backoff; its token request times out (and settles) before the socket's
+    // own open timeout would
+    for (const delay of [1, 2, 4, 8, 10]) {
+      w.clock.advance(delay);
+      await flush();
+      w.clock.advance(TOKEN_TIMEOUT_MS / 1000);
       await flush();
     }
+    expect(tokenRequests(w.model)).toHaveLength(6);
     expect(w.model.get("connection_state")).toBe("disconnected");
     expect(w.model.get("last_error_kind")).toBe("connection");
     expect(w.model.get("last_error")).toContain("token request");

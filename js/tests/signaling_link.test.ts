@@ -118,7 +118,8 @@ describe("SignalingLink", () => {
     w.credentials[1]!.reject(new ConnectionLost("no answer"));
     await flush();
     expect(w.failures).toHaveLength(1);
-    expect(w.session.state).toBe("reconnecting");
+    expect(w.session.state).toBe("connecting"); // never connected: nothing was lost
+    expect(w.session.retriesUsed).toBe(1);
   });
 
   it("a transport that cannot be made fails with the URL's credential redacted", async () => {
@@ -138,7 +139,8 @@ describe("SignalingLink", () => {
     const w = setup();
     w.forgetMode();
     w.link.connect(0);
-    expect(w.session.state).toBe("reconnecting");
+    expect(w.session.state).toBe("connecting"); // never connected: nothing was lost
+    expect(w.session.retriesUsed).toBe(1);
   });
 
   it("uses a prefetched credential once, and only while fresh", async () => {

@@ -98,6 +98,8 @@ def make_core(options: dict[str, Any]) -> SessionCore:
         retry=None if delays is None else RetryPolicy(tuple(delays)),
         transport=options.get("transport", "webrtc"),
         room_info_timeout=options.get("room_info_timeout", 15.0),
+        signaling_open_timeout=options.get("signaling_open_timeout", 20.0),
+        media_connect_timeout=options.get("media_connect_timeout", 20.0),
     )
 
 

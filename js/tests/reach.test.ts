@@ -1,0 +1,102 @@
+import { describe, expect, it } from "vitest";
+import { ConnectionLost, SessionEnded } from "../src/errors";
+import { explainMediaFailure, isLoopbackHost, loopbackOfAnotherHost, REMOTE_KERNEL_HELP } from "../src/reach";
+import { SignalingLink } from "../src/signaling_link";
+import { Session } from "../src/session";
+import { defaultSignalingModes } from "../src/transports";
+import { clockOf, FakeClock, flush } from "./fakes";
+
+describe("reach: the browser's loopback is not a remote kernel's", () => {
+  it("knows the loopback names", () => {
+    for (const host of ["localhost", "127.0.0.1", "127.8.9.10", "::1", "[::1]", "LOCALHOST"]) {
+      expect(isLoopbackHost(host), host).toBe(true);
+    }
+    for (const host of ["10.0.0.1", "hub.example.org", "0.0.0.0", "128.0.0.1", ""]) expect(isLoopbackHost(host), host).toBe(false);
+  });
+
+  it("flags a loopback URL only when the page is served from another host", () => {
+    expect(loopbackOfAnotherHost("ws://127.0.0.1:8000", "10.1.0.2")).toBe("127.0.0.1:8000");
+    expect(loopbackOfAnotherHost("ws://localhost:8000/v1/stream", "hub.example.org")).toBe("localhost:8000");
+    expect(loopbackOfAnotherHost("ws://127.0.0.1:8000", "localhost")).toBeNull(); // local Jupyter
+    expect(loopbackOfAnotherHost("ws://127.0.0.1:8000", "127.0.0.1")).toBeNull();
+    expect(loopbackOfAnotherHost("wss://api3.decart.ai", "hub.example.org")).toBeNull();
+    expect(loopbackOfAnotherHost("ws://127.0.0.1:8000", "")).toBeNull(); // no page: cannot tell
+    expect(loopbackOfAnotherHost("not a url", "hub.example.org")).toBeNull();
+  });
+
+  it("a direct or proxy mode refuses such a URL at once, naming the cause and the ways out, never the credential", () => {
+    for (const name of ["direct", "proxy"]) {
+      const mode = defaultSignalingModes(() => {
+        throw new Error("no socket may be opened");
+      }, () => "10.1.0.2")[name]!;
+      let caught: unknown;
+      try {
+        mode.connect({ model: "lucy-2.1", realtimeUrl: "ws://127.0.0.1:9", credential: { apiKey: "ek_secret", realtimeUrl: "ws://127.0.0.1:8123" } });
+      } catch (error) {
+        caught = error;
+      }
+      expect(caught).toBeInstanceOf(ConnectionLost);
+      const message = (caught as Error).message;
+      expect(message).toContain("127.0.0.1:8123");
+      expect(message).toContain("10.1.0.2");
+      expect(message).toContain("cannot reach the local emulator next to a remote kernel");
+      expect(message).toContain("DECART_API_KEY");
+      expect(message).toContain('signaling="kernel"');
+      expect(message).toContain("ice_servers");
+      expect(message).not.toContain("ek_secret");
+    }
+  });
+
+  it("the same URL from a local page connects as before", () => {
+    const opened: string[] = [];
+    const mode = defaultSignalingModes((url) => {
+      opened.push(url);
+      return { readyState: 0, send() {}, close() {}, onopen: null, onmessage: null, onclose: null, onerror: null };
+    }, () => "localhost")["direct"]!;
+    mode.connect({ model: "m", realtimeUrl: "ws://127.0.0.1:9", credential: { apiKey: "ek" } }).open();
+    expect(opened).toEqual(["ws://127.0.0.1:9/v1/stream?api_key=ek&model=m"]);
+  });
+
+  it("the signaling link ends the session with that error: one attempt, one credential, no retry", async () => {
+    const clock = new FakeClock();
+    const session = new Session({ prompt: "Anime" });
+    session.start(0);
+    const failures: Error[] = [];
+    let credentials = 0;
+    const link = new SignalingLink({
+      clock: clockOf(clock),
+      toCore: (input) => void input(session, clock.now),
+      mode: () => defaultSignalingModes(undefined, () => "jupyter.example.org")["direct"],
+      target: () => ({ model: "lucy-2.1", realtimeUrl: "ws://127.0.0.1:8123" }),
+      requestCredential: () => {
+        credentials++;
+        return Promise.resolve({ apiKey: "ek_1" });
+      },
+      kernel: { send: () => {}, listen: () => () => {} },
+      fail: (error) => failures.push(error),
+      connecting: () => {},
+    });
+    link.connect(0);
+    await flush();
+    expect(credentials).toBe(1);
+    expect(failures).toHaveLength(1);
+    expect(failures[0]).toBeInstanceOf(ConnectionLost);
+    expect(failures[0]!.message).toContain(REMOTE_KERNEL_HELP);
+    expect(failures[0]!.message).not.toMatch(/connection lost/i);
+  });
+
+  it("explains a media failure of a loopback service seen from a remote page, and leaves others alone", () => {
+    const failed = new SessionEnded("the server ended the generation: peer connection failed: no media path between the client and the emulator", "error");
+    const explained = explainMediaFailure(failed, "ws://127.0.0.1:8123", "10.1.0.2");
+    expect(explained.kind).toBe("session_ended");
+    expect(explained.message).toContain("peer connection failed");
+    expect(explained.message).toContain(REMOTE_KERNEL_HELP);
+    expect(explainMediaFailure(explained, "ws://127.0.0.1:8123", "10.1.0.2").message).toBe(explained.message);
+    const timeout = new ConnectionLost("the video could not connect: no media connection within 20 s");
+    expect(explainMediaFailure(timeout, "ws://127.0.0.1:8123", "10.1.0.2").message).toContain(REMOTE_KERNEL_HELP);
+    expect(explainMediaFailure(timeout, "ws://127.0.0.1:8123", "localhost")).toBe(timeout);
+    expect(explainMediaFailure(timeout, "wss://api3.decart.ai", "10.1.0.2")).toBe(timeout);
+    const other = new ConnectionLost("could not connect after 6 attempts: refused");
+    expect(explainMediaFailure(other, "ws://127.0.0.1:8123", "10.1.0.2")).toBe(other);
+  });
+});
