@@ -44,6 +44,22 @@ EXTRA = "livekit"
 _TIME_BASE = fractions.Fraction(1, 90_000)
 
 
+class _V1FallbackFilter(logging.Filter):
+    """Drops LiveKit's two warnings about falling back from ``/rtc/v1`` to ``/rtc``.
+
+    The emulator's room answers ``/rtc/v1`` with 404 on purpose (docs/emulator.md), and LiveKit's
+    client then warns twice on every join; with no logging configured, Python prints warnings to
+    stderr, so they would show under every notebook cell that joins a room.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("v1 path not found" in message or "failed on v1 path" in message)
+
+
+_V1_FALLBACK_FILTER = _V1FallbackFilter()
+
+
 def require_livekit() -> ModuleType:
     """``livekit.rtc``, or a `MissingDependency` that says how to install it."""
     try:
@@ -54,6 +70,9 @@ def require_livekit() -> ModuleType:
             f"pip install 'decart-widget[{EXTRA}]' (or pass transport='webrtc')",
             name="livekit",
         ) from exc
+    livekit_log = logging.getLogger("livekit")
+    if _V1_FALLBACK_FILTER not in livekit_log.filters:
+        livekit_log.addFilter(_V1_FALLBACK_FILTER)
     return rtc
 
 

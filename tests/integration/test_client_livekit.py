@@ -271,3 +271,25 @@ def test_the_default_transport_is_livekit_when_installed(emulator: dw.Emulator) 
     assert dw.RealtimeSession(backend=emulator).transport == "livekit"
     with pytest.raises(dw.InvalidInput, match=r"'webrtc' or 'livekit'.*got 'sfu'"):
         dw.RealtimeSession(backend=emulator, transport="sfu")
+
+
+async def test_the_rooms_v1_fallback_warnings_stay_out_of_the_users_output(
+    emulator: dw.Emulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The emulator answers ``/rtc/v1`` with 404 and LiveKit's client falls back, warning twice;
+    unfiltered, those warnings would print under every notebook cell that joins a room."""
+    caplog.set_level("INFO", logger="livekit")
+    session = await dw.RealtimeSession.connect(
+        model=SMALL,
+        source=solid_frames(RED),
+        prompt="invert",
+        backend=emulator,
+        transport="livekit",
+    )
+    try:
+        await frame_where(session, inverted)
+    finally:
+        await session.disconnect()
+    livekit_lines = [r.getMessage() for r in caplog.records if r.name == "livekit"]
+    assert any("/rtc" in line for line in livekit_lines), livekit_lines  # its logs do arrive
+    assert not [line for line in livekit_lines if "v1 path" in line]
