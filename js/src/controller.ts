@@ -13,7 +13,7 @@
 
 import { CoreLoop, type Clock, type Input } from "./core_loop";
 import { AssetLoader } from "./asset_loader";
-import { FrameCapture, type FrameReaderFactory } from "./frame_capture";
+import type { FramesFactory } from "./lazy_frames";
 import { asError, ConnectionLost, type DecartError, InvalidInput, KernelGone, MediaError } from "./errors";
 import { KernelComm } from "./kernel_comm";
 import { TokenRequests } from "./kernel_rpc";
@@ -35,8 +35,8 @@ export interface ControllerDeps extends Clock {
   media: Record<string, MediaTransport>;
   openSource: SourceOpener;
   listCameras(): Promise<MediaDeviceInfo[]>;
-  /** reads pixels out of a stream, for frames the kernel asks for (video_frames.ts) */
-  frameReader: FrameReaderFactory;
+  /** the frame capture for w.snapshot() (lazyFrames: frame_capture.ts, loaded on demand) */
+  frames: FramesFactory;
   /** the page's host name as the browser sees it (reach.ts; default: location.hostname) */
   pageHost?: () => string;
 }
@@ -59,7 +59,7 @@ export class Controller {
   private readonly sources: SourceManager;
   private readonly media: MediaLink;
   private readonly signaling: SignalingLink;
-  private readonly frames: FrameCapture;
+  private readonly frames: { dispose(): void };
   /** the current start's life: aborted by stop() */
   private attempt: AbortController | null = null;
   private disposed = false;
@@ -114,13 +114,13 @@ export class Controller {
       fail: (error) => this.fail(error),
       connecting: () => this.media.prepare(),
     });
-    this.frames = new FrameCapture({
+    this.frames = deps.frames({
       clock: deps,
       kernel: this.comm.channel(),
       stream: (which) => (which === "input" ? this.sources.localStream : this.media.remoteStream),
       active: () => this.starting || this.state !== "disconnected",
       subscribe: (listener) => this.subscribe(listener),
-      reader: deps.frameReader,
+      loadAsset: (name) => assets.load(name),
     });
     this.bridge.bind(this.loop);
     for (const name of SOURCE_TRAITS) this.bridge.on(`change:${name}`, () => void this.restartSource());

@@ -4,11 +4,11 @@
 import type { Initialize, Render } from "@anywidget/types";
 import { Controller, type ControllerDeps } from "./controller";
 import { kernelLossMessage, watchKernel } from "./host";
+import { lazyFrames } from "./lazy_frames";
 import { lazyMedia } from "./lazy_media";
 import { createSourceOpener, listCameras } from "./sources";
 import type { WidgetModel, WidgetTraits } from "./traits";
 import { defaultSignalingModes } from "./transports";
-import { videoFrameReader } from "./video_frames";
 import { View } from "./view";
 
 // Every live controller in the page, so leaving the page can release them all.
@@ -24,7 +24,7 @@ function browserDeps(): ControllerDeps {
     media: { webrtc: lazyMedia("webrtc"), livekit: lazyMedia("livekit") },
     openSource: createSourceOpener(),
     listCameras,
-    frameReader: videoFrameReader,
+    frames: lazyFrames,
   };
 }
 

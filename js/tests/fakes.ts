@@ -1,5 +1,6 @@
 // Test doubles: an anywidget model, a clock with timers, a transport, a peer and a source.
 import type { ControllerDeps } from "../src/controller";
+import { FrameCapture } from "../src/frame_capture";
 import type { LiveRoom, RoomEvents } from "../src/livekit_api";
 import type { IceCandidateInfo, TurnConfig } from "../src/messages";
 import type { Peer, PeerEvents } from "../src/peer";
@@ -263,10 +264,14 @@ export function world(options: { sourceError?: Error } = {}) {
       return source;
     },
     listCameras: async () => [],
-    frameReader: () => ({
-      read: () => Promise.reject(new Error("this world reads no pixels")),
-      dispose: () => undefined,
-    }),
+    frames: (host) =>
+      new FrameCapture({
+        ...host,
+        reader: () => ({
+          read: () => Promise.reject(new Error("this world reads no pixels")),
+          dispose: () => undefined,
+        }),
+      }),
   };
   return { clock, transports, peers, sources, deps };
 }

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { ASSET_TIMEOUT_MS, AssetLoader } from "../src/asset_loader";
 import { ConnectionLost, DecartError } from "../src/errors";
+import { type FramesHost, lazyFrames } from "../src/lazy_frames";
 import { lazyMedia } from "../src/lazy_media";
 import type { MediaAction, MediaHost, MediaLink, MediaTransport } from "../src/media";
 import type { KernelChannel } from "../src/transports";
@@ -180,5 +181,61 @@ describe("lazyMedia", () => {
     await flush();
     expect(w.calls).toEqual(["dispose"]);
     expect(w.failures).toEqual([]);
+  });
+});
+
+describe("lazyFrames", () => {
+  function framesSetup() {
+    const channel = new FakeChannel();
+    const loads: string[] = [];
+    let settle: { resolve(module: unknown): void; reject(error: unknown): void } | null = null;
+    const seen: unknown[] = [];
+    const module = {
+      open: (host: FramesHost) => {
+        host.kernel.listen((content) => seen.push(content));
+        return { dispose: () => seen.push("disposed") };
+      },
+    };
+    const frames = lazyFrames({
+      clock: clockOf(new FakeClock()),
+      kernel: channel,
+      stream: () => null,
+      active: () => true,
+      subscribe: () => () => {},
+      loadAsset: (name) => {
+        loads.push(name);
+        return new Promise((resolve, reject) => (settle = { resolve, reject }));
+      },
+    });
+    return { channel, loads, seen, module, frames, settle: () => settle! };
+  }
+
+  it("loads the capture with the first frame request and hands it the requests that came meanwhile", async () => {
+    const w = framesSetup();
+    w.channel.reply({ type: "signal", id: 3 });
+    expect(w.loads).toEqual([]); // only a frame request loads it
+    w.channel.reply({ type: "frame_request", id: 1 });
+    w.channel.reply({ type: "frame_request", id: 2 });
+    expect(w.loads).toEqual(["frames"]);
+    w.settle().resolve(w.module);
+    await flush();
+    expect(w.seen).toEqual([{ type: "frame_request", id: 1 }, { type: "frame_request", id: 2 }]);
+    w.channel.reply({ type: "frame_request", id: 4 });
+    expect(w.seen.at(-1)).toEqual({ type: "frame_request", id: 4 });
+    expect(w.loads).toHaveLength(1);
+    w.frames.dispose();
+    expect(w.seen.at(-1)).toBe("disposed");
+  });
+
+  it("answers the waiting requests with a frame_error when the capture cannot load", async () => {
+    const w = framesSetup();
+    w.channel.reply({ type: "frame_request", id: 7 });
+    w.settle().reject(new Error("no such asset"));
+    await flush();
+    expect(w.channel.sent).toEqual([
+      { type: "frame_error", id: 7, kind: "unavailable", message: "The page could not load its frame capture: no such asset" },
+    ]);
+    w.channel.reply({ type: "frame_request", id: 8 });
+    expect(w.loads).toHaveLength(2); // asked again
   });
 });

@@ -30,7 +30,8 @@ def test_the_initial_bundle_stays_under_its_budget() -> None:
 
 
 def test_every_media_transport_is_an_asset_of_its_own() -> None:
-    assert set(ASSETS) == {"webrtc", "livekit"}
+    assert set(ASSETS) == {"webrtc", "livekit", "frames"}  # frames: w.snapshot()'s capture
+    assert b"frame_request" in _built(ASSETS["frames"])
     assert b"setCodecPreferences" in _built(ASSETS["webrtc"])
     livekit = _built(ASSETS["livekit"])
     assert b"inference-server-" in livekit and b"adaptiveStream" in livekit
