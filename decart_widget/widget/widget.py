@@ -24,6 +24,7 @@ from ..models import DEFAULT_MODEL, RealtimeModel
 from ..models import get as get_model
 from ..protocol.errors import DecartError, InvalidInput
 from .assets import asset_messages
+from .camera import check_camera
 from .frames import (
     DEFAULT_FPS,
     DEFAULT_TIMEOUT,
@@ -114,6 +115,9 @@ class RealtimeWidget(anywidget.AnyWidget):
     source = traitlets.Enum(SOURCES, "camera").tag(sync=True)
     video = traitlets.Bytes(None, allow_none=True).tag(sync=True)
     device_id = traitlets.Unicode("").tag(sync=True)
+    #: getUserMedia video constraints for ``source="camera"`` (``{"facingMode": "user"}``), checked
+    #: by `decart_widget.widget.camera.check_camera`
+    camera = traitlets.Dict().tag(sync=True)
     mirror = traitlets.Bool(False).tag(sync=True)
     signaling = traitlets.Enum(SIGNALING, "direct").tag(sync=True)
     #: How the video reaches the model and comes back, independent of ``signaling``:
@@ -153,6 +157,7 @@ class RealtimeWidget(anywidget.AnyWidget):
         video: Any = None,
         mirror: bool = False,
         device_id: str = "",
+        camera: dict[str, Any] | None = None,
         autostart: bool = False,
         max_session_seconds: int | None = None,
         token_seconds: int | None = None,
@@ -207,6 +212,7 @@ class RealtimeWidget(anywidget.AnyWidget):
             source=source,
             video=video_bytes,
             device_id=device_id,
+            camera=check_camera(camera),
             mirror=mirror,
             signaling=mode.name,
             realtime_url=mode.frontend_url(self._backend),
@@ -368,6 +374,11 @@ class RealtimeWidget(anywidget.AnyWidget):
         value = proposal["value"]
         with _as_trait_error():
             return None if value is None else check_image_bytes(bytes(value), MAX_IMAGE_BYTES)
+
+    @traitlets.validate("camera")
+    def _check_camera(self, proposal: dict[str, Any]) -> dict[str, Any]:
+        with _as_trait_error():
+            return check_camera(proposal["value"])
 
     @traitlets.validate("prompt")
     def _check_prompt(self, proposal: dict[str, Any]) -> str:

@@ -45,7 +45,7 @@ export interface ControllerDeps extends Clock {
 export const ORPHAN_GRACE_MS = 2000;
 
 /** Traitlets whose change means another input source. */
-const SOURCE_TRAITS = ["source", "device_id", "mirror", "video", "model_spec"] as const;
+const SOURCE_TRAITS = ["source", "device_id", "camera", "mirror", "video", "model_spec"] as const;
 
 export class Controller {
   /** true while the input source is being opened (before connecting) */

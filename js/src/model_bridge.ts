@@ -144,6 +144,7 @@ export class ModelBridge {
         height,
         fps,
         deviceId: this.model.get("device_id") ?? "",
+        camera: this.model.get("camera") ?? {},
         mirror: Boolean(this.model.get("mirror")),
         video: toBytes(this.model.get("video")),
       },

@@ -12,6 +12,8 @@ export interface SourceOptions {
   height: number;
   fps: number;
   deviceId: string;
+  /** extra getUserMedia video constraints (the `camera` traitlet, checked by the kernel) */
+  camera?: MediaTrackConstraints;
   mirror: boolean;
   video: Uint8Array | null;
 }
@@ -101,6 +103,7 @@ export function cameraConstraints(options: SourceOptions): MediaStreamConstraint
     width: { ideal: options.width },
     height: { ideal: options.height },
     frameRate: { ideal: options.fps },
+    ...options.camera,
   };
   if (options.deviceId) video.deviceId = { exact: options.deviceId };
   return { video, audio: false };

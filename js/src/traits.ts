@@ -22,6 +22,8 @@ export interface WidgetTraits {
   source: SourceKind;
   video: DataView | ArrayBuffer | Uint8Array | null;
   device_id: string;
+  /** getUserMedia video constraints for the camera, e.g. {facingMode: "environment"} */
+  camera: MediaTrackConstraints;
   mirror: boolean;
   signaling: string;
   /** the media transport: "livekit" (Gen-B) or "webrtc" (Gen-A); fixed for the widget's life */

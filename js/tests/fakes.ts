@@ -20,6 +20,7 @@ export const DEFAULT_TRAITS: WidgetTraits = {
   source: "camera",
   video: null,
   device_id: "",
+  camera: {},
   mirror: false,
   signaling: "direct",
   transport: "webrtc",

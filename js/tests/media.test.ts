@@ -15,6 +15,10 @@ describe("sources", () => {
       audio: false,
     });
     expect(cameraConstraints({ ...options, deviceId: "cam-2" }).video).toMatchObject({ deviceId: { exact: "cam-2" } });
+    // the camera traitlet's constraints join in, and override the model's size hints
+    expect(
+      cameraConstraints({ ...options, camera: { facingMode: "environment", width: { exact: 640 } } }).video,
+    ).toMatchObject({ facingMode: "environment", width: { exact: 640 }, height: { ideal: options.height } });
   });
 
   it("says when capture cannot work here", () => {

@@ -44,13 +44,29 @@ describe("ModelBridge", () => {
   });
 
   it("reads what a connection and a source are made of from the traitlets", () => {
-    const w = setup({ model: "", model_spec: null, device_id: "cam-2", mirror: true, source: "screen", ice_servers: [{ urls: "stun:x" }] });
+    const w = setup({
+      model: "",
+      model_spec: null,
+      device_id: "cam-2",
+      camera: { facingMode: "user" },
+      mirror: true,
+      source: "screen",
+      ice_servers: [{ urls: "stun:x" }],
+    });
     expect(w.bridge.target()).toEqual({ model: "lucy-2.1", realtimeUrl: "ws://127.0.0.1:9/", resolution: null });
     expect(setup({ resolution: "1080p" }).bridge.target().resolution).toBe("1080p");
     expect(w.bridge.iceServers()).toEqual([{ urls: "stun:x" }]);
     expect(w.bridge.source()).toEqual({
       kind: "screen",
-      options: { width: 1088, height: 624, fps: 30, deviceId: "cam-2", mirror: true, video: null },
+      options: {
+        width: 1088,
+        height: 624,
+        fps: 30,
+        deviceId: "cam-2",
+        camera: { facingMode: "user" },
+        mirror: true,
+        video: null,
+      },
     });
     expect(w.bridge.signaling()).toBe(direct);
     w.model.set("signaling", "pigeon");
