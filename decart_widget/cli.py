@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ._logging import SafeTextFormatter, install_process_handler
+from .ice import ice_server_from_url
 
 log = logging.getLogger("decart_widget.cli")
 
@@ -32,6 +33,7 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
         max_concurrent_sessions=args.max_sessions,
         credits_seconds=args.credits,
         room_capacity=args.room_capacity,
+        ice_servers=[ice_server_from_url(url) for url in args.ice_server],
     )
     return 0
 
@@ -96,6 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="Gen-B sessions in rooms at once; later ones queue and get queue_position "
         "(0: every session waits; default: no queue)",
+    )
+    emulator.add_argument(
+        "--ice-server",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a STUN/TURN server for the emulator's peers (repeatable); TURN credentials go in "
+        "the URL: turn:user:password@host:3478",
     )
 
     commands.add_parser(

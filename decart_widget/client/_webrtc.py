@@ -24,6 +24,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.sdp import candidate_from_sdp
 from av import VideoFrame
 
+from ..ice import IceServersSource, resolve_ice_servers
 from ._media import MediaHost
 from .sources import BorrowedTrack
 
@@ -34,16 +35,25 @@ class PeerLink:
     """The session's peer connection (Gen-A); events of a replaced one are dropped."""
 
     def __init__(
-        self, host: MediaHost, track: MediaStreamTrack, ice_servers: Iterable[dict[str, Any]]
+        self,
+        host: MediaHost,
+        track: MediaStreamTrack,
+        ice_servers: Iterable[dict[str, Any]] | IceServersSource,
     ) -> None:
         self._host = host
         self._track = track
-        self._ice_servers = list(ice_servers)
+        # a function is called before every peer connection (fresh TURN credentials)
+        self._ice_source = ice_servers if callable(ice_servers) else list(ice_servers)
+        self._ice_servers: list[dict[str, Any]] = []
         self._peer: RTCPeerConnection | None = None
 
     async def start(self, turn_config: dict[str, Any] | None) -> None:
         """Create the peer connection (again, after an ``ice-restart``) and make its offer."""
         await self.close()
+        if callable(self._ice_source):
+            self._ice_servers = await resolve_ice_servers(self._ice_source)
+        else:
+            self._ice_servers = [dict(server) for server in self._ice_source]
         peer = RTCPeerConnection(RTCConfiguration(iceServers=self._servers(turn_config)))
         self._peer = peer
         # aiortc stops a closed sender's track: the source outlives this peer, so lend it

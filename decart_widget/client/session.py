@@ -28,6 +28,7 @@ from websockets.asyncio.client import ClientConnection
 
 from .._upstream import connect_failure, open_upstream
 from ..backends import Backend, default_backend
+from ..ice import IceServersSource, validate_ice_servers
 from ..images import image_bytes, to_base64
 from ..models import DEFAULT_MODEL, RealtimeModel
 from ..models import get as get_model
@@ -122,6 +123,7 @@ class RealtimeSession:
         image_ack_timeout: float = IMAGE_ACK_TIMEOUT,
         transport: str | None = None,
         resolution: str | None = None,
+        ice_servers: IceServersSource | None = None,
     ) -> None:
         self.model = get_model(model)
         self.backend = backend if backend is not None else default_backend()
@@ -138,7 +140,11 @@ class RealtimeSession:
         if self.transport == "livekit":
             self._media = RoomLink(self, self._track, self.model, float(fps or self.model.fps))
         else:
-            self._media = PeerLink(self, self._track, getattr(self.backend, "ice_servers", ()))
+            if ice_servers is None:
+                ice_servers = list(getattr(self.backend, "ice_servers", ()))
+            elif not callable(ice_servers):
+                ice_servers = validate_ice_servers(ice_servers)
+            self._media = PeerLink(self, self._track, ice_servers)
         self._core = SessionCore(
             prompt=prompt,
             image=encoded,
@@ -186,13 +192,16 @@ class RealtimeSession:
         retry: RetryPolicy | None = None,
         transport: str | None = None,
         resolution: str | None = None,
+        ice_servers: IceServersSource | None = None,
     ) -> RealtimeSession:
         """Connect, send the initial state, and return once media is flowing.
 
         ``transport``: ``"livekit"`` (Gen-B, Decart's current transport; needs
         ``pip install 'decart-widget[livekit]'``) or ``"webrtc"`` (Gen-A); None picks LiveKit
         when it is installed. ``resolution``: ``"720p"`` or ``"1080p"`` (None: the service's
-        default). Raises the typed error (`AuthenticationError`, `ConcurrencyLimit`, ...) when
+        default). ``ice_servers``: a list of RTCIceServer-like dicts, or a function (plain or async)
+        returning one, called before every peer connection (fresh TURN credentials); Gen-A only
+        for now. Raises the typed error (`AuthenticationError`, `ConcurrencyLimit`, ...) when
         the service refuses, and `ConnectionLost` when nothing connects within ``timeout``
         seconds, not counting the time spent waiting in the service's queue.
         """
@@ -207,6 +216,7 @@ class RealtimeSession:
             retry=retry,
             transport=transport,
             resolution=resolution,
+            ice_servers=ice_servers,
         )
         await session._start(timeout)
         return session

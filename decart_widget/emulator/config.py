@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..protocol.constants import MAX_IMAGE_BYTES
 from .credits import CreditLedger
@@ -33,6 +34,9 @@ class EmulatorConfig:
     #: Gen-B sessions that may hold a room at once; the others wait in line, told their
     #: ``queue_position`` (see `decart_widget.emulator.queue`). None: nobody waits; 0: everyone.
     room_capacity: int | None = None
+    #: ICE servers for the emulator's own WebRTC peers (RTCIceServer-like dicts, checked): a
+    #: TURN server both the browser and the emulator reach carries media across networks.
+    ice_servers: tuple[dict[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         if not self.api_key:

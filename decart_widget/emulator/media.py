@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -23,6 +23,7 @@ import numpy.typing as npt
 from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
+    RTCIceServer,
     RTCPeerConnection,
     RTCRtpSender,
     RTCSessionDescription,
@@ -140,8 +141,10 @@ class MediaPeer:
         on_frame_received: Callback,
         on_frame_sent: Callback,
         on_state: StateCallback,
+        ice_servers: Sequence[Mapping[str, Any]] = (),
     ) -> None:
-        self._pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        servers = [RTCIceServer(**server) for server in ice_servers]
+        self._pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
         self._track = EffectTrack(effect, on_frame_received, on_frame_sent)
         self._blackholes: list[MediaBlackhole] = []
         self._remote_set = False

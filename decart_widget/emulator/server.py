@@ -15,13 +15,15 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from types import FrameType, TracebackType
+from typing import Any
 
 from aiohttp import web
 
 from .._logging import add_secret, guard_library_loggers
 from .._loop_thread import LoopThread
+from ..ice import validate_ice_servers
 from ..protocol.constants import MAX_IMAGE_BYTES
 from ..protocol.urls import redact_key, url_host
 from .app import EmulatorApp, PathOnlyAccessLogger, access_log
@@ -57,6 +59,7 @@ class Emulator:
         credits_seconds: float | None = None,
         tick_seconds: float = 1.0,
         room_capacity: int | None = None,
+        ice_servers: Iterable[Mapping[str, Any]] = (),
     ) -> None:
         self._config = EmulatorConfig(
             host=host,
@@ -68,6 +71,7 @@ class Emulator:
             credits_seconds=credits_seconds,
             tick_seconds=tick_seconds,
             room_capacity=room_capacity,
+            ice_servers=tuple(validate_ice_servers(list(ice_servers))),
         )
         self._services = Services.create(self._config)
         self._thread = LoopThread(
@@ -271,6 +275,7 @@ def serve_forever(
     max_concurrent_sessions: int = 4,
     credits_seconds: float | None = None,
     room_capacity: int | None = None,
+    ice_servers: Iterable[Mapping[str, Any]] = (),
 ) -> None:
     """Run an emulator until Ctrl+C / SIGTERM (the ``decart-widget emulator`` command)."""
     emulator = Emulator(
@@ -280,6 +285,7 @@ def serve_forever(
         max_concurrent_sessions=max_concurrent_sessions,
         credits_seconds=credits_seconds,
         room_capacity=room_capacity,
+        ice_servers=ice_servers,
     ).start()
     stop = threading.Event()
 

@@ -469,6 +469,7 @@ class StreamSession:
             on_frame_received=self.log.frame_received,
             on_frame_sent=self.log.frame_sent,
             on_state=self.media_state,
+            ice_servers=self.services.config.ice_servers,
         )
         self._peer = peer
         early, self._early_candidates = self._early_candidates, []

@@ -19,6 +19,7 @@ import anywidget
 import traitlets
 
 from ..backends import Backend, Decart, is_emulator
+from ..ice import IceServersSource, resolve_ice_servers_now
 from ..images import MAX_IMAGE_BYTES, check_image_bytes, image_bytes
 from ..models import DEFAULT_MODEL, RealtimeModel
 from ..models import get as get_model
@@ -166,8 +167,12 @@ class RealtimeWidget(anywidget.AnyWidget):
         proxy_token: str | None = None,
         transport: str | None = None,
         resolution: str | None = None,
+        ice_servers: IceServersSource | None = None,
     ) -> None:
         spec = get_model(model)
+        # a function is called again before every browser (re)connect: fresh TURN credentials
+        self._ice_source = ice_servers
+        given_ice = resolve_ice_servers_now(ice_servers) if ice_servers is not None else None
         self._custom_models: dict[str, RealtimeModel] = {}
         if isinstance(model, RealtimeModel):
             self._custom_models[spec.name] = spec
@@ -216,7 +221,7 @@ class RealtimeWidget(anywidget.AnyWidget):
             mirror=mirror,
             signaling=mode.name,
             realtime_url=mode.frontend_url(self._backend),
-            ice_servers=self._default_ice_servers(),
+            ice_servers=given_ice if given_ice is not None else self._default_ice_servers(),
             autostart=autostart,
             note=self._default_note(),
         )
@@ -396,6 +401,7 @@ class RealtimeWidget(anywidget.AnyWidget):
         if kind in ("signal_open", "signal", "signal_close"):
             self._attached.signal_message(kind, content, buffers)
         elif kind == "token_request":
+            self._refresh_ice_servers()
             self.send({**self._attached.answer_token_request(), "id": content.get("id")})
         elif kind == "asset_request":
             for message, buffers in asset_messages(STATIC, content.get("name")):
@@ -451,6 +457,16 @@ class RealtimeWidget(anywidget.AnyWidget):
         self._attached.state_changed()
 
     # ---- defaults ------------------------------------------------------------------------------
+
+    def _refresh_ice_servers(self) -> None:
+        """Call an ``ice_servers`` function again; the trait reaches the page before the reply
+        to its token request, so the peer made after it uses these servers."""
+        if not callable(self._ice_source):
+            return
+        try:
+            self.ice_servers = resolve_ice_servers_now(self._ice_source)
+        except Exception as exc:  # the user's function: keep the last list, say why
+            log.warning("ice_servers function failed: %s", exc)
 
     def _default_ice_servers(self) -> list[dict[str, Any]]:
         if self._backend is None or is_emulator(self._backend):
