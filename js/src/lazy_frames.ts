@@ -1,10 +1,12 @@
-// w.snapshot()'s frame capture (frame_capture.ts over video_frames.ts) is an asset the page loads
-// with the first `frame_request` (asset_loader.ts), like the media transports: widget.js, which
+// w.snapshot()'s and w.on_frame()'s frame capture (frame_capture.ts over video_frames.ts) is an
+// asset the page loads with the first `frame_request` or `frame_stream` (asset_loader.ts), like the media transports: widget.js, which
 // every notebook loads, stays small (tests/unit/test_bundle_budget.py). The requests that arrive
 // while it loads are handed to it once it runs; if it cannot load, they are answered with a
-// `frame_error` saying why, and a later request asks again.
+// `frame_error` saying why (a stream, which has no one to answer, is logged), and a later request
+// asks again.
 
 import type { FrameCaptureHost } from "./frame_capture";
+import { debug } from "./log";
 import type { KernelChannel } from "./transports";
 
 /** What the frame capture needs from the widget, and how to load its asset. */
@@ -16,6 +18,9 @@ interface Request {
   id?: unknown;
 }
 
+/** The messages that need the capture: a snapshot's request, a stream's start or end. */
+const LOADING_MESSAGES = new Set<unknown>(["frame_request", "frame_stream"]);
+
 /** The frame capture of the asset `frames` (its `open(host)`), loaded on the first request. */
 export const lazyFrames: FramesFactory = (host) => {
   let capture: { dispose(): void } | null = null;
@@ -23,7 +28,7 @@ export const lazyFrames: FramesFactory = (host) => {
   let disposed = false;
   const held: [unknown, unknown[]][] = [];
   const stop = host.kernel.listen((content, buffers) => {
-    if (capture || (content as Request | null)?.type !== "frame_request") return;
+    if (capture || !LOADING_MESSAGES.has((content as Request | null)?.type)) return;
     held.push([content, buffers]);
     if (loading) return;
     loading = true;
@@ -45,7 +50,9 @@ export const lazyFrames: FramesFactory = (host) => {
         loading = false;
         for (const [message] of held.splice(0)) {
           const text = `The page could not load its frame capture: ${error instanceof Error ? error.message : String(error)}`;
-          host.kernel.send({ type: "frame_error", id: (message as Request).id, kind: "unavailable", message: text });
+          if ((message as Request).type === "frame_request") {
+            host.kernel.send({ type: "frame_error", id: (message as Request).id, kind: "unavailable", message: text });
+          } else debug(text);
         }
       },
     );

@@ -227,6 +227,15 @@ describe("lazyFrames", () => {
     expect(w.seen.at(-1)).toBe("disposed");
   });
 
+  it("a frame stream (w.on_frame before any snapshot) loads the capture too, and reaches it", async () => {
+    const w = framesSetup();
+    w.channel.reply({ type: "frame_stream", id: 1, which: "output", fps: 2 });
+    expect(w.loads).toEqual(["frames"]);
+    w.settle().resolve(w.module);
+    await flush();
+    expect(w.seen).toEqual([{ type: "frame_stream", id: 1, which: "output", fps: 2 }]);
+  });
+
   it("answers the waiting requests with a frame_error when the capture cannot load", async () => {
     const w = framesSetup();
     w.channel.reply({ type: "frame_request", id: 7 });

@@ -164,3 +164,29 @@ def test_snapshots_streams_and_errors(jupyter: JupyterServer, page: Any) -> None
     assert stream["looped"] == 3 and stream["input_shape"] == [in_h, in_w, 3], stream
 
     assert run(ui, 5, "AFTER", 30) == {"stopped": "NotStarted", "closed": "WidgetClosed"}
+
+
+def test_on_frame_before_any_snapshot_delivers(jupyter: JupyterServer, page: Any) -> None:
+    """A stream is the first thing the page is asked for (it loads the frame capture itself)."""
+    write_notebook(
+        jupyter.root_dir / "stream_first.ipynb",
+        [
+            SETUP,
+            "got = []\n"
+            "w.on_frame(lambda frame: got.append(frame.shape), fps=5)\n"
+            "w.start()\n"
+            "loop = asyncio.get_running_loop()\n"
+            "deadline = loop.time() + 60\n"
+            "while len(got) < 3 and loop.time() < deadline:\n"
+            "    await asyncio.sleep(0.05)\n"
+            'report("FIRST", count=len(got), shapes=sorted(set(got)))\n'
+            "w.close()",
+        ],
+    )
+    ui = JupyterPage(page, jupyter)
+    ui.open("stream_first.ipynb")
+    ui.run_cell(0)
+    page.locator(".decart-widget").first.wait_for(timeout=30_000)
+    seen = run(ui, 1, "FIRST", 90)
+    assert seen["count"] >= 3, seen
+    assert len(seen["shapes"]) == 1 and seen["shapes"][0][2] == 3, seen
