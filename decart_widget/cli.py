@@ -39,7 +39,7 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
 
 
 def _cmd_proxy(args: argparse.Namespace, rest: Sequence[str]) -> int:
-    from .proxy import main as proxy_main
+    from .proxy.cli import main as proxy_main
 
     return proxy_main(list(rest))
 

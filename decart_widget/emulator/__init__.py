@@ -16,15 +16,15 @@ from __future__ import annotations
 
 from .config import DEFAULT_API_KEY, EmulatorConfig
 from .faults import Faults
-from .records import Rejection, SessionRecord
+from .records import EmulatedSession, Rejection
 from .server import Emulator, serve_forever
 
 __all__ = [
     "DEFAULT_API_KEY",
+    "EmulatedSession",
     "Emulator",
     "EmulatorConfig",
     "Faults",
     "Rejection",
-    "SessionRecord",
     "serve_forever",
 ]

@@ -1,7 +1,7 @@
 """Inspection: what reached the emulator, kept for tests and curious users.
 
 Every session gets a live record that its session updates from the emulator's loop; readers in
-other threads get frozen `SessionRecord` snapshots. Refused connections are kept as `Rejection`s.
+other threads get frozen `EmulatedSession` snapshots. Refused connections are kept as `Rejection`s.
 `Recorder.wait_until` is a condition wait (woken on every change), so tests never sleep and hope.
 """
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 
 
 @dataclass(frozen=True)
-class SessionRecord:
+class EmulatedSession:
     """One ``/v1/stream`` session as the emulator saw it (a snapshot)."""
 
     id: str
@@ -73,7 +73,7 @@ class Recorder:
     def __init__(self, max_ended: int = MAX_ENDED_RECORDS) -> None:
         self._max_ended = max_ended
         self._cond = threading.Condition(threading.RLock())
-        self._records: dict[str, SessionRecord] = {}
+        self._records: dict[str, EmulatedSession] = {}
         self._rejections: list[Rejection] = []
 
     # ---- writers (the emulator's loop) ----------------------------------------------------------
@@ -87,8 +87,8 @@ class Recorder:
         origin: str | None,
         resolution: str | None,
         user_agent: str | None,
-    ) -> SessionLog:
-        record = SessionRecord(
+    ) -> SessionRecorder:
+        record = EmulatedSession(
             id=session_id,
             model=model,
             key_kind=key_kind,
@@ -103,7 +103,7 @@ class Recorder:
             for key in ended[: max(0, len(ended) - self._max_ended)]:
                 del self._records[key]
             self._cond.notify_all()
-        return SessionLog(self, session_id)
+        return SessionRecorder(self, session_id)
 
     def reject(self, error: str, close_code: int, model: str | None, origin: str | None) -> None:
         with self._cond:
@@ -111,14 +111,16 @@ class Recorder:
             del self._rejections[:-MAX_REJECTIONS]
             self._cond.notify_all()
 
-    def _update(self, session_id: str, change: Callable[[SessionRecord], SessionRecord]) -> None:
+    def _update(
+        self, session_id: str, change: Callable[[EmulatedSession], EmulatedSession]
+    ) -> None:
         with self._cond:
             self._records[session_id] = change(self._records[session_id])
             self._cond.notify_all()
 
     # ---- readers (any thread) -------------------------------------------------------------------
 
-    def sessions(self) -> list[SessionRecord]:
+    def sessions(self) -> list[EmulatedSession]:
         with self._cond:
             return list(self._records.values())
 
@@ -140,7 +142,7 @@ class Recorder:
                 self._cond.wait(min(left, 0.05))
 
 
-class SessionLog:
+class SessionRecorder:
     """The writing handle of one session's record."""
 
     def __init__(self, recorder: Recorder, session_id: str) -> None:

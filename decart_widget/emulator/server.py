@@ -31,7 +31,7 @@ from .config import DEFAULT_API_KEY, EmulatorConfig, Services
 from .faults import Faults
 from .livekit import RoomServer
 from .moderation import DEFAULT_BLOCKLIST
-from .records import Rejection, SessionRecord
+from .records import EmulatedSession, Rejection
 
 log = logging.getLogger("decart_widget.emulator.server")
 
@@ -238,7 +238,7 @@ class Emulator:
     # ---- inspection -----------------------------------------------------------------------------
 
     @property
-    def sessions(self) -> list[SessionRecord]:
+    def sessions(self) -> list[EmulatedSession]:
         """Snapshots of every session seen, oldest first (live ones have ``end_reason`` None)."""
         return self._services.recorder.sessions()
 
@@ -257,7 +257,7 @@ class Emulator:
         """`wait_until` for async code: waits in a worker thread, the caller's loop runs on."""
         await asyncio.to_thread(self._services.recorder.wait_until, predicate, timeout)
 
-    def wait_for_session(self, index: int = 0, timeout: float = 10.0) -> SessionRecord:
+    def wait_for_session(self, index: int = 0, timeout: float = 10.0) -> EmulatedSession:
         """The ``index``-th session (0: the first), waiting for it to open."""
         self.wait_until(lambda: len(self.sessions) > index, timeout)
         return self.sessions[index]

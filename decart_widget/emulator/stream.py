@@ -4,7 +4,7 @@ A `StreamSession` starts once `app` has admitted the connection (key, model, ori
 It reads client messages in order (`parse_client`), keeps the model state (prompt, reference image,
 the compiled effect), and sends acks, ``generation_started``, integer cumulative
 ``generation_tick``s and ``generation_ended``. The client's first media message picks the
-transport, recorded as `SessionRecord.transport`:
+transport, recorded as `EmulatedSession.transport`:
 
 * ``offer`` -> Gen-A ("webrtc"): answered through a `MediaPeer`, then ``session_id``. Both
   handshake orders work: initial state then offer, or offer then state. ICE candidates may come

@@ -27,9 +27,8 @@ from .auth import (
     token_from_request,
     verify_token,
 )
-from .cli import add_arguments, main, run_cli
-from .config import ConfigError, ProxyConfig, from_namespace
-from .ledger import Ledger, LedgerError, SessionRecord, open_ledger
+from .config import ConfigError, ProxyConfig
+from .ledger import Ledger, LedgerError, LedgerSession, open_ledger
 from .ledger_sqlite import SQLiteLedger
 from .limits import Limits
 from .logs import JsonFormatter, configure_logging
@@ -44,6 +43,7 @@ __all__ = [
     "JsonFormatter",
     "Ledger",
     "LedgerError",
+    "LedgerSession",
     "Limits",
     "Metrics",
     "ProxyBackend",
@@ -51,17 +51,12 @@ __all__ = [
     "ProxyServer",
     "ProxyService",
     "SQLiteLedger",
-    "SessionRecord",
     "TokenClaims",
     "Unauthorized",
-    "add_arguments",
     "codes",
     "configure_logging",
-    "from_namespace",
     "issue_token",
-    "main",
     "open_ledger",
-    "run_cli",
     "serve",
     "serve_async",
     "token_from_request",

@@ -35,7 +35,7 @@ class LedgerError(Exception):
 
 
 @dataclass(frozen=True)
-class SessionRecord:
+class LedgerSession:
     id: str
     user: str
     model: str
@@ -53,7 +53,7 @@ class SessionRecord:
         return self.ended_at is None
 
     @classmethod
-    def from_row(cls, row: Sequence[Any]) -> SessionRecord:
+    def from_row(cls, row: Sequence[Any]) -> LedgerSession:
         """A record from a ``sessions`` row (the same column order in every backend)."""
         return cls(
             id=row[0],
@@ -154,7 +154,7 @@ class Ledger(abc.ABC):
         """The user's own quota, if one was set."""
 
     @abc.abstractmethod
-    async def sessions(self, user: str | None = None, *, limit: int = 1000) -> list[SessionRecord]:
+    async def sessions(self, user: str | None = None, *, limit: int = 1000) -> list[LedgerSession]:
         """Recorded sessions, newest first."""
 
     @abc.abstractmethod

@@ -28,7 +28,7 @@ from .ledger import (
     TABLE_PREFIX,
     Ledger,
     LedgerError,
-    SessionRecord,
+    LedgerSession,
     StartResult,
 )
 
@@ -392,8 +392,8 @@ class PostgresLedger(Ledger):
 
         return await self._call(op)
 
-    async def sessions(self, user: str | None = None, *, limit: int = 1000) -> list[SessionRecord]:
-        async def op(conn: psycopg.AsyncConnection[Any]) -> list[SessionRecord]:
+    async def sessions(self, user: str | None = None, *, limit: int = 1000) -> list[LedgerSession]:
+        async def op(conn: psycopg.AsyncConnection[Any]) -> list[LedgerSession]:
             if user is None:
                 cursor = await conn.execute(
                     f"SELECT {_COLUMNS} FROM {SESSIONS} ORDER BY started_at DESC, id LIMIT %s",
@@ -405,7 +405,7 @@ class PostgresLedger(Ledger):
                     "ORDER BY started_at DESC, id LIMIT %s",
                     (user, limit),
                 )
-            return [SessionRecord.from_row(row) for row in await cursor.fetchall()]
+            return [LedgerSession.from_row(row) for row in await cursor.fetchall()]
 
         return await self._call(op)
 

@@ -26,7 +26,7 @@ from .ledger import (
     TABLE_PREFIX,
     Ledger,
     LedgerError,
-    SessionRecord,
+    LedgerSession,
     StartResult,
 )
 
@@ -333,8 +333,8 @@ class SQLiteLedger(Ledger):
 
         return await self._call(op)
 
-    async def sessions(self, user: str | None = None, *, limit: int = 1000) -> list[SessionRecord]:
-        def op(conn: sqlite3.Connection) -> list[SessionRecord]:
+    async def sessions(self, user: str | None = None, *, limit: int = 1000) -> list[LedgerSession]:
+        def op(conn: sqlite3.Connection) -> list[LedgerSession]:
             if user is None:
                 rows = conn.execute(
                     f"SELECT {_COLUMNS} FROM {SESSIONS} ORDER BY started_at DESC, id LIMIT ?",
@@ -346,7 +346,7 @@ class SQLiteLedger(Ledger):
                     "ORDER BY started_at DESC, id LIMIT ?",
                     (user, limit),
                 ).fetchall()
-            return [SessionRecord.from_row(row) for row in rows]
+            return [LedgerSession.from_row(row) for row in rows]
 
         return await self._call(op)
 

@@ -153,10 +153,10 @@ def configure_logging(
     return handler
 
 
-_EVENT_LINE = 0  # set below: the line of `SessionLog.event`
+_EVENT_LINE = 0  # set below: the line of `SessionLogger.event`
 
 
-class SessionLog:
+class SessionLogger:
     """Log events of one session, each carrying its id, user and model."""
 
     def __init__(self, logger: logging.Logger, proxy_session: str, user: str, model: str) -> None:
@@ -186,4 +186,4 @@ class SessionLog:
         logger.handle(record)
 
 
-_EVENT_LINE = SessionLog.event.__code__.co_firstlineno
+_EVENT_LINE = SessionLogger.event.__code__.co_firstlineno

@@ -42,7 +42,7 @@ from . import codes
 from .config import ProxyConfig
 from .ledger import Ledger, LedgerError
 from .limits import MAX_IMAGE_BYTES, BufferFull, PendingBuffer, TokenBucket
-from .logs import SessionLog, cut_prompt
+from .logs import SessionLogger, cut_prompt
 from .metrics import Metrics
 
 log = logging.getLogger("decart_widget.proxy.session")
@@ -127,7 +127,7 @@ class Relay:
         self.started = time.monotonic()
         self.frames = {TO_UPSTREAM: 0, TO_CLIENT: 0}
         self.ending: Ending | None = None
-        self.log = SessionLog(log, session_id, user, model)
+        self.log = SessionLogger(log, session_id, user, model)
         limits = ctx.config.limits
         self._pending = PendingBuffer(limits.max_pending_frames, limits.max_pending_bytes)
         self._bucket = (

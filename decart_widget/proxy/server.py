@@ -30,7 +30,7 @@ from ..protocol.urls import redact, url_host
 from .app import ProxyService
 from .auth import Authenticator, issue_token
 from .config import ProxyConfig
-from .ledger import Ledger, SessionRecord, period_start
+from .ledger import Ledger, LedgerSession, period_start
 from .limits import Limits
 
 log = logging.getLogger("decart_widget.proxy.server")
@@ -228,7 +228,7 @@ class ProxyServer:
 
     # ---- the ledger, from sync code -----------------------------------------------------------
 
-    def sessions(self, user: str | None = None) -> list[SessionRecord]:
+    def sessions(self, user: str | None = None) -> list[LedgerSession]:
         """The ledger's sessions, newest first (threaded proxies only; else await
         ``proxy.ledger.sessions()``)."""
         return self.call(lambda: self.ledger.sessions(user))

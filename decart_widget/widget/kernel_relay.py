@@ -53,7 +53,7 @@ from .hooks import (
     now_wall,
     run_hooks,
 )
-from .updates import KernelUpdates, Pending, Revert, Send, Settings, Settled, UpdateAction
+from .updates import KernelUpdates, Pending, Revert, SendUpdate, Settled, UpdateAction, WidgetState
 
 # the name users configure (docs/signaling.md), kept from when this module was ``relay.py``
 log = logging.getLogger("decart_widget.widget.relay")
@@ -89,7 +89,7 @@ class RelayHost(Protocol):
     """What the relay needs from its widget (called on the relay thread)."""
 
     def send_to_browser(self, content: dict[str, Any]) -> None: ...
-    def revert(self, settings: Settings) -> None: ...
+    def revert(self, settings: WidgetState) -> None: ...
     def show_error(self, kind: str, message: str) -> None: ...
 
 
@@ -117,7 +117,7 @@ def _image_error(size: int) -> str:
 class KernelRelay:
     """One widget's kernel signaling. Thread-safe entry points; the work runs on `relay_loop`."""
 
-    def __init__(self, backend: Backend, host: RelayHost, desired: Settings) -> None:
+    def __init__(self, backend: Backend, host: RelayHost, desired: WidgetState) -> None:
         self._backend = backend
         self._host = host
         self._loop = relay_loop()
@@ -145,7 +145,7 @@ class KernelRelay:
     def close_connection(self, conn_id: int, code: int | None, reason: str) -> None:
         self._call(self._close_from_browser, conn_id, code, reason)
 
-    def set_desired(self, settings: Settings) -> None:
+    def set_desired(self, settings: WidgetState) -> None:
         self._call(self._set_desired, settings)
 
     def shutdown(self, wait: float = SHUTDOWN_WAIT) -> None:
@@ -238,7 +238,7 @@ class KernelRelay:
         if conn is not None and conn.id == conn_id:
             self._end(conn, code or 1000, reason, "closed")
 
-    def _set_desired(self, settings: Settings) -> None:
+    def _set_desired(self, settings: WidgetState) -> None:
         conn = self._current
         actions = self._updates.set_desired(self._now(), settings)
         if conn is not None:
@@ -346,7 +346,7 @@ class KernelRelay:
 
     def _carry_out(self, conn: _Connection, actions: list[UpdateAction]) -> None:
         for action in actions:
-            if isinstance(action, Send):
+            if isinstance(action, SendUpdate):
                 if conn is self._current and conn.socket is not None:
                     self._to_service(conn, action.frame, action.pending, "kernel")
                 else:

@@ -8,7 +8,7 @@ browser's session core only sends its *handshake* (the initial state after every
 `KernelUpdates` has no update machine of its own: matching acks (prompts by text, images first
 in, first out), one update in flight, latest wins, timeouts and reverting are the
 `decart_widget.protocol.update_queue.UpdateQueue`'s, the same piece the session cores use. This
-adapter translates: the widget's whole desired `Settings` (image as bytes) become requests for
+adapter translates: the widget's whole desired `WidgetState` (image as bytes) become requests for
 what differs from the queue's desired state; the browser's handshake frames are observed so their
 acks match; the queue's settlements become `Settled` (per frame) and `Revert` (the widget's
 traitlets go back to what the queue now wants).
@@ -46,18 +46,18 @@ Phase = Literal["closed", "handshake", "running"]
 
 
 @dataclass(frozen=True)
-class Settings:
+class WidgetState:
     """What the model runs with: a prompt (None: none), a reference image (encoded bytes)."""
 
     prompt: str | None = None
     image: bytes | None = None
     enhance: bool = True
 
-    def same_content(self, other: Settings) -> bool:
+    def same_content(self, other: WidgetState) -> bool:
         return self.prompt == other.prompt and self.image == other.image
 
 
-EMPTY = Settings()
+EMPTY = WidgetState()
 
 
 def clean_prompt(text: str | None) -> str | None:
@@ -109,7 +109,7 @@ class Pending:
 
 
 @dataclass(frozen=True)
-class Send:
+class SendUpdate:
     """Send this frame to the service (a kernel update)."""
 
     frame: dict[str, Any]
@@ -132,17 +132,17 @@ class Settled:
 class Revert:
     """The widget's desired state goes back to what the service accepted (after a failure)."""
 
-    settings: Settings
+    settings: WidgetState
 
 
-UpdateAction = Send | Settled | Revert
+UpdateAction = SendUpdate | Settled | Revert
 
 
 @dataclass
 class KernelUpdates:
     """One widget's updates across its upstream connections (one at a time)."""
 
-    desired: Settings = EMPTY
+    desired: WidgetState = EMPTY
     phase: Phase = "closed"
     _queue: UpdateQueue = field(init=False)
     _pending: dict[InFlight, Pending] = field(default_factory=dict, init=False)
@@ -163,10 +163,10 @@ class KernelUpdates:
     # ---- views -----------------------------------------------------------------------------------
 
     @property
-    def applied(self) -> Settings:
+    def applied(self) -> WidgetState:
         """What the service accepted on the current connection."""
         accepted = self._queue.accepted
-        return Settings(accepted.prompt, decode_image(accepted.image), self._queue.enhance)
+        return WidgetState(accepted.prompt, decode_image(accepted.image), self._queue.enhance)
 
     @property
     def pending(self) -> list[Pending]:
@@ -196,7 +196,7 @@ class KernelUpdates:
 
     # ---- inputs ----------------------------------------------------------------------------------
 
-    def set_desired(self, now: float, settings: Settings) -> list[UpdateAction]:
+    def set_desired(self, now: float, settings: WidgetState) -> list[UpdateAction]:
         self.desired = _cleaned(settings)
         return self._sync(now)
 
@@ -280,7 +280,7 @@ class KernelUpdates:
     def _revert(self) -> list[UpdateAction]:
         """The widget wants what the queue now wants (the accepted state plus anything newer)."""
         wanted = self._queue.desired
-        reverted = Settings(
+        reverted = WidgetState(
             wanted.prompt,
             self._bytes_of(wanted.image),
             self.desired.enhance,
@@ -323,7 +323,7 @@ class KernelUpdates:
         out: list[UpdateAction] = []
         for action in actions:
             if isinstance(action, SendMessage) and flight is not None:
-                out.append(Send(to_dict(action.message), self._track(flight, "kernel")))
+                out.append(SendUpdate(to_dict(action.message), self._track(flight, "kernel")))
         return out
 
     def _base64_of(self, image: bytes | None) -> str | None:
@@ -341,8 +341,8 @@ class KernelUpdates:
         return decode_image(image)
 
 
-def _cleaned(settings: Settings) -> Settings:
-    return Settings(clean_prompt(settings.prompt), settings.image or None, settings.enhance)
+def _cleaned(settings: WidgetState) -> WidgetState:
+    return WidgetState(clean_prompt(settings.prompt), settings.image or None, settings.enhance)
 
 
 __all__ = [
@@ -350,8 +350,8 @@ __all__ = [
     "KernelUpdates",
     "Pending",
     "Revert",
-    "Send",
-    "Settings",
+    "SendUpdate",
     "Settled",
     "UpdateAction",
+    "WidgetState",
 ]

@@ -48,7 +48,7 @@ from .modes import (
     SignalingMode,
     resolve,
 )
-from .updates import Settings
+from .updates import WidgetState
 
 log = logging.getLogger("decart_widget.widget")
 
@@ -503,18 +503,18 @@ class _WidgetPort:
         widget = self._widget()
         return widget.resolution if widget is not None else None
 
-    def desired(self) -> Settings:
+    def desired(self) -> WidgetState:
         widget = self._widget()
         if widget is None:
-            return Settings()
-        return Settings(widget.prompt or None, widget.image, bool(widget.enhance))
+            return WidgetState()
+        return WidgetState(widget.prompt or None, widget.image, bool(widget.enhance))
 
     def send_to_browser(self, content: dict[str, Any]) -> None:
         widget = self._widget()
         if widget is not None and widget.comm is not None:
             widget.send(content)
 
-    def revert(self, settings: Settings) -> None:
+    def revert(self, settings: WidgetState) -> None:
         widget = self._widget()
         if widget is None:
             return

@@ -109,7 +109,7 @@ def kernel_widget(
     return widget, FakeFront(widget, monkeypatch)
 
 
-def latest(emulator: dw.Emulator) -> dw.emulator.SessionRecord:
+def latest(emulator: dw.Emulator) -> dw.emulator.EmulatedSession:
     return max(emulator.sessions, key=lambda r: r.started_at)
 
 

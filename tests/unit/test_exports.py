@@ -51,12 +51,10 @@ TOP_LEVEL = [
 
 #: Names two packages export for two different things, still to be renamed (issue 11):
 #: ``decart_widget.protocol.Reject`` (the session core's action) -> ``Fail``, since
-#: ``decart_widget.widget.Reject`` is the documented hook exception; the emulator's
-#: ``SessionRecord`` -> ``EmulatedSession`` and the proxy's ``SessionRecord`` -> ``LedgerSession``.
+#: ``decart_widget.widget.Reject`` is the documented hook exception.
 #: This list may only shrink.
 KNOWN_COLLISIONS = {
     "Reject": {"decart_widget.protocol", "decart_widget.widget"},
-    "SessionRecord": {"decart_widget.emulator", "decart_widget.proxy"},
 }
 
 

@@ -7,7 +7,7 @@ import json
 import logging
 import re
 
-from decart_widget.proxy.logs import JsonFormatter, SessionLog, configure_logging, cut_prompt
+from decart_widget.proxy.logs import JsonFormatter, SessionLogger, configure_logging, cut_prompt
 from decart_widget.proxy.metrics import Metrics
 
 
@@ -23,7 +23,7 @@ def test_json_lines_carry_the_session_fields_and_no_secret() -> None:
     saved = (package_logger.level, package_logger.propagate)
     handler = configure_logging("INFO", stream=stream)
     try:
-        log = SessionLog(logging.getLogger("decart_widget.proxy.session"), "px_1", "alice", "m")
+        log = SessionLogger(logging.getLogger("decart_widget.proxy.session"), "px_1", "alice", "m")
         log.event("prompt", prompt=cut_prompt("y" * 100))
         log.session = "emu_2"
         log.event(
