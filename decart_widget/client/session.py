@@ -126,6 +126,8 @@ class RealtimeSession:
         ice_servers: IceServersSource | None = None,
     ) -> None:
         self.model = get_model(model)
+        if ice_servers is not None and not callable(ice_servers):
+            ice_servers = validate_ice_servers(ice_servers)  # before a default backend starts
         self.backend = backend if backend is not None else default_backend()
         if prompt is not None and not isinstance(prompt, str):
             raise InvalidInput(f"prompt must be a string, got {type(prompt).__name__}")
@@ -142,8 +144,6 @@ class RealtimeSession:
         else:
             if ice_servers is None:
                 ice_servers = list(getattr(self.backend, "ice_servers", ()))
-            elif not callable(ice_servers):
-                ice_servers = validate_ice_servers(ice_servers)
             self._media = PeerLink(self, self._track, ice_servers)
         self._core = SessionCore(
             prompt=prompt,

@@ -165,6 +165,15 @@ class Emulator:
         return f"ws://{url_host(self._config.host)}:{self.port}"
 
     @property
+    def browser_realtime_url(self) -> str:
+        """The realtime URL for a browser: bound to every interface (``host="0.0.0.0"``), the
+        host is left as the wildcard, and the page puts in the host it was served from (the
+        kernel's host as the browser reaches it; js/src/reach.ts), never the kernel's loopback."""
+        if self._config.host in ("", "0.0.0.0", "::"):
+            return f"ws://{'[::]' if self._config.host == '::' else '0.0.0.0'}:{self.port}"
+        return self.realtime_url
+
+    @property
     def api_key(self) -> str:
         return self._config.api_key
 

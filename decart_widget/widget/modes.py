@@ -170,7 +170,7 @@ class Direct(SignalingMode):
         self._check_transport()
 
     def frontend_url(self, backend: Backend | None) -> str:
-        return backend.realtime_url if backend is not None else ""
+        return browser_url(backend) if backend is not None else ""
 
     def attach(self, backend: Backend | None, widget: WidgetPort) -> AttachedMode:
         if backend is None:
@@ -201,7 +201,7 @@ class _AttachedDirect(AttachedMode):
         return {
             "type": "token",
             "api_key": token.api_key,
-            "realtime_url": self._backend.realtime_url,
+            "realtime_url": browser_url(self._backend),
             "expires_at": token.expires_at.isoformat(),
         }
 
@@ -391,6 +391,13 @@ def resolve(signaling: str | SignalingMode, **keywords: Any) -> SignalingMode:
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def browser_url(backend: Backend) -> str:
+    """The realtime URL to hand the browser: an emulator bound to every interface gives its
+    wildcard form, which the page fills with its own host (`Emulator.browser_realtime_url`)."""
+    url = getattr(backend, "browser_realtime_url", None)
+    return url if isinstance(url, str) else backend.realtime_url
 
 
 __all__ = [

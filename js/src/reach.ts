@@ -25,6 +25,14 @@ export function loopbackOfAnotherHost(url: string, pageHost: string): string | n
   }
 }
 
+/** A URL of a server bound to every interface (0.0.0.0, [::]) with the page's host put in. */
+export function fillWildcardHost(url: string, pageHost: string): string {
+  const match = /^(wss?:\/\/)(0\.0\.0\.0|\[::\])(?=[:/]|$)/.exec(url);
+  if (!match) return url;
+  const host = pageHost === "" ? "127.0.0.1" : pageHost.includes(":") ? `[${pageHost}]` : pageHost;
+  return match[1] + host + url.slice(match[0].length);
+}
+
 /** The error for a signaling URL the browser cannot reach (its credential never quoted), or null. */
 export function unreachableSignaling(url: string, pageHost: string): ConnectionLost | null {
   const host = loopbackOfAnotherHost(url, pageHost);

@@ -4,7 +4,7 @@
 // (kernel_transport.ts).
 
 import { kernelSignalingMode } from "./kernel_transport";
-import { currentPageHost, unreachableSignaling } from "./reach";
+import { currentPageHost, fillWildcardHost, unreachableSignaling } from "./reach";
 
 export interface Transport {
   open(): void;
@@ -152,7 +152,7 @@ function webSocketMode(credentialParam: string, createSocket?: WebSocketFactory,
   return {
     needsCredential: true,
     connect({ model, realtimeUrl, credential, resolution }) {
-      const base = credential?.realtimeUrl || realtimeUrl;
+      const base = fillWildcardHost(credential?.realtimeUrl || realtimeUrl, pageHost());
       // a loopback URL from a kernel on another host: no attempt can ever reach it
       const unreachable = unreachableSignaling(base, pageHost());
       if (unreachable) throw unreachable;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { ConnectionLost, SessionEnded } from "../src/errors";
-import { explainMediaFailure, isLoopbackHost, loopbackOfAnotherHost, REMOTE_KERNEL_HELP } from "../src/reach";
+import { explainMediaFailure, fillWildcardHost, isLoopbackHost, loopbackOfAnotherHost, REMOTE_KERNEL_HELP } from "../src/reach";
 import { SignalingLink } from "../src/signaling_link";
 import { Session } from "../src/session";
 import { defaultSignalingModes } from "../src/transports";
@@ -98,5 +98,20 @@ describe("reach: the browser's loopback is not a remote kernel's", () => {
     expect(explainMediaFailure(timeout, "wss://api3.decart.ai", "10.1.0.2")).toBe(timeout);
     const other = new ConnectionLost("could not connect after 6 attempts: refused");
     expect(explainMediaFailure(other, "ws://127.0.0.1:8123", "10.1.0.2")).toBe(other);
+  });
+
+  it("a server bound to every interface is reached at the page's own host, never at 0.0.0.0", () => {
+    expect(fillWildcardHost("ws://0.0.0.0:8123", "10.1.0.2")).toBe("ws://10.1.0.2:8123");
+    expect(fillWildcardHost("ws://[::]:8123/v1/stream", "fd00::2")).toBe("ws://[fd00::2]:8123/v1/stream");
+    expect(fillWildcardHost("ws://0.0.0.0:8123", "")).toBe("ws://127.0.0.1:8123");
+    expect(fillWildcardHost("ws://10.0.0.5:8123", "10.1.0.2")).toBe("ws://10.0.0.5:8123");
+    expect(fillWildcardHost("ws://0.0.0.01:8123", "h")).toBe("ws://0.0.0.01:8123");
+    const opened: string[] = [];
+    const mode = defaultSignalingModes((url) => {
+      opened.push(url);
+      return { readyState: 0, send() {}, close() {}, onopen: null, onmessage: null, onclose: null, onerror: null };
+    }, () => "jupyter.example.org")["direct"]!;
+    mode.connect({ model: "m", realtimeUrl: "", credential: { apiKey: "ek", realtimeUrl: "ws://0.0.0.0:8123" } }).open();
+    expect(opened).toEqual(["ws://jupyter.example.org:8123/v1/stream?api_key=ek&model=m"]);
   });
 });

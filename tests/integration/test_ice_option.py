@@ -92,3 +92,21 @@ def test_the_widget_sends_its_servers_and_refreshes_a_function_on_every_token_re
     w._on_frontend_message(w, {"type": "token_request", "id": 1}, [])
     assert w.ice_servers[0]["credential"] == "p2"
     assert sent[-1]["type"] == "token"
+
+
+def test_an_emulator_on_every_interface_gives_the_browser_its_wildcard_url(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The page fills the wildcard with its own host (js/tests/reach.test.ts): the browser is
+    never handed the kernel's loopback for an emulator it may reach."""
+    with dw.Emulator(host="0.0.0.0") as emu:
+        assert emu.realtime_url == f"ws://127.0.0.1:{emu.port}"  # the kernel's own use
+        assert emu.browser_realtime_url == f"ws://0.0.0.0:{emu.port}"
+        w = dw.RealtimeWidget(backend=emu)
+        assert w.realtime_url == f"ws://0.0.0.0:{emu.port}"
+        sent: list[dict[str, Any]] = []
+        monkeypatch.setattr(w, "send", lambda content, buffers=None: sent.append(content))
+        w._on_frontend_message(w, {"type": "token_request", "id": 1}, [])
+        assert sent[-1]["realtime_url"] == f"ws://0.0.0.0:{emu.port}"
+    with dw.Emulator() as emu:
+        assert emu.browser_realtime_url == emu.realtime_url
