@@ -36,6 +36,11 @@ log = logging.getLogger("decart_widget.client.livekit")
 INFERENCE_PREFIX = "inference-server-"
 #: Seconds to join the room and publish (then the core hears ``failed`` and retries).
 JOIN_TIMEOUT = WEBSOCKET_OPEN_TIMEOUT
+#: Seconds a room removed by the server waits for the control socket to say why the session
+#: ended before the room's own "disconnected" counts as the loss.
+SERVER_END_GRACE = 2.0
+#: LiveKit's disconnect reasons (``rtc.DisconnectReason``) meaning the server removed the user.
+SERVER_ENDED_REASONS = ("SERVER_SHUTDOWN", "PARTICIPANT_REMOVED", "ROOM_DELETED")
 #: Seconds to leave a room before it is dropped.
 LEAVE_TIMEOUT = 5.0
 #: Decart's JS SDK caps its camera at 3.5 Mbps; the Python SDK leaves LiveKit's default.
@@ -101,12 +106,18 @@ class RoomLink:
         #: the codec of the last publication: "h264", or "vp8" after a fallback
         self.codec: str | None = None
 
+    async def _report_disconnect_later(self, room: Any) -> None:
+        await asyncio.sleep(SERVER_END_GRACE)
+        if room is self._room:  # the control socket did not end the session meanwhile
+            self._host.media_state("disconnected")
+
     async def join(self, url: str, token: str) -> None:
         """Connect, publish, and report ``connected`` (or ``failed``)."""
         await self.close()
         rtc = self._rtc
         room = rtc.Room()
         self._room = room
+        server_ended = {rtc.DisconnectReason.Value(name) for name in SERVER_ENDED_REASONS}
 
         def on_track(track: Any, publication: Any, participant: Any) -> None:
             if room is not self._room or track.kind != rtc.TrackKind.KIND_VIDEO:
@@ -115,8 +126,14 @@ class RoomLink:
                 self._host.spawn(self._read(room, track))
 
         def on_disconnected(reason: Any = None) -> None:
-            if room is self._room:
-                log.info("the room disconnected the user (reason %s)", reason)
+            if room is not self._room:
+                return
+            log.info("the room disconnected the user (reason %s)", reason)
+            if reason in server_ended:
+                # The service ended the session: its control socket says why (credits, a
+                # platform's ledger...), and that reason must win over "room disconnected".
+                self._host.spawn(self._report_disconnect_later(room))
+            else:
                 self._host.media_state("disconnected")
 
         room.on("track_subscribed", on_track)
