@@ -3,6 +3,7 @@
 //   src/webrtc_asset.ts -> webrtc.js   (ESM, the Gen-A media transport)
 //   src/livekit_room.ts -> livekit.js  (ESM with npm livekit-client, the Gen-B one)
 //   src/frames_asset.ts -> frames.js   (ESM, w.snapshot()'s frame capture, on the first request)
+//   src/capture_sources.ts -> sources.js (ESM, the screen and video-file sources, on first use)
 //   src/styles.css      -> widget.css
 // The kernel sends a media transport's asset only when a session of that transport starts
 // (src/asset_loader.ts); widget.js carries their sha-256 prefixes (DW_ASSET_IDS) to key the
@@ -29,7 +30,7 @@ const common = {
   legalComments: "none",
 };
 
-const assets = { webrtc: "webrtc_asset.ts", livekit: "livekit_room.ts", frames: "frames_asset.ts" };
+const assets = { webrtc: "webrtc_asset.ts", livekit: "livekit_room.ts", frames: "frames_asset.ts", sources: "capture_sources.ts" };
 const assetIds = {};
 await Promise.all(
   Object.entries(assets).map(async ([name, entry]) => {

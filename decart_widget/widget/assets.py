@@ -2,8 +2,8 @@
 
 The media transports are not in ``widget.js``, which every notebook loads: ``static/webrtc.js``
 (Gen-A, a few kB) and ``static/livekit.js`` (Gen-B: npm ``livekit-client`` and the room link,
-about half a megabyte), nor is ``w.snapshot()``'s frame capture (``static/frames.js``). The
-front end asks for one with
+about half a megabyte), nor is ``w.snapshot()``'s frame capture (``static/frames.js``), nor
+are the screen and video-file sources (``static/sources.js``). The front end asks for one with
 ``{"type":"asset_request","name":"livekit"}`` when a session of that transport starts, once per
 page, and imports what it gets. Never from a CDN: the bytes come from this package. Answers:
 
@@ -27,7 +27,12 @@ from typing import Any
 log = logging.getLogger("decart_widget.widget.assets")
 
 #: The assets the front end may ask for, by name, as files of the package's ``static/``.
-ASSETS = {"webrtc": "webrtc.js", "livekit": "livekit.js", "frames": "frames.js"}
+ASSETS = {
+    "webrtc": "webrtc.js",
+    "livekit": "livekit.js",
+    "frames": "frames.js",
+    "sources": "sources.js",
+}
 #: Bytes per comm message: well under the comm's ~10 MB message limit.
 CHUNK_BYTES = 4 * 1024 * 1024
 

@@ -24,7 +24,15 @@ export interface InputSource {
   stop(): void;
 }
 
-export type SourceOpener = (kind: SourceKind, options: SourceOptions) => Promise<InputSource>;
+/** Loads a front-end asset of the page (asset_loader.ts): the screen and video-file sources. */
+export type AssetLoad = (name: string) => Promise<unknown>;
+export type SourceOpener = (kind: SourceKind, options: SourceOptions, loadAsset?: AssetLoad) => Promise<InputSource>;
+
+/** The capture asset's entry (capture_sources.ts): sources few widgets use, kept out of widget.js. */
+export interface CaptureSources {
+  openScreen(options: SourceOptions, env: MediaEnvironment): Promise<InputSource>;
+  openVideo(options: SourceOptions): Promise<InputSource>;
+}
 
 export interface MediaEnvironment {
   hasMediaDevices: boolean;
@@ -118,7 +126,7 @@ function stopStream(stream: MediaStream): void {
   for (const track of stream.getTracks()) track.stop();
 }
 
-function fromStream(stream: MediaStream, cleanup: () => void = () => {}): InputSource {
+export function fromStream(stream: MediaStream, cleanup: () => void = () => {}): InputSource {
   const track = stream.getVideoTracks()[0];
   if (!track) {
     stopStream(stream);
@@ -135,7 +143,7 @@ function fromStream(stream: MediaStream, cleanup: () => void = () => {}): InputS
 }
 
 /** Redraws a canvas at `fps` and captures it: used for mirroring, video files and synthetic. */
-function canvasSource(options: SourceOptions, draw: (ctx: CanvasRenderingContext2D, t: number) => void, cleanup: () => void): InputSource {
+export function canvasSource(options: SourceOptions, draw: (ctx: CanvasRenderingContext2D, t: number) => void, cleanup: () => void): InputSource {
   const canvas = document.createElement("canvas");
   canvas.width = options.width;
   canvas.height = options.height;
@@ -152,7 +160,7 @@ function canvasSource(options: SourceOptions, draw: (ctx: CanvasRenderingContext
 }
 
 /** Draw `video` to fill the canvas (cropping, not stretching), optionally mirrored. */
-function drawCover(ctx: CanvasRenderingContext2D, video: HTMLVideoElement, mirror: boolean): void {
+export function drawCover(ctx: CanvasRenderingContext2D, video: HTMLVideoElement, mirror: boolean): void {
   const { width, height } = ctx.canvas;
   const vw = video.videoWidth;
   const vh = video.videoHeight;
@@ -169,7 +177,7 @@ function drawCover(ctx: CanvasRenderingContext2D, video: HTMLVideoElement, mirro
   ctx.restore();
 }
 
-function hiddenVideo(): HTMLVideoElement {
+export function hiddenVideo(): HTMLVideoElement {
   const video = document.createElement("video");
   video.muted = true;
   video.playsInline = true;
@@ -194,46 +202,14 @@ async function openCamera(options: SourceOptions, env: MediaEnvironment): Promis
   });
 }
 
-async function openScreen(options: SourceOptions, env: MediaEnvironment): Promise<InputSource> {
-  try {
-    const stream = await navigator.mediaDevices.getDisplayMedia({
-      video: { frameRate: { ideal: options.fps }, width: { ideal: options.width }, height: { ideal: options.height } },
-      audio: false,
-    });
-    return fromStream(stream);
-  } catch (error) {
-    throw describeCaptureFailure(error, "screen", env);
-  }
-}
-
-async function openVideo(options: SourceOptions): Promise<InputSource> {
-  if (!options.video?.byteLength) {
-    throw new InvalidInput('source="video" needs a video: give the widget video=<path, URL or bytes>.');
-  }
-  const url = URL.createObjectURL(new Blob([options.video as Uint8Array<ArrayBuffer>]));
-  const video = hiddenVideo();
-  video.loop = true;
-  video.src = url;
-  const release = (): void => {
-    video.pause();
-    video.removeAttribute("src");
-    video.load();
-    URL.revokeObjectURL(url);
-  };
-  try {
-    await video.play();
-  } catch (error) {
-    release();
-    throw new InvalidInput(
-      `This browser cannot play the video (${(error as Error)?.message ?? error}): try an MP4 (H.264) or WebM file.`,
-    );
-  }
-  return canvasSource(options, (ctx) => drawCover(ctx, video, options.mirror), release);
+async function captureSources(loadAsset: AssetLoad | undefined): Promise<CaptureSources> {
+  if (!loadAsset) throw new MediaError("camera", "This page cannot load the screen and video sources.");
+  return (await loadAsset("sources")) as CaptureSources;
 }
 
 /** The opener the widget uses in a browser. */
 export function createSourceOpener(env: () => MediaEnvironment = browserEnvironment): SourceOpener {
-  return async (kind, options) => {
+  return async (kind, options, loadAsset) => {
     const environment = env();
     const unavailable = captureUnavailable(kind, environment);
     if (unavailable) throw unavailable;
@@ -241,9 +217,9 @@ export function createSourceOpener(env: () => MediaEnvironment = browserEnvironm
       case "camera":
         return openCamera(options, environment);
       case "screen":
-        return openScreen(options, environment);
+        return (await captureSources(loadAsset)).openScreen(options, environment);
       case "video":
-        return openVideo(options);
+        return (await captureSources(loadAsset)).openVideo(options);
       case "synthetic":
         return canvasSource(options, drawSynthetic, () => {});
       default:

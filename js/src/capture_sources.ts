@@ -1,0 +1,53 @@
+// The entry of the capture asset (decart_widget/widget/static/sources.js): the screen and
+// video-file sources, which few widgets use, loaded with the first such source (sources.ts) so
+// that widget.js, which every notebook loads, stays small (tests/unit/test_bundle_budget.py).
+
+import { InvalidInput } from "./errors";
+import {
+  type InputSource,
+  type MediaEnvironment,
+  type SourceOptions,
+  canvasSource,
+  describeCaptureFailure,
+  drawCover,
+  fromStream,
+  hiddenVideo,
+} from "./sources";
+
+export async function openScreen(options: SourceOptions, env: MediaEnvironment): Promise<InputSource> {
+  try {
+    const stream = await navigator.mediaDevices.getDisplayMedia({
+      video: { frameRate: { ideal: options.fps }, width: { ideal: options.width }, height: { ideal: options.height } },
+      audio: false,
+    });
+    return fromStream(stream);
+  } catch (error) {
+    throw describeCaptureFailure(error, "screen", env);
+  }
+}
+
+export async function openVideo(options: SourceOptions): Promise<InputSource> {
+  if (!options.video?.byteLength) {
+    throw new InvalidInput('source="video" needs a video: give the widget video=<path, URL or bytes>.');
+  }
+  const url = URL.createObjectURL(new Blob([options.video as Uint8Array<ArrayBuffer>]));
+  const video = hiddenVideo();
+  video.loop = true;
+  video.src = url;
+  const release = (): void => {
+    video.pause();
+    video.removeAttribute("src");
+    video.load();
+    URL.revokeObjectURL(url);
+  };
+  try {
+    await video.play();
+  } catch (error) {
+    release();
+    throw new InvalidInput(
+      `This browser cannot play the video (${(error as Error)?.message ?? error}): try an MP4 (H.264) or WebM file.`,
+    );
+  }
+  return canvasSource(options, (ctx) => drawCover(ctx, video, options.mirror), release);
+}
+
