@@ -131,6 +131,36 @@ def parse_candidate(candidate: dict[str, Any]) -> Any | None:
     return parsed
 
 
+class RemoteCandidates:
+    """A peer connection's remote ICE candidates: held until its remote description is set (they
+    may arrive trickled before it), then added; a bad or late candidate never ends the session."""
+
+    def __init__(self, pc: RTCPeerConnection, name: str) -> None:
+        self._pc = pc
+        self._name = name
+        self._ready = False
+        self._held: list[dict[str, Any] | None] = []
+
+    async def add(self, candidate: dict[str, Any] | None) -> None:
+        """A remote candidate (None: end of candidates)."""
+        if not self._ready:
+            self._held.append(candidate)
+            return
+        try:
+            await self._pc.addIceCandidate(
+                None if candidate is None else parse_candidate(candidate)
+            )
+        except Exception as exc:  # a bad or late candidate must not end the session
+            log.debug("ignored a %s candidate: %s", self._name, exc)
+
+    async def remote_description_set(self) -> None:
+        """Add the candidates held so far, and every later one at once."""
+        self._ready = True
+        held, self._held = self._held, []
+        for candidate in held:
+            await self.add(candidate)
+
+
 class MediaPeer:
     """One RTCPeerConnection answering one offer."""
 
@@ -147,8 +177,7 @@ class MediaPeer:
         self._pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
         self._track = EffectTrack(effect, on_frame_received, on_frame_sent)
         self._blackholes: list[MediaBlackhole] = []
-        self._remote_set = False
-        self._pending: list[dict[str, Any] | None] = []
+        self._candidates = RemoteCandidates(self._pc, "remote")
         self._closed = False
         self._on_state = on_state
 
@@ -181,26 +210,13 @@ class MediaPeer:
             raise ValueError("the offer carries no video the emulator can receive")
         answer = await self._pc.createAnswer()
         await self._pc.setLocalDescription(answer)
-        self._remote_set = True
-        pending, self._pending = self._pending, []
-        for candidate in pending:
-            await self._add(candidate)
+        await self._candidates.remote_description_set()
         sdp: str = self._pc.localDescription.sdp
         return sdp
 
     async def add_candidate(self, candidate: dict[str, Any] | None) -> None:
         """A remote candidate (None: end of candidates); buffered until the offer is applied."""
-        if not self._remote_set:
-            self._pending.append(candidate)
-            return
-        await self._add(candidate)
-
-    async def _add(self, candidate: dict[str, Any] | None) -> None:
-        try:
-            parsed = None if candidate is None else parse_candidate(candidate)
-            await self._pc.addIceCandidate(parsed)
-        except Exception as exc:  # a bad or late candidate must not end the session
-            log.debug("ignored a remote candidate: %s", exc)
+        await self._candidates.add(candidate)
 
     async def close(self) -> None:
         if self._closed:

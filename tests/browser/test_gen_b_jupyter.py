@@ -56,7 +56,8 @@ def test_livekit_widgets_transform_the_video_in_jupyter(
     ui.run_all()
     wait_for(lambda: states(ui) is not None, 90, "all cells to run")
     widgets = page.locator(".decart-widget")
-    assert widgets.count() == 2
+    # the views render after their outputs arrive (the page loads the widget's module first)
+    wait_for(lambda: widgets.count() == 2, 30, "both widgets to be displayed")
     widgets.nth(0).locator(".dw-overlay").click()  # the camera starts on a click
 
     for index in range(2):

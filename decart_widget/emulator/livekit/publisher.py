@@ -26,7 +26,7 @@ from aiortc import (
 )
 from aiortc.contrib.media import MediaBlackhole
 
-from ..media import EffectTrack, parse_candidate
+from ..media import EffectTrack, RemoteCandidates
 from .bitrate import with_bitrate_floor
 from .codecs import prefer_codecs
 from .simulcast import narrow_offer
@@ -58,8 +58,7 @@ class PublisherPeer:
         self._effect_track = effect_track
         self._blackholes: list[MediaBlackhole] = []
         self._channels: list[RTCDataChannel] = []
-        self._remote_set = False
-        self._pending: list[dict[str, Any] | None] = []
+        self._candidates = RemoteCandidates(self._pc, "publisher")
         self._closed = False
         self.video_codec: str | None = None
         self.simulcast_layer: str | None = None
@@ -105,10 +104,7 @@ class PublisherPeer:
         await self._pc.setRemoteDescription(RTCSessionDescription(sdp=narrowed.sdp, type="offer"))
         answer = await self._pc.createAnswer()
         await self._pc.setLocalDescription(answer)
-        self._remote_set = True
-        pending, self._pending = self._pending, []
-        for candidate in pending:
-            await self._add(candidate)
+        await self._candidates.remote_description_set()
         for transceiver in self._pc.getTransceivers():
             receiving = transceiver.currentDirection in ("recvonly", "sendrecv")
             if transceiver.kind == "video" and receiving and transceiver._codecs:
@@ -117,18 +113,7 @@ class PublisherPeer:
         return with_bitrate_floor(narrowed.restore(sdp))
 
     async def add_candidate(self, candidate: dict[str, Any] | None) -> None:
-        if not self._remote_set:
-            self._pending.append(candidate)
-            return
-        await self._add(candidate)
-
-    async def _add(self, candidate: dict[str, Any] | None) -> None:
-        try:
-            await self._pc.addIceCandidate(
-                None if candidate is None else parse_candidate(candidate)
-            )
-        except Exception as exc:  # a bad or late candidate must not end the session
-            log.debug("ignored a publisher candidate: %s", exc)
+        await self._candidates.add(candidate)
 
     async def close(self) -> None:
         if self._closed:

@@ -20,7 +20,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 
-from ..media import parse_candidate
+from ..media import RemoteCandidates
 
 log = logging.getLogger("decart_widget.emulator.livekit.subscriber")
 
@@ -43,8 +43,7 @@ class SubscriberPeer:
         # aiortc writes a=msid from these two; LiveKit's clients parse the stream id.
         transceiver.sender._stream_id = f"{participant_sid}|{track_sid}"
         transceiver.sender._track_id = track_sid
-        self._remote_set = False
-        self._pending: list[dict[str, Any] | None] = []
+        self._candidates = RemoteCandidates(self._pc, "subscriber")
         self._closed = False
 
         @self._pc.on("connectionstatechange")
@@ -69,24 +68,10 @@ class SubscriberPeer:
 
     async def accept_answer(self, answer_sdp: str) -> None:
         await self._pc.setRemoteDescription(RTCSessionDescription(sdp=answer_sdp, type="answer"))
-        self._remote_set = True
-        pending, self._pending = self._pending, []
-        for candidate in pending:
-            await self._add(candidate)
+        await self._candidates.remote_description_set()
 
     async def add_candidate(self, candidate: dict[str, Any] | None) -> None:
-        if not self._remote_set:
-            self._pending.append(candidate)
-            return
-        await self._add(candidate)
-
-    async def _add(self, candidate: dict[str, Any] | None) -> None:
-        try:
-            await self._pc.addIceCandidate(
-                None if candidate is None else parse_candidate(candidate)
-            )
-        except Exception as exc:  # a bad or late candidate must not end the session
-            log.debug("ignored a subscriber candidate: %s", exc)
+        await self._candidates.add(candidate)
 
     async def close(self) -> None:
         if self._closed:
