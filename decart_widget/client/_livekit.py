@@ -92,6 +92,9 @@ def livekit_installed() -> bool:
 class RoomLink:
     """The session's LiveKit room (Gen-B); events of a room already left are dropped."""
 
+    #: what did not come up when a connect times out after the service answered
+    MEDIA_NAME = "the room"
+
     def __init__(
         self, host: MediaHost, track: MediaStreamTrack, model: RealtimeModel, fps: float
     ) -> None:

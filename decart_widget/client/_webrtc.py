@@ -34,6 +34,9 @@ log = logging.getLogger("decart_widget.client.webrtc")
 class PeerLink:
     """The session's peer connection (Gen-A); events of a replaced one are dropped."""
 
+    #: what did not come up when a connect times out after the service answered
+    MEDIA_NAME = "the video connection"
+
     def __init__(
         self,
         host: MediaHost,

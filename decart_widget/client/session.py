@@ -425,9 +425,7 @@ class RealtimeSession:
             return "the socket did not open"
         if not self._service_heard:
             return "the socket opened but the service never answered"
-        if self.transport == "livekit":
-            return "the service answered but the room did not come up"
-        return "the service answered but the video connection did not come up"
+        return f"the service answered but {self._media.MEDIA_NAME} did not come up"
 
     async def _abandon(self, error: DecartError | None, deadline: float) -> None:
         """Tear everything down by ``deadline``: stop the tasks, offer the socket a close only
