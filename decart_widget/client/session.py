@@ -43,9 +43,9 @@ from ..protocol.session import (
     CloseSocket,
     ConnectionState,
     Emit,
+    Fail,
     JoinRoom,
     OpenSocket,
-    Reject,
     Resolve,
     RestartIce,
     RetryPolicy,
@@ -504,7 +504,7 @@ class RealtimeSession:
             self._set_state(action.state)
         elif isinstance(action, Resolve):
             self._settle(action.request_id, None)
-        elif isinstance(action, Reject):
+        elif isinstance(action, Fail):
             self._settle(action.request_id, action.error)
         elif isinstance(action, Emit):
             self._emit(action)

@@ -100,7 +100,10 @@ class Resolve:
 
 
 @dataclass(frozen=True)
-class Reject:
+class Fail:
+    """The request failed: refused by the server, its ack timed out, invalid input, or the session
+    ended before it was sent (``error`` says which)."""
+
     request_id: int
     error: DecartError
 
@@ -127,6 +130,6 @@ Action: TypeAlias = (
     | RestartIce
     | StateChanged
     | Resolve
-    | Reject
+    | Fail
     | Emit
 )

@@ -4,7 +4,7 @@
 time ``now`` (seconds) and returns the actions the adapter must carry out, in order. Timers are
 deadlines: the adapter asks `next_deadline()` and calls `on_timer(now)` once it has passed.
 `set_prompt` / `set_image` return ``(request_id, actions)``; the request later settles with a
-`Resolve` or `Reject` action carrying that id.
+`Resolve` or `Fail` action carrying that id.
 
 The media transport is chosen at construction: ``"webrtc"`` (Gen-A: an SDP offer/answer over the
 socket, `StartPeer` once the initial state is acked) or ``"livekit"`` (Gen-B: ``livekit_join``,
@@ -33,9 +33,9 @@ from .actions import (
     CloseSocket,
     ConnectionState,
     Emit,
+    Fail,
     JoinRoom,
     OpenSocket,
-    Reject,
     Resolve,
     RestartIce,
     Send,
@@ -267,7 +267,7 @@ class SessionCore:
                 raise InvalidInput("prompt is empty (use None to clear it)")
             change = Change(prompt=_clean_prompt(text))
         except InvalidInput as exc:
-            return request_id, [Reject(request_id, exc)]
+            return request_id, [Fail(request_id, exc)]
         return request_id, self._request(now, request_id, change, enhance)
 
     def set_image(
@@ -286,7 +286,7 @@ class SessionCore:
                 image=_clean_image(image),
             )
         except InvalidInput as exc:
-            return request_id, [Reject(request_id, exc)]
+            return request_id, [Fail(request_id, exc)]
         return request_id, self._request(now, request_id, change, enhance)
 
     # ---- transport inputs ----------------------------------------------------------------------
@@ -601,7 +601,7 @@ class SessionCore:
                 self._updates.base = pending.change.apply(self._updates.base)
                 actions += [Resolve(rid, superseded=True) for rid in pending.ids]
             else:
-                actions += [Reject(rid, error) for rid in pending.ids]
+                actions += [Fail(rid, error) for rid in pending.ids]
         if error is not None:
             logger.warning("session ended: %s: %s", error.kind, error.message)
             actions.append(Emit("error", error))
@@ -666,9 +666,9 @@ __all__ = [
     "CloseSocket",
     "ConnectionState",
     "Emit",
+    "Fail",
     "JoinRoom",
     "OpenSocket",
-    "Reject",
     "Resolve",
     "RestartIce",
     "RetryPolicy",

@@ -25,7 +25,7 @@ import logging
 from collections import deque
 from dataclasses import replace
 
-from .actions import Action, Emit, Reject, Resolve, Send
+from .actions import Action, Emit, Fail, Resolve, Send
 from .errors import AckTimeout, DecartError, ModerationError, classify
 from .messages import Prompt, PromptAck, SetImage, SetImageAck
 from .requests import KEEP, Change, InFlight, Settings, Update, message_for
@@ -217,7 +217,7 @@ class UpdateQueue:
         kind = "prompt" if isinstance(flight.message, Prompt) else "image"
         timeout = self._prompt_ack_timeout if kind == "prompt" else self._image_ack_timeout
         error = AckTimeout(f"no {kind} ack within {timeout:g} s")
-        return [Reject(rid, error) for rid in flight.update.ids]
+        return [Fail(rid, error) for rid in flight.update.ids]
 
     def _accept(self, settings: Settings) -> None:
         self.accepted = settings
@@ -234,7 +234,7 @@ class UpdateQueue:
             return [Resolve(rid) for rid in flight.update.ids]
 
         error = ack_error(error_text)
-        actions: list[Action] = [Reject(rid, error) for rid in flight.update.ids]
+        actions: list[Action] = [Fail(rid, error) for rid in flight.update.ids]
         if not actions:  # nobody waits for this one (the initial state, a replay)
             actions.append(Emit("error", error))
         if flight.initial:

@@ -24,7 +24,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..protocol.actions import Action, Reject
+from ..protocol.actions import Action, Fail
 from ..protocol.actions import Send as SendMessage
 from ..protocol.constants import IMAGE_ACK_TIMEOUT, PROMPT_ACK_TIMEOUT
 from ..protocol.errors import ProtocolError
@@ -243,7 +243,7 @@ class KernelUpdates:
         if flight is None:
             return []
         actions = self._queue.time_out(flight)
-        error = next((a.error.message for a in actions if isinstance(a, Reject)), None)
+        error = next((a.error.message for a in actions if isinstance(a, Fail)), None)
         return self._after(now, flight, actions, success=False, error=error, timed_out=True)
 
     # ---- internals -------------------------------------------------------------------------------

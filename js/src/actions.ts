@@ -33,9 +33,9 @@ export type Action =
   | { kind: "RestartIce"; turnConfig: TurnConfig | null }
   | { kind: "StateChanged"; state: ConnectionState }
   | { kind: "Resolve"; requestId: number; superseded: boolean }
-  | { kind: "Reject"; requestId: number; error: DecartError }
+  | { kind: "Fail"; requestId: number; error: DecartError }
   | EmitAction;
 
 export const resolve = (requestId: number, superseded = false): Action => ({ kind: "Resolve", requestId, superseded });
-export const reject = (requestId: number, error: DecartError): Action => ({ kind: "Reject", requestId, error });
+export const fail = (requestId: number, error: DecartError): Action => ({ kind: "Fail", requestId, error });
 export const emitError = (error: DecartError): Action => ({ kind: "Emit", name: "error", value: error });

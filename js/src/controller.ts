@@ -328,7 +328,7 @@ export class Controller {
       case "Resolve":
         this.bridge.settled(action.requestId, action.superseded ? null : true, null);
         break;
-      case "Reject":
+      case "Fail":
         this.bridge.settled(action.requestId, false, action.error);
         break;
       case "Emit":

@@ -212,7 +212,7 @@ export class ModelBridge {
     });
   }
 
-  /** The core's Resolve/Reject. success: true, false, or null for a superseded request (never sent). */
+  /** The core's Resolve/Fail. success: true, false, or null for a superseded request (never sent). */
   settled(requestId: number, success: boolean | null, error: DecartError | null): void {
     const info = this.requests.get(requestId);
     this.requests.delete(requestId);

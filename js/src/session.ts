@@ -28,7 +28,7 @@ import {
   MEDIA_CONNECT_TIMEOUT,
   type MediaTransportName,
 } from "./constants";
-import { type Action, type ConnectionState, type PeerState, type QueueStatus, emitError, reject, resolve } from "./actions";
+import { type Action, type ConnectionState, type PeerState, type QueueStatus, emitError, fail, resolve } from "./actions";
 import {
   ConcurrencyLimit,
   ConnectionLost,
@@ -231,7 +231,7 @@ export class Session {
       }
       change = { prompt: cleanPrompt(text) };
     } catch (error) {
-      return { requestId, actions: [reject(requestId, error as DecartError)] };
+      return { requestId, actions: [fail(requestId, error as DecartError)] };
     }
     return { requestId, actions: this.request(now, requestId, change, enhance) };
   }
@@ -245,7 +245,7 @@ export class Session {
       change = { image: cleanImage(image) };
       if (prompt !== undefined && prompt !== null) change.prompt = cleanPrompt(prompt);
     } catch (error) {
-      return { requestId, actions: [reject(requestId, error as DecartError)] };
+      return { requestId, actions: [fail(requestId, error as DecartError)] };
     }
     return { requestId, actions: this.request(now, requestId, change, enhance) };
   }
@@ -557,7 +557,7 @@ export class Session {
         this.updates.base = apply(pending.change, this.updates.base);
         actions.push(...pending.ids.map((id) => resolve(id, true)));
       } else {
-        actions.push(...pending.ids.map((id) => reject(id, error)));
+        actions.push(...pending.ids.map((id) => fail(id, error)));
       }
     }
     if (error) actions.push(emitError(error));

@@ -7,7 +7,7 @@
 // back into the queue, to be replayed. The owner (session.ts) decides when updates may go out
 // (`running`) and what a settled handshake means.
 
-import { type Action, emitError, reject, resolve } from "./actions";
+import { type Action, emitError, fail, resolve } from "./actions";
 import { AckTimeout, DecartError, ModerationError, classify } from "./errors";
 import type { PromptAckMessage, SetImageAckMessage } from "./messages";
 import { EMPTY, InFlight, Update, apply, followedBy, messageFor, sameSettings, type Change, type Settings } from "./requests";
@@ -165,13 +165,13 @@ export class UpdateQueue {
     return { flight: null, actions: [] };
   }
 
-  /** The in-flight update's ack did not come: reject it and drop its change. */
+  /** The in-flight update's ack did not come: fail it and drop its change. */
   timeOut(flight: InFlight): Action[] {
     this.inFlight = null; // a set_image stays in the FIFO, so its late ack still matches it
     const what = flight.message.type === "prompt" ? "prompt" : "image";
     const timeout = what === "prompt" ? this.timeouts.promptAck : this.timeouts.imageAck;
     const error = new AckTimeout(`no ${what} ack within ${timeout} s`);
-    return flight.update.ids.map((id) => reject(id, error));
+    return flight.update.ids.map((id) => fail(id, error));
   }
 
   private accept(settings: Settings): void {
@@ -187,7 +187,7 @@ export class UpdateQueue {
       return flight.update.ids.map((id) => resolve(id));
     }
     const error = ackError(errorText);
-    const actions = flight.update.ids.map((id) => reject(id, error));
+    const actions = flight.update.ids.map((id) => fail(id, error));
     if (!actions.length) actions.push(emitError(error)); // nobody waits for it (initial state, a replay)
     if (flight.initial) {
       // The model keeps its previous state, which for a fresh server session is none. The

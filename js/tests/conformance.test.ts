@@ -50,7 +50,7 @@ const ACTIONS = [
   "RestartIce",
   "StateChanged",
   "Resolve",
-  "Reject",
+  "Fail",
   "Emit",
 ];
 
@@ -161,8 +161,8 @@ function asJson(action: Action, names: Map<number, string>): JsonObject {
       return { action: "StateChanged", state: action.state };
     case "Resolve":
       return { action: "Resolve", request: name(action.requestId), superseded: action.superseded };
-    case "Reject":
-      return { action: "Reject", request: name(action.requestId), error: errorJson(action.error) };
+    case "Fail":
+      return { action: "Fail", request: name(action.requestId), error: errorJson(action.error) };
     case "Emit":
       if (action.name === "error") return { action: "Emit", name: "error", error: errorJson(action.value) };
       return { action: "Emit", name: action.name, value: action.value as unknown as Json };

@@ -21,9 +21,9 @@ from decart_widget.protocol import (
     CloseSocket,
     DecartError,
     Emit,
+    Fail,
     JoinRoom,
     OpenSocket,
-    Reject,
     Resolve,
     RestartIce,
     RetryPolicy,
@@ -61,7 +61,7 @@ ACTIONS = {
     "RestartIce",
     "StateChanged",
     "Resolve",
-    "Reject",
+    "Fail",
     "Emit",
 }
 
@@ -178,9 +178,9 @@ def as_json(action: Action, names: dict[int, str]) -> dict[str, Any]:
         case Resolve(request_id, superseded):
             name = names.get(request_id, f"#{request_id}")
             return {"action": "Resolve", "request": name, "superseded": superseded}
-        case Reject(request_id, error):
+        case Fail(request_id, error):
             name = names.get(request_id, f"#{request_id}")
-            return {"action": "Reject", "request": name, "error": error_json(error)}
+            return {"action": "Fail", "request": name, "error": error_json(error)}
         case Emit("error", DecartError() as error):
             return {"action": "Emit", "name": "error", "error": error_json(error)}
         case Emit(name, value):

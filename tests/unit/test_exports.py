@@ -49,14 +49,6 @@ TOP_LEVEL = [
     "models",
 ]
 
-#: Names two packages export for two different things, still to be renamed (issue 11):
-#: ``decart_widget.protocol.Reject`` (the session core's action) -> ``Fail``, since
-#: ``decart_widget.widget.Reject`` is the documented hook exception.
-#: This list may only shrink.
-KNOWN_COLLISIONS = {
-    "Reject": {"decart_widget.protocol", "decart_widget.widget"},
-}
-
 
 def load(name: str) -> ModuleType:
     module = importlib.import_module(name)
@@ -106,7 +98,7 @@ def test_no_name_means_two_things_across_the_packages() -> None:
         for exported, by_value in owners.items()
         if len(by_value) > 1 and not exported.startswith("__")
     }
-    assert collisions == KNOWN_COLLISIONS
+    assert collisions == {}
 
 
 def test_the_top_level_re_exports_the_packages_objects() -> None:

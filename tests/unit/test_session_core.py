@@ -14,8 +14,8 @@ import pytest
 
 from decart_widget.protocol import (
     ConnectionState,
+    Fail,
     InvalidInput,
-    Reject,
     RetryPolicy,
     SessionCore,
     StateChanged,
@@ -38,7 +38,7 @@ def test_a_malformed_initial_image_raises_at_construction() -> None:
 def test_a_prompt_that_is_not_text_is_rejected_as_invalid_input(bad: Any) -> None:
     core = SessionCore(prompt="Anime")
     rid, actions = core.set_prompt(0, bad)
-    assert len(actions) == 1 and isinstance(actions[0], Reject)
+    assert len(actions) == 1 and isinstance(actions[0], Fail)
     assert actions[0].request_id == rid and isinstance(actions[0].error, InvalidInput)
     assert core.desired_prompt == "Anime"
 
@@ -46,7 +46,7 @@ def test_a_prompt_that_is_not_text_is_rejected_as_invalid_input(bad: Any) -> Non
 def test_an_image_that_is_not_text_is_rejected_as_invalid_input() -> None:
     core = SessionCore()
     _, actions = core.set_image(0, b"\x89PNG")  # type: ignore[arg-type]
-    assert len(actions) == 1 and isinstance(actions[0], Reject)
+    assert len(actions) == 1 and isinstance(actions[0], Fail)
     assert isinstance(actions[0].error, InvalidInput) and "base64 text" in actions[0].error.message
 
 
