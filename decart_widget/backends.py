@@ -9,6 +9,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import secrets
 import threading
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -81,15 +82,26 @@ class Decart:
 _shared_emulator: Emulator | None = None
 _shared_lock = threading.Lock()
 
+#: Where the widget's automatic emulator listens: every IPv4 interface, so a browser on another
+#: host that reaches the kernel's host reaches it too (a LiveKit room's signal socket, direct
+#: signaling); the page puts in its own host for the wildcard (docs/where-it-works.md).
+SHARED_EMULATOR_HOST = "0.0.0.0"
+
 
 def shared_emulator() -> Emulator:
-    """One local emulator per process, started on first use and stopped at exit."""
+    """One local emulator per process, started on first use and stopped at exit.
+
+    It listens on every interface (`SHARED_EMULATOR_HOST`) with a random key of its own, not the
+    emulator's well-known test key: only the kernel holds it, and a browser gets short-lived
+    client tokens or room tokens, so nobody else on the network can start a session on it.
+    """
     global _shared_emulator
     with _shared_lock:
         if _shared_emulator is None:
             from .emulator import Emulator
 
-            _shared_emulator = Emulator().start()
+            key = f"dct_local_{secrets.token_urlsafe(18)}"
+            _shared_emulator = Emulator(host=SHARED_EMULATOR_HOST, api_key=key).start()
             atexit.register(_shared_emulator.stop)
             log.info("started the local emulator at %s", _shared_emulator.api_url)
         return _shared_emulator
@@ -100,6 +112,18 @@ def default_backend() -> Backend:
     if os.environ.get("DECART_API_KEY", "").strip():
         return Decart()
     return shared_emulator()
+
+
+def is_shared_emulator(backend: Backend | None) -> bool:
+    """Whether ``backend`` is the widget's automatic emulator (`shared_emulator`)."""
+    return backend is not None and backend is _shared_emulator
+
+
+def browser_url(backend: Backend) -> str:
+    """The realtime URL to hand the browser: an emulator bound to every interface gives its
+    wildcard form, which the page fills with its own host (`Emulator.browser_realtime_url`)."""
+    url = getattr(backend, "browser_realtime_url", None)
+    return url if isinstance(url, str) else backend.realtime_url
 
 
 def is_emulator(backend: Backend) -> bool:

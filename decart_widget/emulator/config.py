@@ -37,6 +37,11 @@ class EmulatorConfig:
     #: ICE servers for the emulator's own WebRTC peers (RTCIceServer-like dicts, checked): a
     #: TURN server both the browser and the emulator reach carries media across networks.
     ice_servers: tuple[dict[str, Any], ...] = ()
+    #: Seconds a session's media may take to connect once the client has the media's address
+    #: (the answer, the room's URL); then the session ends with "peer connection failed" and the
+    #: reason (`decart_widget.emulator.stream`). None: no bound. Under the front end's own
+    #: 20 s (docs/where-it-works.md), so the emulator's reason arrives first.
+    media_connect_seconds: float | None = 15.0
 
     def __post_init__(self) -> None:
         if not self.api_key:
@@ -49,6 +54,8 @@ class EmulatorConfig:
             raise ValueError("tick_seconds must be positive")
         if self.room_capacity is not None and self.room_capacity < 0:
             raise ValueError("room_capacity must be None or at least 0")
+        if self.media_connect_seconds is not None and self.media_connect_seconds <= 0:
+            raise ValueError("media_connect_seconds must be None or positive")
 
     @property
     def max_message_bytes(self) -> int:

@@ -136,6 +136,7 @@ class RoomLink:
                 session_id=session.id,
             )
         )
+        session.media_address_sent()
 
     def livekit_url(self) -> str:
         """The room server's address: this emulator, as the client reached it.

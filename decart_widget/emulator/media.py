@@ -133,23 +133,33 @@ def parse_candidate(candidate: dict[str, Any]) -> Any | None:
 
 class RemoteCandidates:
     """A peer connection's remote ICE candidates: held until its remote description is set (they
-    may arrive trickled before it), then added; a bad or late candidate never ends the session."""
+    may arrive trickled before it), then added; a bad or late candidate never ends the session.
+
+    The end of the candidates is not passed on to ICE. A browser without camera permission
+    names its host candidates by mDNS, which the emulator cannot resolve from another host; it
+    then learns the browser's address only from the browser's own checks (a peer-reflexive
+    candidate), which may come after the end of the candidates. Told the end first, aioice fails
+    at once with nothing to check: whether media connected depended on that race. The session's
+    media bound (`EmulatorConfig.media_connect_seconds`) ends a peer that never connects.
+    """
 
     def __init__(self, pc: RTCPeerConnection, name: str) -> None:
         self._pc = pc
         self._name = name
         self._ready = False
-        self._held: list[dict[str, Any] | None] = []
+        self._held: list[dict[str, Any]] = []
 
     async def add(self, candidate: dict[str, Any] | None) -> None:
         """A remote candidate (None: end of candidates)."""
+        if candidate is None:
+            return  # see the class docstring
         if not self._ready:
             self._held.append(candidate)
             return
         try:
-            await self._pc.addIceCandidate(
-                None if candidate is None else parse_candidate(candidate)
-            )
+            parsed = parse_candidate(candidate)
+            if parsed is not None:  # an empty one also ends the candidates: not passed on either
+                await self._pc.addIceCandidate(parsed)
         except Exception as exc:  # a bad or late candidate must not end the session
             log.debug("ignored a %s candidate: %s", self._name, exc)
 

@@ -60,6 +60,7 @@ class Emulator:
         tick_seconds: float = 1.0,
         room_capacity: int | None = None,
         ice_servers: Iterable[Mapping[str, Any]] = (),
+        media_connect_seconds: float | None = 15.0,
     ) -> None:
         self._config = EmulatorConfig(
             host=host,
@@ -72,6 +73,7 @@ class Emulator:
             tick_seconds=tick_seconds,
             room_capacity=room_capacity,
             ice_servers=tuple(validate_ice_servers(list(ice_servers))),
+            media_connect_seconds=media_connect_seconds,
         )
         self._services = Services.create(self._config)
         self._thread = LoopThread(

@@ -35,6 +35,9 @@ credits exhausted         insufficient_credits  1000 "insufficient_credits"    i
 ``maxSessionDuration``    timeout               1000 "session_duration_limit"  timeout
 peer connection failed    error                 1011 "peer connection failed"  error
 (Gen-B: room media failed) (``error`` first)
+no media connection       error                 1011 "peer connection failed"  error
+within                    (``error`` first)
+``media_connect_seconds``
 the user left the room    disconnect            1000 "left the room"           left_room
 offer refused (fault)     -- (``error`` first)  1011 "offer refused"           offer_refused
 offer unusable            -- (``error`` first)  1011 "invalid offer"           invalid_offer
@@ -52,7 +55,7 @@ import json
 import logging
 import time
 from collections.abc import Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -126,6 +129,19 @@ MEDIA_FAILED = EndRequest(
     ),
 )
 LEFT_ROOM = EndRequest("left_room", "disconnect", 1000, "left the room")
+
+
+def media_not_connected(seconds: float) -> EndRequest:
+    """`MEDIA_FAILED` for media that did not connect within the bound, saying so."""
+    assert MEDIA_FAILED.error is not None
+    reason = MEDIA_FAILED.error.replace(
+        "peer connection failed: ",
+        f"peer connection failed: no media connection within {seconds:g} s, ",
+        1,
+    )
+    return replace(MEDIA_FAILED, error=reason)
+
+
 WEBRTC = "webrtc"
 LIVEKIT = "livekit"
 
@@ -181,6 +197,7 @@ class StreamSession:
         self._early_candidates: list[dict[str, Any] | None] = []
         self._session_id_sent = False
         self._generating = False
+        self._media_deadline: asyncio.Task[None] | None = None
         self._seconds = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self._acks: asyncio.Queue[tuple[float, ServerMessage]] = asyncio.Queue()
@@ -483,6 +500,7 @@ class StreamSession:
             self.end(EndRequest("invalid_offer", None, 1011, "invalid offer"))
             return
         await self.send(Answer(sdp=answer))
+        self.media_address_sent()
         if not self._session_id_sent:
             self._session_id_sent = True
             await self.send(
@@ -492,6 +510,23 @@ class StreamSession:
                     server_port=self.services.port,
                 )
             )
+
+    def media_address_sent(self) -> None:
+        """The client has what it needs to connect the media (Gen-A's answer, Gen-B's room
+        info): the media must connect within ``media_connect_seconds`` (not while generating:
+        a new offer on a live session is bounded by its peer's own failure)."""
+        seconds = self.services.config.media_connect_seconds
+        if seconds is None or self._generating:
+            return
+        if self._media_deadline is not None:
+            self._media_deadline.cancel()
+        self._media_deadline = self.spawn(self._expect_media(seconds))
+
+    async def _expect_media(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        if not self._generating:
+            log.info("session %s: no media connection within %g s", self.id, seconds)
+            self.end(media_not_connected(seconds))
 
     def media_state(self, state: str) -> None:
         """The peer connection's (Gen-A) or the room's (Gen-B) media state changed."""

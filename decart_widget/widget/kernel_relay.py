@@ -33,13 +33,14 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 import websockets
 from websockets.asyncio.client import ClientConnection
 
 from .._loop_thread import LoopThread
 from .._upstream import ack_error, connect_failure, open_upstream
-from ..backends import Backend
+from ..backends import Backend, browser_url
 from ..protocol.constants import MAX_IMAGE_BYTES
 from ..protocol.errors import ModerationError
 from ..protocol.urls import build_stream_url, redact
@@ -112,6 +113,25 @@ def _image_error(size: int) -> str:
         f"The image is {size / 1024 / 1024:.1f} MB; the limit is "
         f"{MAX_IMAGE_BYTES / 1024 / 1024:.0f} MB. Use a smaller image."
     )
+
+
+def as_the_browser_sees_it(frame: dict[str, Any], backend: Backend) -> dict[str, Any]:
+    """A service frame with the LiveKit room's address the browser must dial.
+
+    The relay reaches an emulator beside the kernel on the kernel's loopback, and the emulator
+    names its room server at the host it was dialled on: the kernel's loopback, which a page on
+    another host cannot reach. For a backend that gives the browser another address
+    (`decart_widget.backends.browser_url`: the wildcard of an emulator on every interface, which
+    the page fills with its own host) that address replaces it. Every other frame is unchanged.
+    """
+    url = frame.get("livekit_url")
+    if frame.get("type") != "livekit_room_info" or not isinstance(url, str):
+        return frame
+    kernel_side, browser_side = urlsplit(backend.realtime_url), urlsplit(browser_url(backend))
+    room = urlsplit(url)
+    if room.netloc != kernel_side.netloc or browser_side.netloc == kernel_side.netloc:
+        return frame
+    return {**frame, "livekit_url": urlunsplit(room._replace(netloc=browser_side.netloc))}
 
 
 class KernelRelay:
@@ -341,6 +361,7 @@ class KernelRelay:
             if verdict.frame is None:
                 return
             frame = verdict.frame
+        frame = as_the_browser_sees_it(frame, self._backend)
         log_frame(frame, TO_BROWSER, "service", conn.session)
         self._send(conn, {"type": "signal", "id": conn.id, "frame": frame})
 

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
-from ..backends import Backend, default_backend
+from ..backends import Backend, browser_url, default_backend, is_shared_emulator
 from ..protocol.errors import DecartError, InvalidInput
 from ..tokens import TokenMinter
 from .hooks import SignalHook, UsageRecord
@@ -389,15 +389,22 @@ def resolve(signaling: str | SignalingMode, **keywords: Any) -> SignalingMode:
     return mode_class(**arguments)
 
 
+def default_signaling(backend: Backend | None, **keywords: Any) -> SignalingName:
+    """The mode of a widget given no ``signaling=``: ``"kernel"`` for the widget's automatic
+    emulator (no backend given, no ``DECART_API_KEY``), else ``"direct"``.
+
+    The automatic emulator runs in the kernel's process, so its signaling through the kernel
+    works wherever the notebook works (a remote server, a hub's proxy in front), with no secret
+    at stake; only its media has to reach the kernel's host (docs/where-it-works.md). A
+    mode-specific keyword (``token_seconds=``, ...) keeps the mode it belongs to.
+    """
+    if backend is not None or any(value is not None for value in keywords.values()):
+        return "direct"
+    return "kernel" if is_shared_emulator(default_backend()) else "direct"
+
+
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def browser_url(backend: Backend) -> str:
-    """The realtime URL to hand the browser: an emulator bound to every interface gives its
-    wildcard form, which the page fills with its own host (`Emulator.browser_realtime_url`)."""
-    url = getattr(backend, "browser_realtime_url", None)
-    return url if isinstance(url, str) else backend.realtime_url
 
 
 __all__ = [
@@ -410,5 +417,6 @@ __all__ = [
     "Proxy",
     "SignalingMode",
     "WidgetPort",
+    "default_signaling",
     "resolve",
 ]

@@ -46,6 +46,7 @@ from .modes import (
     SIGNALING,
     AttachedMode,
     SignalingMode,
+    default_signaling,
     resolve,
 )
 from .updates import WidgetState
@@ -131,6 +132,9 @@ class RealtimeWidget(anywidget.AnyWidget):
     resolution = traitlets.Enum(RESOLUTIONS, None, allow_none=True, read_only=True).tag(sync=True)
     realtime_url = traitlets.Unicode("").tag(sync=True)
     ice_servers = traitlets.List(traitlets.Dict()).tag(sync=True)
+    #: The service is an emulator beside the kernel: its media must reach the kernel's host, so a
+    #: page on another host names that cause when the video cannot connect (js/src/reach.ts).
+    local_emulator = traitlets.Bool(False, read_only=True).tag(sync=True)
     autostart = traitlets.Bool(False).tag(sync=True)
     note = traitlets.Unicode("").tag(sync=True)
 
@@ -149,7 +153,7 @@ class RealtimeWidget(anywidget.AnyWidget):
         self,
         model: str | RealtimeModel = DEFAULT_MODEL,
         prompt: str = "",
-        signaling: str | SignalingMode = "direct",
+        signaling: str | SignalingMode | None = None,
         source: str = "camera",
         backend: Backend | None = None,
         *,
@@ -177,14 +181,16 @@ class RealtimeWidget(anywidget.AnyWidget):
         if isinstance(model, RealtimeModel):
             self._custom_models[spec.name] = spec
         # the mode-specific arguments are kept for compatibility: they fill in a mode given by name
-        mode = resolve(
-            signaling,
-            max_session_seconds=max_session_seconds,
-            token_seconds=token_seconds,
-            allowed_origins=allowed_origins,
-            proxy_url=proxy_url,
-            proxy_token=proxy_token,
-        )
+        keywords = {
+            "max_session_seconds": max_session_seconds,
+            "token_seconds": token_seconds,
+            "allowed_origins": allowed_origins,
+            "proxy_url": proxy_url,
+            "proxy_token": proxy_token,
+        }
+        if signaling is None:  # no choice made: kernel for the automatic emulator, else direct
+            signaling = default_signaling(backend, **keywords)
+        mode = resolve(signaling, **keywords)
         if source not in SOURCES:
             raise InvalidInput(f"source must be one of {', '.join(SOURCES)}; got {source!r}")
         if transport is not None and transport not in TRANSPORTS:
@@ -208,6 +214,7 @@ class RealtimeWidget(anywidget.AnyWidget):
         # read-only traits: set before the comm opens, so the front end's first state has them
         self.set_trait("transport", transport)
         self.set_trait("resolution", resolution)
+        self.set_trait("local_emulator", self._backend is not None and is_emulator(self._backend))
         super().__init__(
             model=spec.name,
             model_spec=spec.to_dict(),

@@ -20,7 +20,7 @@ import { TokenRequests } from "./kernel_rpc";
 import { debug } from "./log";
 import { isMediaAction, type MediaLink, type MediaTransport, NO_MEDIA } from "./media";
 import { ModelBridge } from "./model_bridge";
-import { currentPageHost, explainMediaFailure } from "./reach";
+import { currentPageHost, explainMediaFailure, roomUrlForPage } from "./reach";
 import { Session, type Action, type ConnectionState } from "./session";
 import { SignalingLink } from "./signaling_link";
 import { SourceManager } from "./source_manager";
@@ -307,7 +307,8 @@ export class Controller {
 
   private execute(action: Action): void {
     if (isMediaAction(action)) {
-      this.media.handle(action);
+      // a room of an emulator on every interface: at the page's host (reach.ts)
+      this.media.handle(action.kind === "JoinRoom" ? { ...action, url: roomUrlForPage(action.url, this.pageHost()) } : action);
       return;
     }
     switch (action.kind) {
@@ -373,7 +374,11 @@ export class Controller {
 
   /** A media failure whose cause the page can see (a remote kernel's local emulator) says so. */
   private explain(error: DecartError): DecartError {
-    return explainMediaFailure(error, this.bridge.target().realtimeUrl, (this.deps.pageHost ?? currentPageHost)());
+    return explainMediaFailure(error, this.bridge.target().realtimeUrl, this.pageHost(), this.bridge.localEmulator());
+  }
+
+  private pageHost(): string {
+    return (this.deps.pageHost ?? currentPageHost)();
   }
 
   /** End the session for a reason the core cannot see (token refused, unusable URL). */

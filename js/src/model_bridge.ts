@@ -131,6 +131,11 @@ export class ModelBridge {
     };
   }
 
+  /** whether the service is an emulator beside the kernel (reach.ts explains its media failures) */
+  localEmulator(): boolean {
+    return this.model.get("local_emulator") === true;
+  }
+
   iceServers(): RTCIceServer[] {
     return this.model.get("ice_servers") ?? [];
   }

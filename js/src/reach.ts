@@ -8,6 +8,10 @@ import { ConnectionLost, type DecartError, fromKind } from "./errors";
 export const REMOTE_KERNEL_HELP =
   'The browser cannot reach the local emulator next to a remote kernel: set DECART_API_KEY, run Jupyter locally, use signaling="kernel" or give ice_servers.';
 
+/** What the user can do when the video cannot reach an emulator beside the kernel. */
+export const LOCAL_EMULATOR_MEDIA_HELP =
+  "The video cannot reach the local emulator running next to the kernel, on another host than this page: set DECART_API_KEY to use the real service, run Jupyter on this computer, or give ice_servers with a TURN server both reach.";
+
 /** The page's host name as the browser sees it ("" without a page, as in tests). */
 export const currentPageHost = (): string => globalThis.location?.hostname ?? "";
 
@@ -39,10 +43,18 @@ export function unreachableSignaling(url: string, pageHost: string): ConnectionL
   return host === null ? null : new ConnectionLost(`The page is on ${pageHost}; the kernel gave ${host}. ${REMOTE_KERNEL_HELP}`);
 }
 
-/** A media failure while the service is a loopback URL seen from a remote page says its cause and
- * the ways out; any other error is returned as it is. */
-export function explainMediaFailure(error: DecartError, realtimeUrl: string, pageHost: string): DecartError {
+/** A media failure says its cause and the ways out when the page can see it: the service is a
+ * loopback URL seen from a remote page, or an emulator beside the kernel (`localEmulator`, the
+ * `local_emulator` traitlet) while the page comes from another host. A message that already
+ * names the ways out (the emulator's own reason) and any other error are returned as they are. */
+export function explainMediaFailure(error: DecartError, realtimeUrl: string, pageHost: string, localEmulator = false): DecartError {
   const { message } = error;
-  if (!/video could not|peer connection failed/.test(message) || message.includes(REMOTE_KERNEL_HELP)) return error;
-  return loopbackOfAnotherHost(realtimeUrl, pageHost) ? fromKind(error.kind, `${message}. ${REMOTE_KERNEL_HELP}`) : error;
+  if (!/video could not|peer connection failed|room failed/i.test(message) || message.includes("DECART_API_KEY")) return error;
+  if (loopbackOfAnotherHost(realtimeUrl, pageHost)) return fromKind(error.kind, `${message}. ${REMOTE_KERNEL_HELP}`);
+  if (localEmulator && pageHost !== "" && !isLoopbackHost(pageHost)) return fromKind(error.kind, `${message}. ${LOCAL_EMULATOR_MEDIA_HELP}`);
+  return error;
 }
+
+/** A LiveKit room's URL for this page: an emulator's wildcard host becomes the page's host (the
+ * kernel relay hands the browser the wildcard, `as_the_browser_sees_it` in kernel_relay.py). */
+export const roomUrlForPage = (url: string, pageHost: string): string => fillWildcardHost(url, pageHost);

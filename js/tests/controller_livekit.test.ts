@@ -6,13 +6,14 @@ import type { WidgetTraits } from "../src/traits";
 import { FakeModel, FakeRoom, FakeStream, FakeTrack, flush, world } from "./fakes";
 
 /** A widget whose `transport` traitlet selects LiveKit, over fake rooms. */
-function setup(traits: Partial<WidgetTraits> = {}) {
+function setup(traits: Partial<WidgetTraits> = {}, joinError: Error | null = null) {
   const fakes = world();
   const rooms: FakeRoom[] = [];
   fakes.deps.media = {
     ...fakes.deps.media,
     livekit: livekitMedia((events) => {
       const room = new FakeRoom(events);
+      room.joinError = joinError;
       rooms.push(room);
       return room;
     }),
@@ -60,6 +61,36 @@ describe("Controller on LiveKit", () => {
     w.controller.stop();
     expect(room.closed).toBe(true);
     expect(w.controller.remoteStream).toBeNull();
+  });
+
+  it("joins an emulator's wildcard room at the page's host; a room that fails from a remote page names the cause", async () => {
+    // the kernel relay hands the browser ws://0.0.0.0:<port> for the automatic emulator's room
+    const unreachable = new Error("could not establish signal connection");
+    const w = setup({ prompt: "Anime", local_emulator: true, realtime_url: "" }, unreachable);
+    w.deps.pageHost = () => "10.1.0.2";
+    const transport = await connect(w);
+    transport.deliver({ type: "prompt_ack", prompt: "Anime", success: true });
+    transport.deliver({ ...ROOM_INFO, livekit_url: "ws://0.0.0.0:8123" });
+    await flush();
+    expect(w.rooms[0]!.joined).toEqual(["ws://10.1.0.2:8123", "room-jwt"]);
+    expect(w.model.get("connection_state")).toBe("disconnected"); // ended at once: no retry
+    const error = w.model.get("last_error");
+    expect(error).toContain("room");
+    expect(error).toContain("local emulator running next to the kernel");
+    expect(error).toContain("DECART_API_KEY");
+    expect(error).not.toMatch(/connection lost/i);
+  });
+
+  it("a room of a service that is not beside the kernel fails without that explanation", async () => {
+    const w = setup({ prompt: "Anime", realtime_url: "wss://api3.decart.ai" }, new Error("could not establish signal connection"));
+    w.deps.pageHost = () => "10.1.0.2";
+    const transport = await connect(w);
+    transport.deliver({ type: "prompt_ack", prompt: "Anime", success: true });
+    transport.deliver(ROOM_INFO);
+    await flush();
+    expect(w.rooms[0]!.joined).toEqual(["ws://room:1", "room-jwt"]);
+    expect(w.model.get("connection_state")).toBe("disconnected"); // ended at once: no retry
+    expect(w.model.get("last_error")).not.toContain("local emulator");
   });
 
   it("shows the place in the queue until the room info comes, then clears it", async () => {
