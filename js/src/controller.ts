@@ -20,7 +20,7 @@ import { TokenRequests } from "./kernel_rpc";
 import { debug } from "./log";
 import { isMediaAction, type MediaLink, type MediaTransport, NO_MEDIA } from "./media";
 import { ModelBridge } from "./model_bridge";
-import { currentPageHost, explainMediaFailure, roomUrlForPage } from "./reach";
+import { currentPageHost, explainMediaFailure, fillWildcardHost } from "./reach";
 import { Session, type Action, type ConnectionState } from "./session";
 import { SignalingLink } from "./signaling_link";
 import { SourceManager } from "./source_manager";
@@ -308,7 +308,7 @@ export class Controller {
   private execute(action: Action): void {
     if (isMediaAction(action)) {
       // a room of an emulator on every interface: at the page's host (reach.ts)
-      this.media.handle(action.kind === "JoinRoom" ? { ...action, url: roomUrlForPage(action.url, this.pageHost()) } : action);
+      this.media.handle(action.kind === "JoinRoom" ? { ...action, url: fillWildcardHost(action.url, this.pageHost()) } : action);
       return;
     }
     switch (action.kind) {
@@ -374,7 +374,7 @@ export class Controller {
 
   /** A media failure whose cause the page can see (a remote kernel's local emulator) says so. */
   private explain(error: DecartError): DecartError {
-    return explainMediaFailure(error, this.bridge.target().realtimeUrl, this.pageHost(), this.bridge.localEmulator());
+    return explainMediaFailure(error, this.bridge.target().realtimeUrl, this.pageHost(), this.bridge.remotePageHelp());
   }
 
   private pageHost(): string {

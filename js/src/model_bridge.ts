@@ -131,9 +131,9 @@ export class ModelBridge {
     };
   }
 
-  /** whether the service is an emulator beside the kernel (reach.ts explains its media failures) */
-  localEmulator(): boolean {
-    return this.model.get("local_emulator") === true;
+  /** what a page on another host adds to a media failure (the kernel's text; reach.ts) */
+  remotePageHelp(): string {
+    return this.model.get("remote_page_help") || "";
   }
 
   iceServers(): RTCIceServer[] {

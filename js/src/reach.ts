@@ -8,10 +8,6 @@ import { ConnectionLost, type DecartError, fromKind } from "./errors";
 export const REMOTE_KERNEL_HELP =
   'The browser cannot reach the local emulator next to a remote kernel: set DECART_API_KEY, run Jupyter locally, use signaling="kernel" or give ice_servers.';
 
-/** What the user can do when the video cannot reach an emulator beside the kernel. */
-export const LOCAL_EMULATOR_MEDIA_HELP =
-  "The video cannot reach the local emulator running next to the kernel, on another host than this page: set DECART_API_KEY to use the real service, run Jupyter on this computer, or give ice_servers with a TURN server both reach.";
-
 /** The page's host name as the browser sees it ("" without a page, as in tests). */
 export const currentPageHost = (): string => globalThis.location?.hostname ?? "";
 
@@ -29,7 +25,8 @@ export function loopbackOfAnotherHost(url: string, pageHost: string): string | n
   }
 }
 
-/** A URL of a server bound to every interface (0.0.0.0, [::]) with the page's host put in. */
+/** A URL of a server bound to every interface (0.0.0.0, [::]) with the page's host put in: the
+ * signaling URL, and a LiveKit room's (the kernel relay hands the browser the wildcard). */
 export function fillWildcardHost(url: string, pageHost: string): string {
   const match = /^(wss?:\/\/)(0\.0\.0\.0|\[::\])(?=[:/]|$)/.exec(url);
   if (!match) return url;
@@ -44,17 +41,13 @@ export function unreachableSignaling(url: string, pageHost: string): ConnectionL
 }
 
 /** A media failure says its cause and the ways out when the page can see it: the service is a
- * loopback URL seen from a remote page, or an emulator beside the kernel (`localEmulator`, the
- * `local_emulator` traitlet) while the page comes from another host. A message that already
- * names the ways out (the emulator's own reason) and any other error are returned as they are. */
-export function explainMediaFailure(error: DecartError, realtimeUrl: string, pageHost: string, localEmulator = false): DecartError {
+ * loopback URL seen from a remote page, or the kernel gave `remoteHelp` (the `remote_page_help`
+ * traitlet: an emulator beside the kernel) and the page comes from another host. A message that
+ * already names the ways out (the emulator's own reason) and any other error are left as is. */
+export function explainMediaFailure(error: DecartError, realtimeUrl: string, pageHost: string, remoteHelp = ""): DecartError {
   const { message } = error;
-  if (!/video could not|peer connection failed|room failed/i.test(message) || message.includes("DECART_API_KEY")) return error;
+  if (!/video could not|peer connection failed/.test(message) || message.includes("DECART_API_KEY")) return error;
   if (loopbackOfAnotherHost(realtimeUrl, pageHost)) return fromKind(error.kind, `${message}. ${REMOTE_KERNEL_HELP}`);
-  if (localEmulator && pageHost !== "" && !isLoopbackHost(pageHost)) return fromKind(error.kind, `${message}. ${LOCAL_EMULATOR_MEDIA_HELP}`);
+  if (remoteHelp && pageHost !== "" && !isLoopbackHost(pageHost)) return fromKind(error.kind, `${message}. ${remoteHelp}`);
   return error;
 }
-
-/** A LiveKit room's URL for this page: an emulator's wildcard host becomes the page's host (the
- * kernel relay hands the browser the wildcard, `as_the_browser_sees_it` in kernel_relay.py). */
-export const roomUrlForPage = (url: string, pageHost: string): string => fillWildcardHost(url, pageHost);

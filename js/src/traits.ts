@@ -32,8 +32,8 @@ export interface WidgetTraits {
   resolution: string | null;
   realtime_url: string;
   ice_servers: RTCIceServer[];
-  /** the service is an emulator beside the kernel: its media must reach the kernel's host */
-  local_emulator: boolean;
+  /** what a page on another host than the kernel adds to a media failure ("": nothing; reach.ts) */
+  remote_page_help: string;
   autostart: boolean;
   note: string;
   connection_state: ConnectionState;

@@ -33,6 +33,8 @@ async function connect(w: ReturnType<typeof setup>) {
   return transport;
 }
 
+/** what the kernel gives the page for its automatic emulator (widget.py EMULATOR_MEDIA_HELP) */
+const HELP = "The video cannot reach the local emulator running next to the kernel: set DECART_API_KEY.";
 const ROOM_INFO = { type: "livekit_room_info", livekit_url: "ws://room:1", token: "room-jwt", room_name: "r", session_id: "s-1" };
 
 beforeEach(() => vi.stubGlobal("MediaStream", FakeStream));
@@ -66,7 +68,7 @@ describe("Controller on LiveKit", () => {
   it("joins an emulator's wildcard room at the page's host; a room that fails from a remote page names the cause", async () => {
     // the kernel relay hands the browser ws://0.0.0.0:<port> for the automatic emulator's room
     const unreachable = new Error("could not establish signal connection");
-    const w = setup({ prompt: "Anime", local_emulator: true, realtime_url: "" }, unreachable);
+    const w = setup({ prompt: "Anime", remote_page_help: HELP, realtime_url: "" }, unreachable);
     w.deps.pageHost = () => "10.1.0.2";
     const transport = await connect(w);
     transport.deliver({ type: "prompt_ack", prompt: "Anime", success: true });
@@ -76,8 +78,7 @@ describe("Controller on LiveKit", () => {
     expect(w.model.get("connection_state")).toBe("disconnected"); // ended at once: no retry
     const error = w.model.get("last_error");
     expect(error).toContain("room");
-    expect(error).toContain("local emulator running next to the kernel");
-    expect(error).toContain("DECART_API_KEY");
+    expect(error).toContain(HELP);
     expect(error).not.toMatch(/connection lost/i);
   });
 

@@ -27,7 +27,7 @@ export const DEFAULT_TRAITS: WidgetTraits = {
   resolution: null,
   realtime_url: "ws://127.0.0.1:9/",
   ice_servers: [],
-  local_emulator: false,
+  remote_page_help: "",
   autostart: false,
   note: "",
   connection_state: "disconnected",

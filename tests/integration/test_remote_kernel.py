@@ -22,6 +22,7 @@ import decart_widget as dw
 from decart_widget.backends import shared_emulator
 from decart_widget.emulator import DEFAULT_API_KEY
 from decart_widget.widget.kernel_relay import as_the_browser_sees_it
+from decart_widget.widget.widget import EMULATOR_MEDIA_HELP
 
 
 @pytest.fixture
@@ -54,7 +55,8 @@ def test_the_automatic_emulator_is_reached_through_the_kernel_by_default(no_key:
         assert isinstance(w.backend, dw.Emulator)
         assert w.signaling == "kernel" and isinstance(w.signaling_mode, dw.Kernel)
         assert w.realtime_url == ""  # the browser is told nothing: the kernel relays
-        assert w.local_emulator is True
+        assert w.remote_page_help == EMULATOR_MEDIA_HELP
+        assert "DECART_API_KEY" in w.remote_page_help
     finally:
         w.close()
 
@@ -67,10 +69,10 @@ def test_a_choice_or_another_backend_keeps_direct_signaling(
     assert chosen.realtime_url == f"ws://0.0.0.0:{shared_emulator().port}"
     assert dw.RealtimeWidget(token_seconds=30).signaling == "direct"  # a direct-mode keyword
     given = dw.RealtimeWidget(backend=everywhere)
-    assert (given.signaling, given.local_emulator) == ("direct", True)
+    assert (given.signaling, given.remote_page_help) == ("direct", EMULATOR_MEDIA_HELP)
     monkeypatch.setenv("DECART_API_KEY", "dct_envkey_0000")
     keyed = dw.RealtimeWidget()
-    assert (keyed.signaling, keyed.local_emulator) == ("direct", False)
+    assert (keyed.signaling, keyed.remote_page_help) == ("direct", "")
     assert isinstance(keyed.backend, dw.Decart)
 
 
