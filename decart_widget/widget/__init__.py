@@ -2,7 +2,14 @@
 `Proxy`), the kernel relay's hooks, frames for Python (`frames`), and the front-end bundle in
 ``static/``."""
 
-from .frames import FrameTimeout, FrameUnavailable, NotDisplayed, NotStarted, WidgetClosed
+from .frames import (
+    FrameTimeout,
+    FrameUnavailable,
+    NotDisplayed,
+    NotStarted,
+    ViewHidden,
+    WidgetClosed,
+)
 from .hooks import DROP, Reject, UsageRecord
 from .modes import Direct, Kernel, Proxy, SignalingMode
 from .widget import RealtimeWidget
@@ -20,5 +27,6 @@ __all__ = [
     "Reject",
     "SignalingMode",
     "UsageRecord",
+    "ViewHidden",
     "WidgetClosed",
 ]

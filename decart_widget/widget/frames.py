@@ -59,6 +59,13 @@ class NotStarted(FrameUnavailable):
     kind = "not_started"
 
 
+class ViewHidden(FrameUnavailable):
+    """No view of the widget is in the page: its output was cleared, or its cell or notebook
+    closed while the kernel runs on. Display it again (``w`` or ``display(w)``)."""
+
+    kind = "view_hidden"
+
+
 class FrameTimeout(FrameUnavailable):
     """No frame was decoded within the timeout."""
 
@@ -76,6 +83,7 @@ _REFUSALS: dict[str, type[FrameUnavailable]] = {
     "not_started": NotStarted,
     "stopped": NotStarted,
     "timeout": FrameTimeout,
+    "hidden": ViewHidden,
 }
 
 

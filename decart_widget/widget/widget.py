@@ -278,8 +278,9 @@ class RealtimeWidget(anywidget.AnyWidget):
         At the stream's real size. Waits up to ``timeout`` seconds for a first decoded frame, so it
         works right after ``w.start()`` in the same cell (``frame = await w.snapshot()``). Raises a
         `decart_widget.widget.FrameUnavailable`: `NotDisplayed` (never shown, or no open page
-        answered), `NotStarted` (not started, or stopped while waiting), `FrameTimeout`,
-        `WidgetClosed`. If the widget is shown in several pages, the first page to answer wins;
+        answered), `ViewHidden` (the page has no view of it any more: its output was cleared),
+        `NotStarted` (not started, or stopped while waiting), `FrameTimeout`, `WidgetClosed`.
+        If the widget is shown in several pages, the first page to answer wins;
         all views in one page share one session and answer as one.
         """
         side = check_which(which)

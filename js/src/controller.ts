@@ -120,6 +120,7 @@ export class Controller {
       kernel: this.comm.channel(),
       stream: (which) => (which === "input" ? this.sources.localStream : this.media.remoteStream),
       active: () => this.starting || this.state !== "disconnected",
+      shown: () => this.views > 0,
       subscribe: (listener) => this.subscribe(listener),
       loadAsset: (name) => assets.load(name),
     });

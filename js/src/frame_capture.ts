@@ -3,7 +3,7 @@
 // with `frame_request`; this part waits until the asked stream (the camera's input or the service's
 // output) has a decoded frame, up to the request's timeout, and answers with its pixels as RGB in
 // one binary buffer (`frame`), or with a typed refusal (`frame_error`: not_started, stopped,
-// timeout). The answer is the kernel request/response pattern of kernel_rpc.ts turned around: the
+// timeout, hidden: no view of the widget is in the page, its output cell was cleared or closed). The answer is the kernel request/response pattern of kernel_rpc.ts turned around: the
 // kernel asks, the page answers the same id. Every page showing the widget has its own controller
 // and answers; the kernel takes the first answer (decart_widget/widget/frames.py).
 //
@@ -40,6 +40,8 @@ export interface FrameCaptureHost {
   stream(which: Which): MediaStream | null;
   /** whether a session is starting or running (else nothing will ever come) */
   active(): boolean;
+  /** whether a view of the widget is in the page (absent: always) */
+  shown?(): boolean;
   /** call `listener` whenever streams or the session's state change; returns the unsubscribe */
   subscribe(listener: () => void): () => void;
   reader: FrameReaderFactory;
@@ -48,7 +50,7 @@ export interface FrameCaptureHost {
 /** Why no frame came; `kind` travels to the kernel, which raises the matching typed error. */
 export class FrameRefused extends Error {
   constructor(
-    readonly kind: "not_started" | "stopped" | "timeout",
+    readonly kind: "not_started" | "stopped" | "timeout" | "hidden",
     message: string,
   ) {
     super(message);
@@ -137,6 +139,14 @@ export class FrameCapture {
   }
 
   private async answer(id: number, which: Which, timeoutMs: number): Promise<void> {
+    // checked first: a view removed for ORPHAN_GRACE_MS stops the session, and the cause is the view
+    if (this.host.shown?.() === false) {
+      this.refuse(
+        id,
+        new FrameRefused("hidden", "No view of the widget is in the page (its output was cleared or closed): display it again."),
+      );
+      return;
+    }
     if (!this.host.active()) {
       this.refuse(id, new FrameRefused("not_started", "The widget is not started: call w.start() (or press Start) first."));
       return;

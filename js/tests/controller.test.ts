@@ -675,8 +675,18 @@ describe("Controller: frames for the kernel", () => {
   const frameAnswers = (model: FakeModel) =>
     model.fromFront.filter((m) => ["frame", "frame_error"].includes((m as { type: string }).type));
 
+  it("refuses a frame request while no view is in the page, as hidden", async () => {
+    const w = setup();
+    const detach = w.controller.attachView();
+    detach(); // the output was cleared
+    w.model.fromKernel({ type: "frame_request", id: 1, which: "output", timeout_ms: 5000 });
+    await flush();
+    expect(frameAnswers(w.model)).toEqual([{ type: "frame_error", id: 1, kind: "hidden", message: expect.any(String) }]);
+  });
+
   it("refuses a frame request while stopped, and keeps one sent right after start waiting", async () => {
     const w = setup();
+    w.controller.attachView();
     w.model.fromKernel({ type: "frame_request", id: 1, which: "output", timeout_ms: 5000 });
     await flush();
     expect(frameAnswers(w.model)).toEqual([{ type: "frame_error", id: 1, kind: "not_started", message: expect.any(String) }]);

@@ -37,6 +37,8 @@ function setup() {
     streams,
     readers,
     active: false,
+    /** whether a view of the widget is in the page */
+    shown: true,
     /** the controller's notify(): streams or state changed */
     notify: () => listeners.forEach((listener) => listener()),
   };
@@ -45,6 +47,7 @@ function setup() {
     kernel: comm.channel(),
     stream: (which) => streams[which],
     active: () => world.active,
+    shown: () => world.shown,
     subscribe: (listener) => {
       listeners.add(listener);
       return () => listeners.delete(listener);
@@ -68,6 +71,22 @@ describe("FrameCapture", () => {
     expect(w.model.fromFront).toEqual([
       { type: "frame_error", id: 7, kind: "not_started", message: expect.stringContaining("w.start()") },
     ]);
+  });
+
+  it("refuses as hidden when no view of the widget is in the page, started or not", async () => {
+    const w = setup();
+    w.shown = false;
+    w.active = true;
+    w.streams.output = stream("out");
+    w.model.fromKernel({ type: "frame_request", id: 3, which: "output", timeout_ms: 5000 });
+    w.active = false;
+    w.model.fromKernel({ type: "frame_request", id: 4, which: "input", timeout_ms: 5000 });
+    await flush();
+    expect(w.model.fromFront).toEqual([
+      { type: "frame_error", id: 3, kind: "hidden", message: expect.stringContaining("display it again") },
+      { type: "frame_error", id: 4, kind: "hidden", message: expect.stringContaining("display it again") },
+    ]);
+    expect(w.readers.size).toBe(0);
   });
 
   it("waits for the stream and its first frame, then answers with the RGB pixels as one buffer", async () => {

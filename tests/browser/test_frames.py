@@ -1,9 +1,11 @@
 """Frames from the widget to Python (`await w.snapshot()`, `w.on_frame`, `w.frames()`), in real
-JupyterLab with Chromium's fake camera and the test emulator (direct signaling).
+JupyterLab with Chromium's fake camera and the test emulator.
 
 The notebook's cells take the snapshots with top-level ``await`` (the comm answers arrive while the
 cell runs) and print what they saw as JSON lines; the test compares them with the page's own
-<video> elements.
+<video> elements. The errors and the iterator run once (direct signaling, Gen-A); the pixels and
+the stream's rate run in every signaling mode and on both media transports, chosen so each mode
+meets each transport at least once without the full product (CI time).
 """
 
 from __future__ import annotations
@@ -17,12 +19,15 @@ from browser_kit import wait_for
 from jupyter_servers import JupyterPage, JupyterServer, write_notebook
 
 import decart_widget as dw
+from decart_widget.proxy import ProxyServer
 
 SETUP = """\
 import asyncio, json
 import numpy as np
 import decart_widget as dw
-from decart_widget.widget import FrameUnavailable
+from decart_widget.widget import FrameUnavailable, ViewHidden
+
+loop = asyncio.get_running_loop()
 
 def grid(frame, w=48, h=27):
     rows = np.linspace(0, frame.shape[0] - 1, h).astype(int)
@@ -39,32 +44,45 @@ async def failure(**kwargs):
         return type(exc).__name__
     return f"a frame {frame.shape}"
 
-w = dw.RealtimeWidget(prompt="invert")
+async def inverted(seconds):
+    # snapshots until the output is the input's negative: a LiveKit room's first frames can be a
+    # placeholder, and the prompt's effect follows its ack by a frame or two
+    deadline = loop.time() + seconds
+    while True:
+        out = await w.snapshot(timeout=max(1.0, deadline - loop.time()))
+        inp = await w.snapshot(which="input", timeout=10)
+        a, b = grid(inp), grid(out)
+        seen = dict(out=out.shape, inp=inp.shape, dtype=str(out.dtype),
+                    corr=float(np.corrcoef(a.ravel(), b.ravel())[0, 1]) if b.std() > 0 else 0.0,
+                    mirrored=float(np.abs(b.reshape(-1, 3).mean(0)
+                                          - (255 - a.reshape(-1, 3).mean(0))).max()),
+                    in_colour=float((a.max(2) - a.min(2)).mean()))
+        if (seen["corr"] < -0.6 and seen["mirrored"] < 40) or loop.time() > deadline:
+            return seen
+        await asyncio.sleep(0.2)
+
+async def grey(seconds):
+    # snapshots until the output is a grey picture (the prompt's ack and the next frames)
+    deadline = loop.time() + seconds
+    while True:
+        out = grid(await w.snapshot(timeout=10))
+        colour = float((out.max(2) - out.min(2)).mean())
+        if (colour < 12 and out.mean() > 20) or loop.time() > deadline:
+            return dict(colour=colour, bright=float(out.mean()))
+        await asyncio.sleep(0.2)
+
+w = dw.RealtimeWidget(prompt="invert", {kwargs})
 w"""
 
 BEFORE_START = 'report("BEFORE", error=await failure(timeout=2))'
 
 START_AND_SNAPSHOT = """\
 w.start()
-out = await w.snapshot(timeout=60)
-inp = await w.snapshot(which="input", timeout=10)
-a, b = grid(inp), grid(out)
-report("INVERT", out=out.shape, inp=inp.shape, dtype=str(out.dtype),
-       corr=float(np.corrcoef(a.ravel(), b.ravel())[0, 1]),
-       mirrored=float(np.abs(b.reshape(-1, 3).mean(0) - (255 - a.reshape(-1, 3).mean(0))).max()),
-       in_colour=float((a.max(2) - a.min(2)).mean()))"""
+report("INVERT", **await inverted(60))"""
 
 NOIR = """\
 w.prompt = "noir"
-loop = asyncio.get_running_loop()
-deadline = loop.time() + 20
-while True:  # until the output is a grey picture (the prompt's ack and the next frames)
-    out = grid(await w.snapshot(timeout=10))
-    colour = float((out.max(2) - out.min(2)).mean())
-    if (colour < 12 and out.mean() > 20) or loop.time() > deadline:
-        break
-    await asyncio.sleep(0.2)
-report("NOIR", colour=colour, bright=float(out.mean()))"""
+report("NOIR", **await grey(20))"""
 
 STREAM = """\
 got = []
@@ -85,11 +103,47 @@ async for frame in w.frames(fps=5, which="input"):
 report("STREAM", delivered=delivered, after=len(got) - delivered, shapes=sorted(set(got)),
        looped=looped, input_shape=frame.shape)"""
 
-STOP_AND_CLOSE = """\
+#: on_frame at 5 fps: the frames of a 3 s window after the first, then none after the removal
+RATE = """\
+times, shapes = [], set()
+def keep(frame):
+    times.append(loop.time())
+    shapes.add(frame.shape)
+w.on_frame(keep, fps=5)
+deadline = loop.time() + 30
+while not times and loop.time() < deadline:
+    await asyncio.sleep(0.05)
+first = times[0] if times else loop.time()
+await asyncio.sleep(3.0)  # the measured window
+w.on_frame(keep, remove=True)
+window = sum(1 for t in times if first < t <= first + 3.0)
+delivered = len(times)
+await asyncio.sleep(1.0)  # five intervals: nothing may arrive after the removal
+report("RATE", window=window, after=len(times) - delivered, shapes=sorted(shapes))"""
+
+STOP = """\
 w.stop()
-stopped = await failure(timeout=5)
+report("STOPPED", stopped=await failure(timeout=5))"""
+
+#: run after the widget cell's output was cleared: then shown again, it answers again
+HIDDEN = """\
+hidden = await failure(timeout=5)
+display(w)
+w.start()
+deadline = loop.time() + 60
+while True:  # until the new view is in the page (it renders after this message is sent)
+    try:
+        shown = (await w.snapshot(timeout=60)).shape
+        break
+    except ViewHidden:
+        if loop.time() > deadline:
+            raise
+        await asyncio.sleep(0.2)
+report("HIDDEN", hidden=hidden, shown=shown)"""
+
+CLOSE = """\
 w.close()
-report("AFTER", stopped=stopped, closed=await failure(timeout=5))"""
+report("CLOSED", closed=await failure(timeout=5))"""
 
 
 @pytest.fixture(scope="module")
@@ -132,10 +186,34 @@ def video_size(page: Any, pane: str) -> tuple[int, int]:
     return int(size[0]), int(size[1])
 
 
+def setup(**kwargs: str) -> str:
+    """The first cell, making ``w`` with these (Python source) arguments besides the prompt."""
+    return SETUP.replace("{kwargs}", ", ".join(f"{k}={v}" for k, v in kwargs.items()))
+
+
+def clear_output(ui: JupyterPage, index: int) -> None:
+    """Edit > Clear Output of code cell ``index``, as a user does: its views leave the page."""
+    ui.cells().nth(index).locator(".jp-InputArea-editor").click()
+    ui.page.locator(".lm-MenuBar-item", has_text="Edit").first.click()
+    ui.page.locator(".lm-Menu-item[data-command='editmenu:clear-current']").click()
+    wait_for(
+        lambda: ui.page.locator(".decart-widget").count() == 0, 10, "the view to leave the page"
+    )
+
+
 def test_snapshots_streams_and_errors(jupyter: JupyterServer, page: Any) -> None:
     write_notebook(
         jupyter.root_dir / "frames.ipynb",
-        [SETUP, BEFORE_START, START_AND_SNAPSHOT, NOIR, STREAM, STOP_AND_CLOSE],
+        [
+            setup(transport='"webrtc"'),
+            BEFORE_START,
+            START_AND_SNAPSHOT,
+            NOIR,
+            STREAM,
+            STOP,
+            HIDDEN,
+            CLOSE,
+        ],
     )
     ui = JupyterPage(page, jupyter)
     ui.open("frames.ipynb")
@@ -163,7 +241,72 @@ def test_snapshots_streams_and_errors(jupyter: JupyterServer, page: Any) -> None
     assert stream["shapes"] == [[out_h, out_w, 3]], stream
     assert stream["looped"] == 3 and stream["input_shape"] == [in_h, in_w, 3], stream
 
-    assert run(ui, 5, "AFTER", 30) == {"stopped": "NotStarted", "closed": "WidgetClosed"}
+    assert run(ui, 5, "STOPPED", 30) == {"stopped": "NotStarted"}
+
+    # the widget cell's output cleared: no view in the page, whatever the session does
+    clear_output(ui, 0)
+    hidden = run(ui, 6, "HIDDEN", 120)
+    assert hidden["hidden"] == "ViewHidden", hidden
+    assert hidden["shown"] == [out_h, out_w, 3], hidden  # shown again, it answers again
+
+    assert run(ui, 7, "CLOSED", 30) == {"closed": "WidgetClosed"}
+
+
+#: (signaling, media transport) besides direct on Gen-A (the test above): each signaling mode meets
+#: Gen-B, and Gen-A, once more, through the proxy. The page reads frames from its streams whatever
+#: the signaling: kernel signaling on Gen-A (test_kernel_signaling.py) would add ~25 s, no new path
+MODES = [("kernel", "livekit"), ("proxy", "webrtc"), ("proxy", "livekit")]
+
+
+@pytest.fixture
+def proxy(emulator: dw.Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyServer]:
+    ledger = tmp_path_factory.mktemp("ledger") / "usage.sqlite"
+    server = ProxyServer(upstream=emulator, secret="frames-test-secret", ledger=str(ledger)).start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize(("signaling", "transport"), MODES, ids=["-".join(m) for m in MODES])
+def test_frames_in_every_mode(
+    jupyter: JupyterServer,
+    page: Any,
+    request: pytest.FixtureRequest,
+    signaling: str,
+    transport: str,
+) -> None:
+    """Snapshot pixels, sizes and the stream's rate through each signaling mode and transport."""
+    kwargs = {"transport": json.dumps(transport), "signaling": json.dumps(signaling)}
+    if signaling == "proxy":
+        proxy: ProxyServer = request.getfixturevalue("proxy")
+        kwargs["proxy_url"] = json.dumps(proxy.realtime_url)
+        kwargs["proxy_token"] = json.dumps(proxy.issue_token("frames"))
+    name = f"frames_{signaling}_{transport}.ipynb"
+    write_notebook(
+        jupyter.root_dir / name, [setup(**kwargs), START_AND_SNAPSHOT, NOIR, RATE, CLOSE]
+    )
+    ui = JupyterPage(page, jupyter)
+    ui.open(name)
+    ui.run_cell(0)
+    page.locator(".decart-widget").first.wait_for(timeout=30_000)
+
+    seen = run(ui, 1, "INVERT", 90)
+    out_h, out_w = video_size(page, "output")
+    in_h, in_w = video_size(page, "input")
+    assert seen["dtype"] == "uint8"
+    assert seen["out"] == [out_h, out_w, 3] and seen["inp"] == [in_h, in_w, 3], seen
+    assert seen["in_colour"] > 20, seen
+    assert seen["corr"] < -0.6 and seen["mirrored"] < 40, seen
+
+    noir = run(ui, 2, "NOIR", 60)
+    assert noir["colour"] < 12 and noir["bright"] > 20, noir
+
+    rate = run(ui, 3, "RATE", 60)
+    # 5 fps for 3 s: never more than the rate allows (the first tick, 15 more, the window of 2),
+    # and the stream keeps going (a third of the rate on a loaded machine)
+    assert 5 <= rate["window"] <= 18 and rate["after"] == 0, rate
+    assert rate["shapes"] == [[out_h, out_w, 3]], rate
+
+    assert run(ui, 4, "CLOSED", 30) == {"closed": "WidgetClosed"}
 
 
 def test_on_frame_before_any_snapshot_delivers(jupyter: JupyterServer, page: Any) -> None:
@@ -171,11 +314,10 @@ def test_on_frame_before_any_snapshot_delivers(jupyter: JupyterServer, page: Any
     write_notebook(
         jupyter.root_dir / "stream_first.ipynb",
         [
-            SETUP,
+            setup(transport='"webrtc"'),
             "got = []\n"
             "w.on_frame(lambda frame: got.append(frame.shape), fps=5)\n"
             "w.start()\n"
-            "loop = asyncio.get_running_loop()\n"
             "deadline = loop.time() + 60\n"
             "while len(got) < 3 and loop.time() < deadline:\n"
             "    await asyncio.sleep(0.05)\n"
