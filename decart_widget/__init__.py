@@ -10,6 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from . import models
+from ._recording import AlreadyRecording, NotRecording, RecordingError, RecordingTooLarge
 from .backends import Backend, Decart
 from .models import RealtimeModel
 from .protocol.errors import (
@@ -62,6 +63,7 @@ def _jupyter_server_extension_points() -> list[dict[str, str]]:
 
 __all__ = [
     "AckTimeout",
+    "AlreadyRecording",
     "AuthenticationError",
     "Backend",
     "ClientToken",
@@ -76,11 +78,14 @@ __all__ = [
     "Kernel",
     "MissingDependency",
     "ModerationError",
+    "NotRecording",
     "ProtocolError",
     "Proxy",
     "RealtimeModel",
     "RealtimeSession",
     "RealtimeWidget",
+    "RecordingError",
+    "RecordingTooLarge",
     "SessionEnded",
     "TokenMinter",
     "__version__",

@@ -18,6 +18,7 @@ import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from pathlib import Path
 from typing import Any, TypeAlias
 
 import numpy as np
@@ -26,6 +27,14 @@ from aiortc.mediastreams import MediaStreamTrack
 from av import VideoFrame
 from websockets.asyncio.client import ClientConnection
 
+from .._recording import (
+    DEFAULT_MAX_BYTES,
+    check_max_bytes,
+    check_record_fps,
+    check_record_path,
+    check_record_which,
+    check_seconds,
+)
 from .._upstream import connect_failure, open_upstream
 from ..backends import Backend, default_backend
 from ..ice import IceServersSource, validate_ice_servers
@@ -56,6 +65,7 @@ from ..protocol.session import (
 )
 from ..protocol.urls import build_stream_url, check_resolution, redact
 from ._livekit import RoomLink, livekit_installed, require_livekit
+from ._recording import Recording, SessionRecordings
 from ._webrtc import PeerLink
 from .sources import FrameSource, RGBFrame, make_track
 
@@ -138,13 +148,19 @@ class RealtimeSession:
         encoded = None if image is None else to_base64(image_bytes(image))
         self._track = make_track(source, self.model, fps)
         self._owns_track = not isinstance(source, MediaStreamTrack)
+        self._recordings = SessionRecordings(
+            live=lambda: self._state in (ConnectionState.CONNECTED, ConnectionState.GENERATING),
+            ended=lambda: self._ended.is_set(),
+        )
+        # the media link reads the source through a tap: recordings of the input see what is sent
+        sent = self._recordings.tap_input(self._track)
         self._media: RoomLink | PeerLink
         if self.transport == "livekit":
-            self._media = RoomLink(self, self._track, self.model, float(fps or self.model.fps))
+            self._media = RoomLink(self, sent, self.model, float(fps or self.model.fps))
         else:
             if ice_servers is None:
                 ice_servers = list(getattr(self.backend, "ice_servers", ()))
-            self._media = PeerLink(self, self._track, ice_servers)
+            self._media = PeerLink(self, sent, ice_servers)
         self._core = SessionCore(
             prompt=prompt,
             image=encoded,
@@ -325,6 +341,58 @@ class RealtimeSession:
         if frame is None:
             raise ConnectionLost("the session ended before a frame arrived")
         return frame
+
+    async def record(
+        self,
+        path: str | Path,
+        seconds: float = 5.0,
+        which: str = "output",
+        fps: float | None = None,
+        max_bytes: int | None = DEFAULT_MAX_BYTES,
+    ) -> Path:
+        """Record ``seconds`` of the output (or ``which="input"``, or ``"both"`` side by side)
+        into ``path`` (``.webm``, ``.mp4`` or ``.mkv``); returns its absolute path.
+
+        The file runs at ``fps`` (default: the model's rate) from the first frame on, each frame
+        the latest the session had; a reconnect shows as black frames. Raises
+        `decart_widget.RecordingTooLarge` past ``max_bytes`` (the file stays playable up to
+        there), `decart_widget.AlreadyRecording`, or a `decart_widget.RecordingError` when the
+        session ends first.
+        """
+        recording = self._start_recording(path, which, fps, check_seconds(seconds), max_bytes)
+        return await self._recordings.finish(recording)
+
+    def start_recording(
+        self,
+        path: str | Path,
+        which: str = "output",
+        fps: float | None = None,
+        max_bytes: int | None = DEFAULT_MAX_BYTES,
+    ) -> None:
+        """Start an open-ended recording (as `record`); `stop_recording` ends it. It also ends at
+        ``max_bytes`` or with the session, closing the file either way."""
+        self._start_recording(path, which, fps, None, max_bytes)
+
+    async def stop_recording(self) -> Path:
+        """End the recording `start_recording` began; its file's path. Raises its error, if it
+        stopped on one (`RecordingTooLarge`), or `decart_widget.NotRecording`."""
+        return await self._recordings.stop()
+
+    def _start_recording(
+        self,
+        path: str | Path,
+        which: str,
+        fps: float | None,
+        seconds: float | None,
+        max_bytes: int | None,
+    ) -> Recording:
+        target = check_record_path(path)
+        side = check_record_which(which)
+        rate = check_record_fps(fps if fps is not None else self.model.fps)
+        limit = check_max_bytes(max_bytes)
+        if self._runner is None or self._ended.is_set():
+            raise self._final_error or ConnectionLost("the session is not connected")
+        return self._recordings.start(target, side, rate, seconds, limit)
 
     async def wait_for_state(self, state: str, timeout: float = 30.0) -> None:
         """Wait until ``connection_state == state`` (raises the session's error if it ends)."""
@@ -545,6 +613,7 @@ class RealtimeSession:
         )
 
     def deliver(self, frame: VideoFrame) -> None:
+        self._recordings.output(frame)
         for reader in list(self._readers):
             if reader.full():
                 with contextlib.suppress(asyncio.QueueEmpty):
@@ -684,6 +753,7 @@ class RealtimeSession:
 
     async def _shutdown(self) -> None:
         self._finish(self._final_error)
+        await self._recordings.close()
         await self._close_socket(1000, "disconnect")
         await self._media.close()
         for task in list(self._tasks):

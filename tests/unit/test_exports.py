@@ -24,6 +24,7 @@ PUBLIC_PACKAGES = (
 
 TOP_LEVEL = [
     "AckTimeout",
+    "AlreadyRecording",
     "AuthenticationError",
     "Backend",
     "ClientToken",
@@ -38,11 +39,14 @@ TOP_LEVEL = [
     "Kernel",
     "MissingDependency",
     "ModerationError",
+    "NotRecording",
     "ProtocolError",
     "Proxy",
     "RealtimeModel",
     "RealtimeSession",
     "RealtimeWidget",
+    "RecordingError",
+    "RecordingTooLarge",
     "SessionEnded",
     "TokenMinter",
     "__version__",
