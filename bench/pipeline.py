@@ -65,7 +65,7 @@ if str(ROOT) not in sys.path:
 
 from _common import load_average  # noqa: E402
 
-from decart_widget.client.sources import PacedTrack  # noqa: E402 - after the path is set
+from decart_widget.client._sources import PacedTrack  # noqa: E402 - after the path is set
 
 FPS = 30
 BLOCK = 16

@@ -174,7 +174,7 @@ SEND_PING = """
 #: the way the relay answers (page -> server -> kernel -> relay thread -> server -> page).
 ECHO_CELL = r'''
 import anywidget
-from decart_widget.widget.kernel_relay import relay_loop
+from decart_widget.widget._kernel_relay import relay_loop
 
 class BenchEcho(anywidget.AnyWidget):
     _esm = """
@@ -392,7 +392,7 @@ def _wait_for(page: Any, table: str, name: str, timeout: float = 20.0) -> float:
 def relay_round_trips(emu: dw.Emulator, prompts: int) -> dict[str, list[float]]:
     import websockets
 
-    from decart_widget.protocol.urls import build_stream_url
+    from decart_widget.protocol._urls import build_stream_url
 
     results: dict[str, list[float]] = {"direct": [], "kernel": []}
 

@@ -10,10 +10,11 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from . import models
+from ._backends import Backend, Decart
 from ._recording import AlreadyRecording, NotRecording, RecordingError, RecordingTooLarge
-from .backends import Backend, Decart
+from ._tokens import ClientToken, TokenMinter
 from .models import RealtimeModel
-from .protocol.errors import (
+from .protocol._errors import (
     AckTimeout,
     AuthenticationError,
     ConcurrencyLimit,
@@ -26,7 +27,6 @@ from .protocol.errors import (
     ProtocolError,
     SessionEnded,
 )
-from .tokens import ClientToken, TokenMinter
 
 if TYPE_CHECKING:
     from .client import RealtimeSession

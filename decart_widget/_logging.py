@@ -5,7 +5,7 @@ Our own loggers are careful, but libraries are not: aiohttp logs a request line 
 (a NUL byte, a line over 8190 bytes) with a traceback quoting it — token, key and all — and
 asyncio logs every failed ``accept()`` when file descriptors run out. `CleanRecords` is a
 `logging.Filter` that rewrites such a record in place before any handler sees it: the message and
-the traceback are scrubbed (`scrub`: `decart_widget.protocol.urls.redact` plus every secret
+the traceback are scrubbed (`scrub`: `decart_widget.protocol._urls.redact` plus every secret
 registered with `add_secret`), control characters in the message are escaped (so a ``%0A`` in a
 query parameter cannot forge a log line), and the same warning is let through at most
 ``burst`` times per ``window`` seconds (the next one says how many were suppressed).
@@ -22,7 +22,7 @@ import re
 import threading
 import time
 
-from .protocol.urls import redact
+from .protocol._urls import redact
 
 #: Loggers of the libraries whose records may quote what a client sent.
 LIBRARY_LOGGERS = (

@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 from typing import Any, Literal
 
-from .protocol.errors import DecartError, InvalidInput
+from .protocol._errors import DecartError, InvalidInput
 
 RecordWhich = Literal["output", "input", "both"]
 RECORD_WHICH = ("output", "input", "both")

@@ -1,12 +1,12 @@
 """Opening the realtime service's WebSocket from Python: one set of settings and failure reasons.
 
-The headless client (`decart_widget.client.session`) and the kernel relay
-(`decart_widget.widget.kernel_relay`) both open the service's ``/v1/stream`` socket with the
+The headless client (`decart_widget.client._session`) and the kernel relay
+(`decart_widget.widget._kernel_relay`) both open the service's ``/v1/stream`` socket with the
 permanent key; they share how they open it (`open_upstream`: frame limit, timeouts, keepalive,
 no compression), how a refused or failed open is put into words the session cores classify
 (`connect_failure`), and how a failed ack the kernel settles itself becomes a typed error
 (`ack_error`). The signaling proxy reaches the same upstream with aiohttp
-(`decart_widget.proxy.relay`); moving it here, onto one WebSocket library, is still to do.
+(`decart_widget.proxy._relay`); moving it here, onto one WebSocket library, is still to do.
 """
 
 from __future__ import annotations
@@ -16,15 +16,15 @@ from typing import Any
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from .protocol.constants import MAX_FRAME_BYTES, WEBSOCKET_OPEN_TIMEOUT, WEBSOCKET_PING_INTERVAL
-from .protocol.errors import AckTimeout, DecartError, ModerationError, classify
-from .protocol.urls import redact
+from .protocol._constants import MAX_FRAME_BYTES, WEBSOCKET_OPEN_TIMEOUT, WEBSOCKET_PING_INTERVAL
+from .protocol._errors import AckTimeout, DecartError, ModerationError, classify
+from .protocol._urls import redact
 
 
 async def open_upstream(url: str, *, user_agent: str | None = None) -> ClientConnection:
     """Open ``url`` (a ``/v1/stream`` URL with its key) with the project's settings.
 
-    The frame limit and the timeouts are the protocol's (`decart_widget.protocol.constants`).
+    The frame limit and the timeouts are the protocol's (`decart_widget.protocol._constants`).
     Compression is off: the big frames are base64 images, which deflate barely shrinks and
     which would cost CPU on both sides. Raises what `websockets.connect` raises; turn that
     into a reason with `connect_failure`.

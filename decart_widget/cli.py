@@ -10,8 +10,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ._ice import ice_server_from_url
 from ._logging import SafeTextFormatter, install_process_handler
-from .ice import ice_server_from_url
 
 log = logging.getLogger("decart_widget.cli")
 
@@ -39,7 +39,7 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
 
 
 def _cmd_proxy(args: argparse.Namespace, rest: Sequence[str]) -> int:
-    from .proxy.cli import main as proxy_main
+    from .proxy._cli import main as proxy_main
 
     return proxy_main(list(rest))
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from .protocol.constants import MAX_IMAGE_BYTES as MAX_IMAGE_BYTES
-from .protocol.errors import InvalidInput
+from .protocol._constants import MAX_IMAGE_BYTES as MAX_IMAGE_BYTES
+from .protocol._errors import InvalidInput
 
 _SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"\x89PNG\r\n\x1a\n", "image/png"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .protocol.errors import InvalidInput
+from .protocol._errors import InvalidInput
 
 
 @dataclass(frozen=True)

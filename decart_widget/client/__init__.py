@@ -1,6 +1,6 @@
 """The headless Python client: send frames, get transformed frames back as numpy arrays."""
 
-from .session import RealtimeSession
-from .sources import FrameSource, SyntheticTrack, make_track
+from ._session import RealtimeSession
+from ._sources import FrameSource, SyntheticTrack, make_track
 
 __all__ = ["FrameSource", "RealtimeSession", "SyntheticTrack", "make_track"]

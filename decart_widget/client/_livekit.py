@@ -26,8 +26,8 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import VideoFrame
 
 from ..models import RealtimeModel
-from ..protocol.constants import WEBSOCKET_OPEN_TIMEOUT
-from ..protocol.errors import MissingDependency
+from ..protocol._constants import WEBSOCKET_OPEN_TIMEOUT
+from ..protocol._errors import MissingDependency
 from ._media import MediaHost
 
 log = logging.getLogger("decart_widget.client.livekit")

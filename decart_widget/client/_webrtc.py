@@ -24,9 +24,9 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.sdp import candidate_from_sdp
 from av import VideoFrame
 
-from ..ice import IceServersSource, resolve_ice_servers
+from .._ice import IceServersSource, resolve_ice_servers
 from ._media import MediaHost
-from .sources import BorrowedTrack
+from ._sources import BorrowedTrack
 
 log = logging.getLogger("decart_widget.client.webrtc")
 

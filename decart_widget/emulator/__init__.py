@@ -14,10 +14,10 @@ One module per job:
 
 from __future__ import annotations
 
-from .config import DEFAULT_API_KEY, EmulatorConfig
-from .faults import Faults
-from .records import EmulatedSession, Rejection
-from .server import Emulator, serve_forever
+from ._config import DEFAULT_API_KEY, EmulatorConfig
+from ._faults import Faults
+from ._records import EmulatedSession, Rejection
+from ._server import Emulator, serve_forever
 
 __all__ = [
     "DEFAULT_API_KEY",

@@ -5,8 +5,8 @@ adapters that feed `SessionCore` inputs and carry out its actions.
 """
 
 from . import messages
-from .constants import MAX_IMAGE_BYTES
-from .errors import (
+from ._constants import MAX_IMAGE_BYTES
+from ._errors import (
     ERROR_KINDS,
     AckTimeout,
     AuthenticationError,
@@ -23,8 +23,7 @@ from .errors import (
     from_kind,
     is_permanent,
 )
-from .messages import encode, parse_client, parse_server
-from .session import (
+from ._session import (
     Action,
     AddRemoteCandidate,
     ApplyAnswer,
@@ -43,7 +42,8 @@ from .session import (
     StartPeer,
     StateChanged,
 )
-from .urls import build_stream_url, redact
+from ._urls import build_stream_url, redact
+from .messages import encode, parse_client, parse_server
 
 __all__ = [
     "ERROR_KINDS",

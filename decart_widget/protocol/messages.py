@@ -14,8 +14,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias, TypeGuard
 
-from .constants import END_REASONS as END_REASONS
-from .errors import ProtocolError
+from ._constants import END_REASONS as END_REASONS
+from ._errors import ProtocolError
 
 JSON = dict[str, Any]
 

@@ -16,8 +16,8 @@ One module per job: `app` (routes, admission), `relay` (one client <-> upstream 
 from __future__ import annotations
 
 from . import codes
-from .app import ProxyService
-from .auth import (
+from ._app import ProxyService
+from ._auth import (
     Authenticator,
     HmacAuthenticator,
     InvalidToken,
@@ -27,13 +27,13 @@ from .auth import (
     token_from_request,
     verify_token,
 )
-from .config import ConfigError, ProxyConfig
-from .ledger import Ledger, LedgerError, LedgerSession, open_ledger
-from .ledger_sqlite import SQLiteLedger
-from .limits import Limits
-from .logs import JsonFormatter, configure_logging
-from .metrics import Metrics
-from .server import ProxyBackend, ProxyServer, serve, serve_async
+from ._config import ConfigError, ProxyConfig
+from ._ledger import Ledger, LedgerError, LedgerSession, open_ledger
+from ._ledger_sqlite import SQLiteLedger
+from ._limits import Limits
+from ._logs import JsonFormatter, configure_logging
+from ._metrics import Metrics
+from ._server import ProxyBackend, ProxyServer, serve, serve_async
 
 __all__ = [
     "Authenticator",

@@ -29,7 +29,7 @@ Codes 4000-4999 are for applications (RFC 6455 §7.4.2), so every browser passes
 
 from __future__ import annotations
 
-from ..protocol.constants import CLOSE_NORMAL, CLOSE_PROXY_CONCURRENCY, CLOSE_TRY_AGAIN_LATER
+from ..protocol._constants import CLOSE_NORMAL, CLOSE_PROXY_CONCURRENCY, CLOSE_TRY_AGAIN_LATER
 
 NORMAL = CLOSE_NORMAL
 GOING_AWAY = 1001

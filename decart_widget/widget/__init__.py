@@ -2,7 +2,7 @@
 `Proxy`), the kernel relay's hooks, frames for Python (`frames`), and the front-end bundle in
 ``static/``."""
 
-from .frames import (
+from ._frames import (
     FrameTimeout,
     FrameUnavailable,
     NotDisplayed,
@@ -10,9 +10,9 @@ from .frames import (
     ViewHidden,
     WidgetClosed,
 )
-from .hooks import DROP, Reject, UsageRecord
-from .modes import Direct, Kernel, Proxy, SignalingMode
-from .widget import RealtimeWidget
+from ._hooks import DROP, Reject, UsageRecord
+from ._modes import Direct, Kernel, Proxy, SignalingMode
+from ._widget import RealtimeWidget
 
 __all__ = [
     "DROP",

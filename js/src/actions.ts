@@ -1,5 +1,5 @@
 // The actions the session core returns, and the connection state it publishes (the twin of
-// decart_widget/protocol/actions.py). Adapters carry them out in order. Shared by the session
+// decart_widget/protocol/_actions.py). Adapters carry them out in order. Shared by the session
 // core (session.ts) and the update queue (update_queue.ts).
 
 import type { DecartError } from "./errors";

@@ -1,7 +1,7 @@
 // Front-end code the page loads only when it needs it: the media transports (webrtc_asset.ts, a
 // few kB; livekit_room.ts with livekit-client, about half a megabyte) stay out of widget.js,
 // whose size every notebook pays. The kernel sends an asset over the widget comm when asked
-// (decart_widget/widget/assets.py), never from a CDN:
+// (decart_widget/widget/_assets.py), never from a CDN:
 //
 //   front -> kernel  {type:"asset_request", name}
 //   kernel -> front  {type:"asset", name, hash, index, count} + one binary buffer per chunk

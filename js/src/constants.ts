@@ -1,5 +1,5 @@
 // The protocol's numbers and words (docs/protocol.md), from decart_widget/protocol/constants.json:
-// the one data file the Python package reads too (decart_widget/protocol/constants.py). esbuild
+// the one data file the Python package reads too (decart_widget/protocol/_constants.py). esbuild
 // bundles it into widget.js.
 
 import data from "../../decart_widget/protocol/constants.json";

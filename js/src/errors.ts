@@ -1,4 +1,4 @@
-// The typed error taxonomy, mirroring decart_widget/protocol/errors.py: same kinds, same
+// The typed error taxonomy, mirroring decart_widget/protocol/_errors.py: same kinds, same
 // classification of server error text, same "permanent" rule (docs/protocol.md, "Error vocabulary").
 
 import { ERROR_MARKERS } from "./constants";

@@ -5,7 +5,7 @@
 // one binary buffer (`frame`), or with a typed refusal (`frame_error`: not_started, stopped,
 // timeout, hidden: no view of the widget is in the page, its output cell was cleared or closed). The answer is the kernel request/response pattern of kernel_rpc.ts turned around: the
 // kernel asks, the page answers the same id. Every page showing the widget has its own controller
-// and answers; the kernel takes the first answer (decart_widget/widget/frames.py).
+// and answers; the kernel takes the first answer (decart_widget/widget/_frames.py).
 //
 // Streams: `frame_stream {id, which, fps}` (fps 0 ends it) makes this part read a frame every
 // 1/fps s and send it as `frame {stream: id, ...}`. At most STREAM_WINDOW frames are unanswered at

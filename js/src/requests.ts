@@ -1,4 +1,4 @@
-// Request bookkeeping for the session core, the twin of decart_widget/protocol/requests.py.
+// Request bookkeeping for the session core, the twin of decart_widget/protocol/_requests.py.
 // The desired state is always derived: `base` (the accepted state, or before the first ack the
 // state a session starts from) with the in-flight change applied, then the queued one. So a
 // failed or timed-out update "reverts" simply by being dropped, and a reconnect replays exactly

@@ -1,5 +1,5 @@
 // The sans-I/O session core (docs/architecture.md "The session core"), the TypeScript twin of
-// decart_widget/protocol/session.py: same states, requests, timeouts, retries and errors.
+// decart_widget/protocol/_session.py: same states, requests, timeouts, retries and errors.
 // It never touches a socket, a timer or a clock: every input carries `now` (monotonic seconds)
 // and returns the actions for the adapter to carry out, in order. Timers are deadlines: the
 // adapter asks nextDeadline() and calls onTimer(now) once it has passed.

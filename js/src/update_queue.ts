@@ -1,5 +1,5 @@
 // The update pipeline, free of I/O: prompt and image requests -> frames -> acks -> settlements.
-// The twin of decart_widget/protocol/update_queue.py (docs/architecture.md "The update queue"):
+// The twin of decart_widget/protocol/_update_queue.py (docs/architecture.md "The update queue"):
 // the desired state is the base (accepted) state with the in-flight update applied, then the
 // queued one; one update in flight; a newer request merges into the queued one (latest wins);
 // prompt_ack matches the in-flight prompt by its text, set_image_ack the oldest set_image sent;

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "integration"))
 from livekit_kit import OpenRoom, close_room_blocking, open_room_blocking
 
 import decart_widget as dw
-from decart_widget.emulator.livekit.inference import PLACEHOLDER_GREY
+from decart_widget.emulator._livekit.inference import PLACEHOLDER_GREY
 
 UMD = Path(__file__).parents[2] / "js" / "node_modules" / "livekit-client" / "dist"
 UMD = UMD / "livekit-client.umd.js"

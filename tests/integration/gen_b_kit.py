@@ -3,7 +3,7 @@
 * `StandInRooms`: a room server that opens no media, so the control channel's reactions to the
   room's states (``connected``, ``failed``, ``left``) can be driven exactly, including the ones
   real clients cannot provoke on demand (a media failure). It stands in for
-  `decart_widget.emulator.livekit` only in `test_emulator_gen_b_control.py`; every test that
+  `decart_widget.emulator._livekit` only in `test_emulator_gen_b_control.py`; every test that
   needs a real room uses the real one with LiveKit's own client.
 * `connect` / `join`: the Gen-B handshake as a client does it, on a `StreamClient`.
 * `LiveKitUser`: the user's side of the room with LiveKit's own Python client.
@@ -20,8 +20,8 @@ import websockets
 from test_emulator_kit import RGB, WAIT, StreamClient, centre
 
 from decart_widget.emulator import Emulator
-from decart_widget.emulator.effects import Effect
-from decart_widget.protocol.urls import build_stream_url
+from decart_widget.emulator._effects import Effect
+from decart_widget.protocol._urls import build_stream_url
 
 
 class StandInRoom:

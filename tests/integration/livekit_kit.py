@@ -15,8 +15,8 @@ import numpy.typing as npt
 from livekit import rtc
 
 from decart_widget.emulator import Emulator
-from decart_widget.emulator.effects import Effect, build_effect
-from decart_widget.emulator.livekit import Room, RoomServer, livekit_url
+from decart_widget.emulator._effects import Effect, build_effect
+from decart_widget.emulator._livekit import Room, RoomServer, livekit_url
 
 T = TypeVar("T")
 RGB = npt.NDArray[np.uint8]

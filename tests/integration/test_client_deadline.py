@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 
 import decart_widget as dw
-from decart_widget.protocol.session import RetryPolicy
+from decart_widget.protocol._session import RetryPolicy
 
 TIMEOUT = 2.0
 #: What the call may take beyond ``timeout``: scheduling only, far below the old 5 s close wait.

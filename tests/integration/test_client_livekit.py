@@ -18,8 +18,8 @@ import pytest
 from test_client import SMALL, frame_where, mean_colour, solid, solid_frames
 
 import decart_widget as dw
-from decart_widget.client import session as client_session
-from decart_widget.protocol.session import RetryPolicy
+from decart_widget.client import _session as client_session
+from decart_widget.protocol._session import RetryPolicy
 
 RED = (200, 40, 40)
 INVERTED = (55, 215, 215)

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 import decart_widget as dw
-from decart_widget.client import session as client_session
-from decart_widget.protocol.session import RetryPolicy
+from decart_widget.client import _session as client_session
+from decart_widget.protocol._session import RetryPolicy
 
 SMALL = dw.RealtimeModel("lucy-2.1", 320, 192, 15)  # the real name, a small capture
 RED = (200, 40, 40)

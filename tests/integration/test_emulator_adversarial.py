@@ -15,7 +15,7 @@ import pytest
 from test_emulator_kit import StreamClient, png
 
 from decart_widget.emulator import Emulator
-from decart_widget.emulator.images import MAX_IMAGE_PIXELS
+from decart_widget.emulator._images import MAX_IMAGE_PIXELS
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 from test_emulator_kit import StreamClient, mint
 
 from decart_widget.emulator import Emulator
-from decart_widget.protocol.errors import (
+from decart_widget.protocol._errors import (
     AuthenticationError,
     ConcurrencyLimit,
     InvalidInput,

@@ -25,7 +25,7 @@ from av import VideoFrame
 from PIL import Image, PngImagePlugin
 
 from decart_widget.emulator import Emulator
-from decart_widget.protocol.urls import build_stream_url
+from decart_widget.protocol._urls import build_stream_url
 
 RGB = npt.NDArray[np.uint8]
 WAIT = 10.0

@@ -10,7 +10,7 @@ import pytest
 from test_emulator_kit import StreamClient, mint
 
 from decart_widget.emulator import Emulator
-from decart_widget.protocol.errors import InsufficientCredits, classify
+from decart_widget.protocol._errors import InsufficientCredits, classify
 from decart_widget.protocol.messages import GenerationEnded, GenerationTick, parse_server
 
 

@@ -14,8 +14,8 @@ from av import VideoFrame
 from test_emulator_kit import ColorTrack, StreamClient, centre, close_to, png
 
 from decart_widget.emulator import Emulator
-from decart_widget.emulator.effects import build_effect
-from decart_widget.emulator.media import EffectTrack
+from decart_widget.emulator._effects import build_effect
+from decart_widget.emulator._media import EffectTrack
 
 RED = (200, 40, 40)
 INVERSE = (55, 215, 215)

@@ -14,7 +14,7 @@ from PIL import Image
 from test_emulator_kit import StreamClient, b64, png
 
 from decart_widget.emulator import Emulator
-from decart_widget.protocol.errors import ModerationError, classify
+from decart_widget.protocol._errors import ModerationError, classify
 from decart_widget.protocol.messages import parse_server
 
 

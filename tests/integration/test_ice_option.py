@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 import decart_widget as dw
-from decart_widget.client import session as client_session
-from decart_widget.emulator.media import MediaPeer
-from decart_widget.protocol.errors import InvalidInput
+from decart_widget.client import _session as client_session
+from decart_widget.emulator._media import MediaPeer
+from decart_widget.protocol._errors import InvalidInput
 
 SMALL = dw.RealtimeModel("lucy-2.1", 320, 192, 15)
 TURN = {"urls": "turn:turn.example.org:3478", "username": "u", "credential": "p"}

@@ -24,8 +24,8 @@ from livekit_kit import (
 from test_emulator_kit import centre, close_to
 
 from decart_widget.emulator import Emulator
-from decart_widget.emulator.livekit import tokens
-from decart_widget.emulator.livekit.inference import PLACEHOLDER_GREY
+from decart_widget.emulator._livekit import tokens
+from decart_widget.emulator._livekit.inference import PLACEHOLDER_GREY
 
 RED = (200, 40, 40)
 INVERSE = (55, 215, 215)

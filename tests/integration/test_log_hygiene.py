@@ -125,7 +125,7 @@ def test_the_emulator_process_logs_no_key_and_no_forged_line() -> None:
         sys.executable, "-m", "decart_widget", "emulator", "--port", "0",
         "--api-key", EMULATOR_KEY,
     ]  # fmt: skip
-    forged = "2026-01-01 00:00:00,000 INFO decart_widget.emulator.app: FORGED admin logged in"
+    forged = "2026-01-01 00:00:00,000 INFO decart_widget.emulator._app: FORGED admin logged in"
     with running(command, "API URL") as (line, stderr):
         port = int(line.rsplit(":", 1)[1])
         for request in hostile_requests("api_key", EMULATOR_KEY):

@@ -27,8 +27,8 @@ from proxy_kit import (
 
 import decart_widget as dw
 from decart_widget.emulator import Emulator
-from decart_widget.protocol.errors import classify
-from decart_widget.protocol.session import RetryPolicy
+from decart_widget.protocol._errors import classify
+from decart_widget.protocol._session import RetryPolicy
 from decart_widget.proxy import codes, configure_logging
 
 NO_RETRY = RetryPolicy(delays=())

@@ -11,9 +11,9 @@ import pytest
 import pytest_asyncio
 from proxy_kit import fresh_postgres_dsn
 
-from decart_widget.proxy.ledger import Ledger, LedgerError, open_ledger, period_start
-from decart_widget.proxy.ledger_postgres import PostgresLedger
-from decart_widget.proxy.ledger_sqlite import SQLiteLedger
+from decart_widget.proxy._ledger import Ledger, LedgerError, open_ledger, period_start
+from decart_widget.proxy._ledger_postgres import PostgresLedger
+from decart_widget.proxy._ledger_sqlite import SQLiteLedger
 
 LEASE = 30.0
 

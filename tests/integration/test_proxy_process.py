@@ -30,9 +30,9 @@ from proxy_kit import (
 
 import decart_widget as dw
 from decart_widget.emulator import Emulator
-from decart_widget.protocol.session import RetryPolicy
+from decart_widget.protocol._session import RetryPolicy
 from decart_widget.proxy import Limits, ProxyBackend, codes, issue_token
-from decart_widget.proxy.ledger import Ledger, open_ledger
+from decart_widget.proxy._ledger import Ledger, open_ledger
 
 ROOT = Path(__file__).resolve().parents[2]
 

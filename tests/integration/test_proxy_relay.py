@@ -33,10 +33,10 @@ from proxy_kit import (
 
 import decart_widget as dw
 from decart_widget.emulator import Emulator
-from decart_widget.protocol.session import RetryPolicy
+from decart_widget.protocol._session import RetryPolicy
 from decart_widget.proxy import Limits, codes, issue_token
-from decart_widget.proxy.ledger import LedgerError
-from decart_widget.proxy.ledger_sqlite import SQLiteLedger
+from decart_widget.proxy._ledger import LedgerError
+from decart_widget.proxy._ledger_sqlite import SQLiteLedger
 
 NO_RETRY = RetryPolicy(delays=())
 

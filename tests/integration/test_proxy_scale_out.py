@@ -37,10 +37,10 @@ from scale_kit import (
     wait_until,
 )
 
-from decart_widget.protocol.constants import CLOSE_PROXY_CONCURRENCY
+from decart_widget.protocol._constants import CLOSE_PROXY_CONCURRENCY
+from decart_widget.proxy._ledger import LedgerSession
+from decart_widget.proxy._ledger_postgres import PostgresLedger
 from decart_widget.proxy.codes import QUOTA_EXHAUSTED
-from decart_widget.proxy.ledger import LedgerSession
-from decart_widget.proxy.ledger_postgres import PostgresLedger
 
 pytestmark = pytest.mark.timeout(150)
 

@@ -19,10 +19,10 @@ from test_emulator_kit import ColorTrack, StreamClient, strip_candidates
 from test_relay import FakeFront
 
 import decart_widget as dw
-from decart_widget.backends import shared_emulator
+from decart_widget._backends import shared_emulator
 from decart_widget.emulator import DEFAULT_API_KEY
-from decart_widget.widget.kernel_relay import as_the_browser_sees_it
-from decart_widget.widget.widget import EMULATOR_MEDIA_HELP
+from decart_widget.widget._kernel_relay import as_the_browser_sees_it
+from decart_widget.widget._widget import EMULATOR_MEDIA_HELP
 
 
 @pytest.fixture

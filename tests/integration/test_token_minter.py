@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 import decart_widget as dw
-from decart_widget.tokens import TOKENS_PATH, _token_from_response
+from decart_widget._tokens import TOKENS_PATH, _token_from_response
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ from websockets.http11 import Request, Response
 
 import decart_widget as dw
 from decart_widget import _upstream
-from decart_widget.protocol.constants import MAX_FRAME_BYTES
-from decart_widget.protocol.errors import classify, is_permanent
+from decart_widget.protocol._constants import MAX_FRAME_BYTES
+from decart_widget.protocol._errors import classify, is_permanent
 
 KEY = "dct_live_supersecret1234"
 

@@ -22,7 +22,7 @@ from decart_widget.widget import (
     NotStarted,
     WidgetClosed,
 )
-from decart_widget.widget import frames as frames_module
+from decart_widget.widget import _frames as frames_module
 
 
 @pytest.fixture(scope="module")

@@ -214,7 +214,7 @@ def test_media_transport_resolution_and_queue_traits(emulator: dw.Emulator) -> N
 def test_the_livekit_asset_is_sent_on_request(
     emulator: dw.Emulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from decart_widget.widget.widget import STATIC
+    from decart_widget.widget._widget import STATIC
 
     w = dw.RealtimeWidget(backend=emulator, transport="livekit")
     sent: list[tuple[dict[str, Any], list[bytes]]] = []

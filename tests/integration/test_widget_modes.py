@@ -13,7 +13,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 import decart_widget as dw
-from decart_widget.protocol.urls import build_stream_url
+from decart_widget.protocol._urls import build_stream_url
 
 
 @pytest.fixture(scope="module")

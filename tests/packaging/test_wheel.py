@@ -58,7 +58,7 @@ def test_wheel_installs_and_imports_in_a_clean_venv(wheel: Path, tmp_path: Path)
     )
     probe = (
         "import decart_widget as dw, pathlib;"
-        "from decart_widget.widget.widget import STATIC;"
+        "from decart_widget.widget._widget import STATIC;"
         "assert (STATIC / 'widget.js').is_file(), STATIC;"
         "assert dw.models.get('lucy-2.1').width == 1088;"
         "w = dw.RealtimeWidget(backend=dw.Decart(api_key='dct_probe'));"

@@ -1,7 +1,7 @@
 import pytest
 
 import decart_widget as dw
-from decart_widget.backends import DEFAULT_API_URL, DEFAULT_REALTIME_URL
+from decart_widget._backends import DEFAULT_API_URL, DEFAULT_REALTIME_URL
 
 
 def test_decart_reads_key_and_urls_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,13 +1,13 @@
 """The front end's size budget: ``widget.js``, which every notebook loads, stays under 60 KB
 minified; the media transports are assets the page asks the kernel for when a session needs one
-(decart_widget/widget/assets.py)."""
+(decart_widget/widget/_assets.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from decart_widget.widget.assets import ASSETS
-from decart_widget.widget.widget import STATIC
+from decart_widget.widget._assets import ASSETS
+from decart_widget.widget._widget import STATIC
 
 #: 60 KB as esbuild prints sizes and as every figure in bench/README.md and the docs counts them
 #: (1 KB = 1,024 bytes).

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 import decart_widget as dw
-from decart_widget.widget.camera import check_camera
+from decart_widget.widget._camera import check_camera
 
 
 @pytest.mark.parametrize(

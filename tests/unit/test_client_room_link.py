@@ -12,7 +12,7 @@ import pytest
 rtc = pytest.importorskip("livekit.rtc")
 
 from decart_widget.client._livekit import MAX_BITRATE, RoomLink  # noqa: E402
-from decart_widget.client.sources import SyntheticTrack  # noqa: E402
+from decart_widget.client._sources import SyntheticTrack  # noqa: E402
 from decart_widget.models import RealtimeModel  # noqa: E402
 
 MODEL = RealtimeModel("lucy-2.1", 320, 192, 15)

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from decart_widget.protocol import constants, messages
-from decart_widget.protocol.errors import ERROR_KINDS, classify, is_permanent
+from decart_widget.protocol import _constants as constants
+from decart_widget.protocol import messages
+from decart_widget.protocol._errors import ERROR_KINDS, classify, is_permanent
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -52,7 +53,7 @@ def test_no_module_spells_the_limits_or_the_base64_arithmetic_again() -> None:
     offenders = [
         f"{path.relative_to(ROOT)}: {match.group()}"
         for path in sources
-        if path.name not in ("constants.py", "constants.ts")
+        if path.name not in ("_constants.py", "constants.ts")
         for match in repeated.finditer(path.read_text("utf-8"))
     ]
     assert offenders == []

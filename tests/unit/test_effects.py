@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from decart_widget.emulator.effects import (
+from decart_widget.emulator._effects import (
     EFFECT_NAMES,
     Effect,
     build_effect,

@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from decart_widget.ice import (
+from decart_widget._ice import (
     ice_server_from_url,
     resolve_ice_servers,
     resolve_ice_servers_now,
     validate_ice_servers,
 )
-from decart_widget.protocol.errors import InvalidInput
+from decart_widget.protocol._errors import InvalidInput
 
 TURN = {"urls": "turn:turn.example.org:3478", "username": "u", "credential": "p"}
 

@@ -1,4 +1,4 @@
-"""`decart_widget.emulator.images.dimensions`: the size read from each format's header, before
+"""`decart_widget.emulator._images.dimensions`: the size read from each format's header, before
 any pixel is decoded (the image-bomb check)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from decart_widget.emulator.images import ImageRejected, check_pixels, dimensions, sniff
+from decart_widget.emulator._images import ImageRejected, check_pixels, dimensions, sniff
 
 
 def _encode(fmt: str, size: tuple[int, int], mode: str = "RGB", **options: Any) -> bytes:

@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from decart_widget.emulator.livekit import tokens
-from decart_widget.emulator.livekit.bitrate import with_bitrate_floor
-from decart_widget.emulator.livekit.codecs import prefer_codecs
-from decart_widget.emulator.livekit.simulcast import narrow_offer
+from decart_widget.emulator._livekit import tokens
+from decart_widget.emulator._livekit.bitrate import with_bitrate_floor
+from decart_widget.emulator._livekit.codecs import prefer_codecs
+from decart_widget.emulator._livekit.simulcast import narrow_offer
 
 SECRET = b"k" * 32
 

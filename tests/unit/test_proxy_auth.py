@@ -8,7 +8,7 @@ import json
 import pytest
 from aiohttp.test_utils import make_mocked_request
 
-from decart_widget.proxy.auth import (
+from decart_widget.proxy._auth import (
     HmacAuthenticator,
     InvalidToken,
     Unauthorized,

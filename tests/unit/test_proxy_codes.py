@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from decart_widget.protocol.errors import (
+from decart_widget.protocol._errors import (
     AuthenticationError,
     ConcurrencyLimit,
     InsufficientCredits,

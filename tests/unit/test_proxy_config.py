@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from decart_widget.proxy.config import (
+from decart_widget.proxy._config import (
     DEFAULT_LEDGER,
     ConfigError,
     ProxyConfig,
@@ -119,7 +119,7 @@ def test_log_settings() -> None:
 
 
 def test_proxy_server_takes_the_upstream_from_a_backend_and_makes_a_secret() -> None:
-    from decart_widget.backends import Decart
+    from decart_widget._backends import Decart
     from decart_widget.proxy import ProxyServer, verify_token
 
     upstream = Decart(api_key="dct_backend_key_1234", realtime_url="ws://127.0.0.1:1")

@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from decart_widget.proxy.limits import (
+from decart_widget.proxy._limits import (
     MAX_FRAME_BYTES,
     MAX_IMAGE_BYTES,
     BufferFull,
@@ -14,7 +14,7 @@ from decart_widget.proxy.limits import (
     PendingBuffer,
     TokenBucket,
 )
-from decart_widget.proxy.relay import _image_bytes
+from decart_widget.proxy._relay import _image_bytes
 
 
 def test_a_frame_fits_a_10_mb_image_as_base64_and_not_much_more() -> None:

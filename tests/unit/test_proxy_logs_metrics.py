@@ -7,8 +7,8 @@ import json
 import logging
 import re
 
-from decart_widget.proxy.logs import JsonFormatter, SessionLogger, configure_logging, cut_prompt
-from decart_widget.proxy.metrics import Metrics
+from decart_widget.proxy._logs import JsonFormatter, SessionLogger, configure_logging, cut_prompt
+from decart_widget.proxy._metrics import Metrics
 
 
 def test_prompts_are_cut_to_80_characters() -> None:

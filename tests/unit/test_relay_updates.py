@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from decart_widget.widget.updates import (
+from decart_widget.widget._updates import (
     EMPTY,
     KernelUpdates,
     Revert,

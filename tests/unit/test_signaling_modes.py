@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import decart_widget as dw
-from decart_widget.widget.modes import MEDIA_TRANSPORTS, MODES, SIGNALING, resolve
+from decart_widget.widget._modes import MEDIA_TRANSPORTS, MODES, SIGNALING, resolve
 
 
 def hook(frame: dict[str, Any], direction: str) -> None:
@@ -151,7 +151,7 @@ def test_nothing_outside_the_mode_objects_compares_the_signaling_mode() -> None:
     offenders = [
         f"{path.relative_to(package)}:{number}: {line.strip()}"
         for path in sorted(package.rglob("*.py"))
-        if path.name != "modes.py"
+        if path.name != "_modes.py"
         for number, line in enumerate(path.read_text("utf-8").splitlines(), 1)
         if comparison.search(line)
     ]

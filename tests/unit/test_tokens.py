@@ -5,7 +5,7 @@ in tests/integration/test_tokens.py."""
 import pytest
 
 import decart_widget as dw
-from decart_widget.tokens import _request_body
+from decart_widget._tokens import _request_body
 
 
 def test_body_is_camel_case_with_only_given_options() -> None:

@@ -2,8 +2,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from decart_widget.protocol.errors import InvalidInput
-from decart_widget.protocol.urls import (
+from decart_widget.protocol._errors import InvalidInput
+from decart_widget.protocol._urls import (
     RESOLUTIONS,
     build_stream_url,
     check_resolution,
@@ -89,7 +89,7 @@ def test_redact_key_shows_only_prefix_and_tail() -> None:
 )
 def test_redact_skipping_patterns_changes_nothing(text: str) -> None:
     # redact skips a pattern when its literal is absent; applying all of them must agree
-    from decart_widget.protocol import urls
+    from decart_widget.protocol import _urls as urls
 
     full = urls._URL_PASSWORD.sub(lambda m: f"{m.group('head')}:***@", text)
     full = urls._AUTH_SCHEME.sub(lambda m: f"{m.group('scheme')} ***", full)

@@ -1,11 +1,11 @@
-"""Front-end assets sent over the comm on demand (decart_widget/widget/assets.py)."""
+"""Front-end assets sent over the comm on demand (decart_widget/widget/_assets.py)."""
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
 
-from decart_widget.widget.assets import ASSETS, asset_messages
+from decart_widget.widget._assets import ASSETS, asset_messages
 
 
 def test_an_asset_rides_in_chunks_that_join_into_the_file(tmp_path: Path) -> None:
