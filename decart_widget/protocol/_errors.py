@@ -149,6 +149,29 @@ def classify(error_text: str) -> DecartError:
     return DecartError(error_text)
 
 
+def permanent_error(error_text: str) -> DecartError | None:
+    """The typed error of a server error text if retrying cannot help, else None."""
+    error = classify(error_text)
+    return error if error.permanent or is_permanent(error_text) else None
+
+
+def ended_error(reason: str, server_error: str | None) -> DecartError | None:
+    """What a ``generation_ended`` ``reason`` means: None for the clean ``"disconnect"``, else the
+    error that ends the session; ``server_error`` is the transient error the server sent before,
+    if any."""
+    if reason == "disconnect":
+        return None
+    if reason == "insufficient_credits":
+        return InsufficientCredits("insufficient credits: the generation was stopped")
+    if reason == "moderation_violation":
+        return ModerationError("the generation was stopped by moderation")
+    if reason == "timeout":
+        return SessionEnded("the session reached its time limit", reason="timeout")
+    if server_error:
+        return SessionEnded(f"the server ended the generation: {server_error}", reason=reason)
+    return SessionEnded(f"the server ended the generation ({reason})", reason=reason)
+
+
 def from_kind(kind: str, message: str) -> DecartError:
     """Rebuild an error from its ``kind`` (as sent by the front end or over a comm)."""
     return ERROR_KINDS.get(kind, DecartError)(message)

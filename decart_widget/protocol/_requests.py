@@ -3,7 +3,8 @@
 The desired state is always derived: ``base`` (the accepted state, or before the first ack the
 state a session starts from) with the in-flight update applied, then the queued one. So a failed
 or timed-out update "reverts" simply by being dropped, and a reconnect replays exactly the latest
-desired state. Pure data, no I/O, no clock.
+desired state. `clean_prompt` / `clean_image` (and `prompt_change` / `image_change`, which build
+a request's change with them) check a request's values. Pure data, no I/O, no clock.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
+from ._constants import MAX_IMAGE_BYTES, decoded_size
+from ._errors import InvalidInput
 from .messages import Prompt, SetImage
 
 
@@ -137,3 +140,45 @@ def message_for(target: Settings, change: Change, enhance: bool, full: bool) -> 
     if change.sets_image or target.prompt is None:
         return SetImage(target.image, target.prompt, enhance)
     return Prompt(target.prompt, enhance)
+
+
+def clean_prompt(text: object) -> str | None:
+    """A prompt, or None for no prompt (None, empty or blank)."""
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        raise InvalidInput(f"prompt must be a string or None, got {type(text).__name__}")
+    return text if text.strip() else None
+
+
+def clean_image(image: object) -> str | None:
+    """Raw base64 (a ``data:`` URL prefix is stripped), checked against `MAX_IMAGE_BYTES`."""
+    if image is None:
+        return None
+    if not isinstance(image, str):
+        raise InvalidInput(f"image must be base64 text or None, got {type(image).__name__}")
+    if image.startswith("data:"):
+        head, comma, image = image.partition(",")
+        if not comma or not head.endswith(";base64"):
+            raise InvalidInput("an image data URL must be base64-encoded")
+    image = image.strip()
+    if not image:
+        raise InvalidInput("image is empty (use None to clear it)")
+    size = decoded_size(image)
+    if size > MAX_IMAGE_BYTES:
+        limit = f"{MAX_IMAGE_BYTES / 2**20:g} MiB"
+        raise InvalidInput(f"image is {size / 2**20:.1f} MiB; the limit is {limit}")
+    return image
+
+
+def prompt_change(text: str | None) -> Change:
+    """A set_prompt's change: the prompt, or None to clear it; a blank one is `InvalidInput`."""
+    if text is not None and not (isinstance(text, str) and text.strip()):
+        raise InvalidInput("prompt is empty (use None to clear it)")
+    return Change(prompt=clean_prompt(text))
+
+
+def image_change(image: str | None, prompt: str | None = None) -> Change:
+    """A set_image's change: the image, or None to clear it; the prompt kept (None) or set (a
+    blank one clears it)."""
+    return Change(prompt=KEEP if prompt is None else clean_prompt(prompt), image=clean_image(image))

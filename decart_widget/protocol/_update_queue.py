@@ -71,6 +71,13 @@ class UpdateQueue:
     def next_deadline(self) -> float | None:
         return self.inflight.deadline if self.inflight else None
 
+    def postpone(self, seconds: float) -> None:
+        """Time that did not count (the session waited in the server's queue): the in-flight
+        update's ack deadline moves by as much."""
+        flight = self.inflight
+        if flight is not None and flight.deadline is not None:
+            flight.deadline += seconds
+
     def expired(self, now: float) -> InFlight | None:
         """The in-flight update if its ack is overdue."""
         flight = self.inflight

@@ -135,3 +135,20 @@ export function fromKind(kind: string, message: string): DecartError {
 export function asError(error: unknown): DecartError {
   return error instanceof DecartError ? error : new DecartError(error instanceof Error ? error.message : String(error));
 }
+
+/** The typed error of a server error text if retrying cannot help, else null. */
+export function permanentError(errorText: string): DecartError | null {
+  const error = classify(errorText);
+  return error.permanent || isPermanent(errorText) ? error : null;
+}
+
+/** What a generation_ended `reason` means: null for the clean "disconnect", else the error that
+ * ends the session; `serverError` is the transient error the server sent before, if any. */
+export function endedError(reason: string, serverError: string | null): DecartError | null {
+  if (reason === "disconnect") return null;
+  if (reason === "insufficient_credits") return new InsufficientCredits("insufficient credits: the generation was stopped");
+  if (reason === "moderation_violation") return new ModerationError("the generation was stopped by moderation");
+  if (reason === "timeout") return new SessionEnded("the session reached its time limit", "timeout");
+  if (serverError) return new SessionEnded(`the server ended the generation: ${serverError}`, reason);
+  return new SessionEnded(`the server ended the generation (${reason})`, reason);
+}

@@ -2,7 +2,8 @@
 // The desired state is always derived: `base` (the accepted state, or before the first ack the
 // state a session starts from) with the in-flight change applied, then the queued one. So a
 // failed or timed-out update "reverts" simply by being dropped, and a reconnect replays exactly
-// the latest desired state. cleanPrompt / cleanImage check a request's values.
+// the latest desired state. cleanPrompt / cleanImage (and promptChange / imageChange, which
+// build a request's change with them) check a request's values.
 
 import { MAX_IMAGE_BYTES, decodedSize } from "./constants";
 import { InvalidInput } from "./errors";
@@ -131,4 +132,18 @@ export function cleanImage(image: string | null): string | null {
     throw new InvalidInput(`image is ${(size / 2 ** 20).toFixed(1)} MiB; the limit is ${MAX_IMAGE_BYTES / 2 ** 20} MiB`);
   }
   return data;
+}
+
+/** A set_prompt's change: the prompt, or null to clear it; a blank one is InvalidInput. */
+export function promptChange(text: string | null): Change {
+  if (text !== null && typeof text === "string" && !text.trim()) throw new InvalidInput("prompt is empty (use null to clear it)");
+  return { prompt: cleanPrompt(text) };
+}
+
+/** A set_image's change: the image, or null to clear it; the prompt kept (undefined, null) or set
+ * (a blank one clears it). */
+export function imageChange(image: string | null, prompt?: string | null): Change {
+  const change: Change = { image: cleanImage(image) };
+  if (prompt !== undefined && prompt !== null) change.prompt = cleanPrompt(prompt);
+  return change;
 }
