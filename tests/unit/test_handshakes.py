@@ -7,6 +7,7 @@ on a media transport's name (js/tests/handshakes.test.ts checks the TypeScript t
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -38,7 +39,8 @@ from decart_widget.protocol.messages import (
     SessionId,
 )
 
-PROTOCOL = Path(__file__).resolve().parents[2] / "decart_widget" / "protocol"
+ROOT = Path(__file__).resolve().parents[2]
+PROTOCOL = ROOT / "decart_widget" / "protocol"
 INITIAL = Send(Prompt("Anime", True))
 ROOM = LivekitRoomInfo("ws://127.0.0.1:8000", "token-s1", "room-s1", "s1")
 
@@ -197,3 +199,17 @@ def test_no_module_of_the_core_compares_a_media_transport_name() -> None:
     assert offending == []
     assert comparison.search('if self._transport == "livekit":')
     assert comparison.search("'webrtc' != transport")
+
+
+def test_the_typescript_twins_have_the_same_names() -> None:
+    source = (ROOT / "js" / "src" / "handshake.ts").read_text("utf-8")
+
+    def members(interface: str) -> list[str]:
+        match = re.search(rf"export interface {interface} \{{(.*?)\n\}}", source, re.S)
+        assert match, interface
+        names = re.findall(r"^  (?:readonly )?(\w+)[(:]", match.group(1), re.M)
+        return [re.sub(r"[A-Z]", lambda c: "_" + c.group().lower(), name) for name in names]
+
+    assert members("HandshakeHost") == [f.name for f in dataclasses.fields(HandshakeHost)]
+    protocol = [name for name in vars(MediaHandshake) if not name.startswith("_")]
+    assert members("MediaHandshake") == protocol
