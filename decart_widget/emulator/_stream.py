@@ -90,6 +90,16 @@ from ._tokens import Credential
 log = logging.getLogger("decart_widget.emulator.stream")
 
 CLOSE_TIMEOUT = 2.0
+#: A prompt holding a lone surrogate (``"\\ud800"`` is valid JSON, but no text): refused.
+INVALID_PROMPT_TEXT = "Invalid prompt: not valid Unicode text (a lone surrogate)"
+
+
+def _valid_text(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -390,11 +400,20 @@ class StreamSession:
     def current_effect(self) -> Effect | None:
         return self._effect
 
+    def _prompt_refusal(self, prompt: str) -> str | None:
+        """Why a prompt is refused (moderation, or text that is not valid Unicode), or None."""
+        if not _valid_text(prompt):
+            return INVALID_PROMPT_TEXT
+        if not self.services.moderator.prompt_allowed(prompt):
+            return PROMPT_REJECTED
+        return None
+
     async def _on_prompt(self, message: Prompt) -> None:
         log.info("session %s: prompt %s", self.id, json.dumps(message.prompt[:80]))
-        if not self.services.moderator.prompt_allowed(message.prompt):
-            self._ack(PromptAck(prompt=message.prompt, success=False, error=PROMPT_REJECTED))
-            self.log.rejected("prompt", PROMPT_REJECTED)
+        refusal = self._prompt_refusal(message.prompt)
+        if refusal is not None:
+            self._ack(PromptAck(prompt=message.prompt, success=False, error=refusal))
+            self.log.rejected("prompt", refusal)
             return
         await self._apply(message.prompt, self._reference)
         self._ack(PromptAck(prompt=message.prompt, success=True, error=None))
@@ -418,11 +437,10 @@ class StreamSession:
             "clear" if message.image_data is None else f"{len(message.image_data)} base64 chars",
             json.dumps(message.prompt[:80]) if message.prompt is not None else "none",
         )
-        if message.prompt is not None and not self.services.moderator.prompt_allowed(
-            message.prompt
-        ):
-            self._ack(SetImageAck(success=False, error=PROMPT_REJECTED))
-            self.log.rejected("prompt", PROMPT_REJECTED)
+        refusal = self._prompt_refusal(message.prompt) if message.prompt is not None else None
+        if refusal is not None:
+            self._ack(SetImageAck(success=False, error=refusal))
+            self.log.rejected("prompt", refusal)
             return
         reference: ReferenceImage | None = None
         if message.image_data is not None:

@@ -29,6 +29,10 @@ MAX_LIST = 20
 MAX_JSON_DEPTH = 32
 DEFAULT_EXPIRES_IN = 60
 MAX_EXPIRES_IN = 3600
+#: The longest ``maxSessionDuration`` a token may carry: a day. Decart documents no bound; an
+#: unbounded one let ``1e308`` through as a 309-digit integer, echoed to every client that reads
+#: the token's constraints (and overflowing any that holds it in 64 bits).
+MAX_SESSION_DURATION = 86_400
 #: Expired tokens are remembered this long (so a late use says "expired", not "invalid").
 FORGET_AFTER = 24 * 3600.0
 
@@ -266,6 +270,7 @@ def parse_mint_request(body: object) -> MintRequest:
                 ["constraints", "realtime", "maxSessionDuration"],
                 errors,
                 low=1,
+                high=MAX_SESSION_DURATION,
             )
     metadata = _object(body.get("metadata"), ["metadata"], errors)
     if errors:

@@ -10,8 +10,12 @@ thousand.
 
 Open sessions carry a lease (``last_seen``, refreshed by the proxy that serves them): a session
 whose proxy died stops counting against its user's concurrency limit once the lease runs out,
-and `Ledger.reap` closes it with the reason ``lost``. So the proxies themselves keep no state and
-any number of them can share one PostgreSQL ledger behind a load balancer.
+and `Ledger.reap` closes it with the reason ``lost`` (`REAPED`). So the proxies themselves keep no
+state and any number of them can share one PostgreSQL ledger behind a load balancer. A reap is a
+guess from silence: if the session's proxy was only slow to renew (a stalled event loop, a busy
+database), its next `Ledger.touch` opens the row again, and its own `Ledger.end_session`
+replaces the guess with the real end. Seconds are cumulative per row, so neither counts any
+twice.
 
 Backends: `decart_widget.proxy._ledger_sqlite.SQLiteLedger` (the default, embedded) and
 `decart_widget.proxy._ledger_postgres.PostgresLedger` (needs ``psycopg``). `open_ledger` picks one
@@ -28,6 +32,8 @@ from typing import Any
 
 TABLE_PREFIX = "decart_proxy_"
 SCHEMA_VERSION = 1
+#: The end reason `Ledger.reap` gives a session whose lease ran out.
+REAPED = "lost"
 
 
 class LedgerError(Exception):
@@ -129,11 +135,11 @@ class Ledger(abc.ABC):
     async def end_session(
         self, session_id: str, reason: str, *, now: float, seconds: float | None = None
     ) -> None:
-        """Close a session (idempotent: the first end wins)."""
+        """Close a session (idempotent: the first end wins, except over a reap's `REAPED`)."""
 
     @abc.abstractmethod
     async def touch(self, session_ids: Sequence[str], *, now: float) -> None:
-        """Renew the lease of live sessions."""
+        """Renew the lease of live sessions (and reopen those reaped meanwhile)."""
 
     @abc.abstractmethod
     async def reap(self, *, now: float, lease: float) -> int:

@@ -9,6 +9,11 @@ lock on its user, so the per-user concurrency limit holds across instances.
 If the connection drops, the operations in flight fail with `LedgerError` (the relay then ends
 those sessions rather than serve unmetered time) and the next operation reconnects.
 
+`ping` (``/healthz``) answers at once when a transaction committed within the last
+`RECENT_COMMIT` seconds: that proves the database reachable, and a ping queued behind a busy
+instance's writes would make a load balancer's health check time out under load, and take every
+busy instance out of rotation at once. Otherwise it queues a ``SELECT 1`` like any operation.
+
 Needs ``pip install "psycopg[binary]"`` (the ``proxy-postgres`` extra).
 """
 
@@ -18,12 +23,14 @@ import asyncio
 import contextlib
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..protocol._urls import redact
 from ._ledger import (
+    REAPED,
     SCHEMA_VERSION,
     TABLE_PREFIX,
     Ledger,
@@ -39,6 +46,8 @@ log = logging.getLogger("decart_widget.proxy.ledger")
 
 T = TypeVar("T")
 _MAX_BATCH = 1024
+#: A commit at most this many seconds old answers `PostgresLedger.ping` by itself.
+RECENT_COMMIT = 2.0
 #: First argument of the advisory locks taken on users ("DWPX"), so they cannot collide with
 #: the platform's own single-key locks.
 LOCK_CLASS = 0x44575058 & 0x7FFFFFFF
@@ -115,6 +124,8 @@ class PostgresLedger(Ledger):
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._queue: asyncio.Queue[_Item | None] | None = None
         self._worker: asyncio.Task[None] | None = None
+        #: When (monotonic) the last transaction committed.
+        self._committed_at: float | None = None
 
     def __repr__(self) -> str:
         return f"PostgresLedger({redact(self._safe_dsn())!r})"
@@ -197,6 +208,7 @@ class PostgresLedger(Ledger):
                             [tick.now for tick in ticks],
                         ),
                     )
+            self._committed_at = time.monotonic()
         except (psycopg.Error, LedgerError, OSError) as exc:
             log.error("ledger transaction failed: %s", redact(str(exc)))
             if self._conn is not None and (
@@ -205,6 +217,7 @@ class PostgresLedger(Ledger):
                 with contextlib.suppress(psycopg.Error):
                     await self._conn.close()
                 self._conn = None
+            self._committed_at = None
             error = exc if isinstance(exc, LedgerError) else LedgerError(f"ledger failed: {exc}")
             outcomes = [(None, error)] * len(batch)
         for (_op, _guarded, future), (result, error_) in zip(batch, outcomes, strict=True):
@@ -325,7 +338,7 @@ class PostgresLedger(Ledger):
             await conn.execute(
                 f"UPDATE {SESSIONS} SET seconds = GREATEST(seconds, %s), "
                 "ended_at = to_timestamp(%s), end_reason = %s, last_seen = to_timestamp(%s) "
-                "WHERE id = %s AND ended_at IS NULL",
+                f"WHERE id = %s AND (ended_at IS NULL OR end_reason = '{REAPED}')",
                 (float(seconds or 0), now, reason, now, session_id),
             )
 
@@ -338,8 +351,9 @@ class PostgresLedger(Ledger):
 
         async def op(conn: psycopg.AsyncConnection[Any]) -> None:
             await conn.execute(
-                f"UPDATE {SESSIONS} SET last_seen = GREATEST(last_seen, to_timestamp(%s)) "
-                "WHERE id = ANY(%s) AND ended_at IS NULL",
+                f"UPDATE {SESSIONS} SET last_seen = GREATEST(last_seen, to_timestamp(%s)), "
+                "ended_at = NULL, end_reason = NULL "
+                f"WHERE id = ANY(%s) AND (ended_at IS NULL OR end_reason = '{REAPED}')",
                 (now, ids),
             )
 
@@ -348,7 +362,7 @@ class PostgresLedger(Ledger):
     async def reap(self, *, now: float, lease: float) -> int:
         async def op(conn: psycopg.AsyncConnection[Any]) -> int:
             cursor = await conn.execute(
-                f"UPDATE {SESSIONS} SET ended_at = last_seen, end_reason = 'lost' "
+                f"UPDATE {SESSIONS} SET ended_at = last_seen, end_reason = '{REAPED}' "
                 "WHERE ended_at IS NULL AND last_seen < to_timestamp(%s)",
                 (now - lease,),
             )
@@ -410,6 +424,17 @@ class PostgresLedger(Ledger):
         return await self._call(op)
 
     async def ping(self) -> None:
+        committed = self._committed_at
+        if (
+            committed is not None
+            and time.monotonic() - committed < RECENT_COMMIT
+            and self._conn is not None
+            and not self._conn.closed
+            and self._worker is not None
+            and not self._worker.done()
+        ):
+            return
+
         async def op(conn: psycopg.AsyncConnection[Any]) -> None:
             await conn.execute("SELECT 1")
 

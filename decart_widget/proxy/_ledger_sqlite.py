@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from ._ledger import (
+    REAPED,
     SCHEMA_VERSION,
     TABLE_PREFIX,
     Ledger,
@@ -267,7 +268,7 @@ class SQLiteLedger(Ledger):
         def op(conn: sqlite3.Connection) -> None:
             conn.execute(
                 f"UPDATE {SESSIONS} SET seconds = MAX(seconds, ?), ended_at = ?, end_reason = ?, "
-                "last_seen = ? WHERE id = ? AND ended_at IS NULL",
+                f"last_seen = ? WHERE id = ? AND (ended_at IS NULL OR end_reason = '{REAPED}')",
                 (float(seconds or 0), now, reason, now, session_id),
             )
 
@@ -280,8 +281,8 @@ class SQLiteLedger(Ledger):
 
         def op(conn: sqlite3.Connection) -> None:
             conn.executemany(
-                f"UPDATE {SESSIONS} SET last_seen = MAX(last_seen, ?) "
-                "WHERE id = ? AND ended_at IS NULL",
+                f"UPDATE {SESSIONS} SET last_seen = MAX(last_seen, ?), ended_at = NULL, "
+                f"end_reason = NULL WHERE id = ? AND (ended_at IS NULL OR end_reason = '{REAPED}')",
                 [(now, sid) for sid in ids],
             )
 
@@ -290,7 +291,7 @@ class SQLiteLedger(Ledger):
     async def reap(self, *, now: float, lease: float) -> int:
         def op(conn: sqlite3.Connection) -> int:
             cursor = conn.execute(
-                f"UPDATE {SESSIONS} SET ended_at = last_seen, end_reason = 'lost' "
+                f"UPDATE {SESSIONS} SET ended_at = last_seen, end_reason = '{REAPED}' "
                 "WHERE ended_at IS NULL AND last_seen < ?",
                 (now - lease,),
             )

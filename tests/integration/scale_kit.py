@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import os
 import random
@@ -187,7 +188,8 @@ class ProxyProcess:
 #: need nothing special in HTTP mode: after the upgrade the connection is a tunnel
 #: (``timeout tunnel``). ``leastconn`` spreads long-lived sessions; ``redispatch`` with
 #: ``retries`` sends a connection refused by a dead instance to another one before the health
-#: check has noticed.
+#: check has noticed. The health check allows 3 s (``timeout check``) and three failures: a busy
+#: instance's ``/healthz`` is slower, and a tight check takes every busy instance out at once.
 HAPROXY_CONFIG = """\
 global
     maxconn {maxconn}
@@ -199,6 +201,7 @@ defaults
     timeout client 30s
     timeout server 30s
     timeout http-request 5s
+    timeout check 3s
     timeout tunnel 1h
     timeout client-fin 5s
     retries 3
@@ -213,7 +216,7 @@ backend proxies
     balance leastconn
     option httpchk GET /healthz
     http-check expect status 200
-    default-server check inter 1s fastinter 250ms downinter 1s fall 2 rise 2
+    default-server check inter 1s fastinter 250ms downinter 1s fall 3 rise 2
 {servers}
 """
 
@@ -298,8 +301,11 @@ class LoadClient:
     max_connections: int = 5
     records: list[ConnectionRecord] = field(default_factory=list)
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    #: If given, each prompt's round trip (seconds, to its ``prompt_ack``) is appended to it.
+    round_trips: list[float] | None = None
     _ws: aiohttp.ClientWebSocketResponse | None = field(default=None, repr=False)
     _leaving: bool = field(default=False, repr=False)
+    _sent_at: collections.deque[float] = field(default_factory=collections.deque, repr=False)
 
     def stream_url(self, ttl: float = 3600.0) -> str:
         token = issue_token(self.user, SECRET, ttl)
@@ -352,12 +358,18 @@ class LoadClient:
             record.closed_at = time.monotonic()
             return
         self._ws = ws
+        self._sent_at.clear()
         prompter = asyncio.create_task(self._prompt(ws, record))
         try:
             while True:
                 msg = await ws.receive()
                 if msg.type is aiohttp.WSMsgType.TEXT:
-                    self._seen(record, msg.json())
+                    data = msg.json()
+                    self._seen(record, data)
+                    if data.get("type") == "prompt_ack" and self._sent_at:
+                        sent_at = self._sent_at.popleft()
+                        if self.round_trips is not None:
+                            self.round_trips.append(time.monotonic() - sent_at)
                 elif msg.type is aiohttp.WSMsgType.CLOSE:
                     record.close_reason = msg.extra if isinstance(msg.extra, str) else ""
                     break
@@ -391,7 +403,8 @@ class LoadClient:
         await asyncio.sleep(random.random() * self.prompt_every)
         with contextlib.suppress(ConnectionError, RuntimeError, aiohttp.ClientError):
             while not ws.closed:
+                self._sent_at.append(time.monotonic())  # before: the ack may come first
+                record.prompts += 1
                 await ws.send_json({"type": "prompt", "prompt": f"scene {record.prompts}",
                                     "enhance_prompt": False})  # fmt: skip
-                record.prompts += 1
                 await asyncio.sleep(self.prompt_every)

@@ -116,3 +116,44 @@ async def test_non_finite_numbers_get_a_422_that_is_valid_json(
     # strict JSON: no NaN / Infinity tokens
     body = json.loads(response.text, parse_constant=lambda name: pytest.fail(f"got {name}"))
     assert body["detail"][0]["type"] == kind
+
+
+# ---- second pass: absurd numbers and text that is not text --------------------------------------
+
+
+@pytest.mark.parametrize("value", [1e308, 10**30, 86_401])
+async def test_an_absurd_max_session_duration_is_422(
+    emu: Emulator, http: httpx.AsyncClient, value: float
+) -> None:
+    body = {"constraints": {"realtime": {"maxSessionDuration": value}}}
+    response = await _mint_raw(http, emu.api_key, json.dumps(body).encode())
+    assert response.status_code == 422, response.text[:300]
+    [detail] = response.json()["detail"]
+    assert detail["type"] == "less_than_equal" and "86400" in detail["msg"]
+    ok = await _mint_raw(
+        http, emu.api_key, b'{"constraints": {"realtime": {"maxSessionDuration": 86400}}}'
+    )
+    assert ok.json()["constraints"] == {"realtime": {"maxSessionDuration": 86400}}
+
+
+async def test_a_prompt_that_is_not_unicode_text_is_refused_not_a_crash(
+    emu: Emulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``"\\ud800"`` is valid JSON but no text: it once ended the session with 1011 and a
+    traceback (the effect hashed the prompt as UTF-8)."""
+    caplog.set_level(logging.ERROR)
+    client = await StreamClient.connect(emu)
+    try:
+        for frame in (
+            '{"type": "prompt", "prompt": "a\\ud800b", "enhance_prompt": false}',
+            '{"type": "set_image", "image_data": null, "prompt": "\\udfff"}',
+        ):
+            await client.ws.send(frame)
+        prompt_ack = await client.expect("prompt_ack")
+        image_ack = await client.expect("set_image_ack")
+        for ack in (prompt_ack, image_ack):
+            assert ack["success"] is False and "Unicode" in ack["error"], ack
+        assert (await client.prompt("Anime"))["success"] is True  # the session carries on
+    finally:
+        await client.close()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

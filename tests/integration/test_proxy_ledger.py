@@ -195,3 +195,66 @@ def test_quota_periods_start_at_utc_calendar_boundaries() -> None:
     assert period_start("month", moment) == 1_793_491_200.0  # 2026-11-01T00:00:00Z
     with pytest.raises(ValueError):
         period_start("week", moment)
+
+
+async def test_a_recent_commit_answers_the_health_ping_of_a_busy_postgres_ledger(
+    postgres_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/healthz's ping must not wait behind a busy instance's writes (a balancer's health check
+    would time out under load), yet a ledger whose writes are stuck must not look healthy."""
+    import psycopg
+
+    from decart_widget.proxy import ledger_postgres
+
+    async with PostgresLedger(postgres_dsn) as ledger:
+        await start(ledger, "s0")  # a commit
+        async with await psycopg.AsyncConnection.connect(postgres_dsn) as blocker:
+            # another session holds alice's advisory lock: the worker's next batch waits for it
+            await blocker.execute(
+                "SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
+                (ledger_postgres.LOCK_CLASS, "alice"),
+            )
+            stuck = asyncio.create_task(start(ledger, "s1"))
+
+            async def worker_waits() -> bool:
+                cursor = await blocker.execute("SELECT COUNT(*) FROM pg_locks WHERE NOT granted")
+                row = await cursor.fetchone()
+                return row is not None and row[0] > 0
+
+            deadline = time.monotonic() + 10
+            while not await worker_waits():
+                assert time.monotonic() < deadline, "the ledger's batch never waited on the lock"
+                await asyncio.sleep(0.02)
+            monkeypatch.setattr(ledger_postgres, "RECENT_COMMIT", 3600.0)
+            await asyncio.wait_for(ledger.ping(), 2.0)  # answered by the recent commit
+            monkeypatch.setattr(ledger_postgres, "RECENT_COMMIT", 0.0)
+            with pytest.raises(asyncio.TimeoutError):  # queued behind the stuck batch
+                await asyncio.wait_for(asyncio.shield(ledger.ping()), 0.5)
+            await blocker.rollback()
+        assert await stuck
+        await ledger.ping()
+
+
+async def test_a_session_reaped_while_its_proxy_still_serves_it_is_reopened(
+    ledger: Ledger,
+) -> None:
+    """A reap is a guess from a late lease renewal: the serving proxy's next renewal reopens
+    the row (it counts against the limit again) and its own end replaces "lost"."""
+    now = time.time()
+    await start(ledger, "slow", now=now - 100)  # its proxy was stalled for a while
+    await ledger.record_tick("slow", 5, now=now - 100)
+    await start(ledger, "dead", now=now - 100)
+    assert await ledger.reap(now=now, lease=LEASE) == 2
+    await ledger.touch(["slow"], now=now)
+    rows = {row.id: row for row in await ledger.sessions()}
+    assert rows["slow"].open and rows["slow"].end_reason is None and rows["slow"].seconds == 5
+    assert rows["dead"].end_reason == "lost"
+    blocked = await ledger.start_session(
+        "next", "alice", "m", "test", now=now, max_concurrent=1, lease=LEASE
+    )
+    assert (blocked.ok, blocked.active) == (False, 1)
+    await ledger.reap(now=now + 2 * LEASE, lease=LEASE)  # reaped again, then ended for real
+    await ledger.end_session("slow", "client_closed", now=now + 2 * LEASE, seconds=7)
+    await ledger.end_session("slow", "shutdown", now=now + 2 * LEASE)  # the first real end wins
+    rows = {row.id: row for row in await ledger.sessions()}
+    assert (rows["slow"].end_reason, rows["slow"].seconds) == ("client_closed", 7)

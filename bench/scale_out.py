@@ -1,0 +1,443 @@
+"""Scale-out of the signaling proxy on real parts, at issue 14's size: 5,000 control sessions.
+
+    python bench/scale_out.py                        # 5000 sessions, 3 instances, one SIGKILL
+    python bench/scale_out.py --sessions 1000 --ticks 60 --kill-after 20
+
+Starts a throwaway PostgreSQL server (the ledger), the ticking control-only upstream
+(``tests/integration/ticking_upstream.py``: ``session_id``, a ``prompt_ack`` per prompt, a
+``generation_tick`` every ``--tick`` s, the end after ``--ticks``), ``--instances`` ``decart-widget
+proxy`` processes sharing the ledger, and HAProxy in front of them (the configuration of
+docs/proxy.md's deployment section, `scale_kit.HAPROXY_CONFIG`). This process is the load
+generator: ``--sessions`` clients (two per user) open sessions through the balancer at
+``--ramp`` a second, each prompting every ``--prompt-every`` s, and reconnecting after a lost
+connection. Alongside, a user opens 8 sessions against ``--max-sessions-per-user`` 5, and a user
+with a quota of 1.5 sessions runs one session and then a second.
+
+``--kill-after`` s after the last session opened, the instance serving the most sessions is
+killed with SIGKILL. Printed: how the sessions spread (each instance's ``/metrics`` gauge against
+the ledger's open rows), the CPU and memory of every process over a steady window, the prompt
+round trip through the balancer (p50/p99), how long the killed instance's clients took to be back
+(all reconnected through the balancer) and its sessions to be reaped, the per-user limit and the
+quota outcomes, and the accounting once every session ended: ledger rows against admitted
+connections, seconds in the ledger against seconds the clients saw and the service sent, the
+survivors' ``/metrics`` against the ledger. Not part of the test run; never fails on a figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import os
+import random
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parents[1]
+KIT = ROOT / "tests" / "integration"
+for path in (ROOT, KIT, ROOT / "bench"):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
+
+from _common import load_average  # noqa: E402
+from proxy_kit import PostgresCluster, free_port, postgres_bin  # noqa: E402
+from scale_kit import (  # noqa: E402
+    Balancer,
+    LoadClient,
+    ProxyProcess,
+    TickingUpstream,
+    haproxy_binary,
+    parse_metrics,
+    wait_until,
+)
+
+from decart_widget.proxy.ledger import LedgerSession  # noqa: E402
+from decart_widget.proxy.ledger_postgres import PostgresLedger  # noqa: E402
+
+SESSION_LIMIT = 5
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def postgres_pids(cluster: PostgresCluster) -> list[int]:
+    """The postmaster and its children (backends, writer, WAL...)."""
+    try:
+        with open(os.path.join(cluster.data, "postmaster.pid")) as pidfile:
+            main = int(pidfile.readline())
+    except OSError:
+        return []
+    pids = [main]
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == main:
+                        pids.append(int(entry))
+            except OSError:
+                continue
+    return pids
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def ledger_rows(dsn: str) -> list[LedgerSession]:
+    async with PostgresLedger(dsn) as ledger:
+        return await ledger.sessions(limit=1_000_000)
+
+
+async def run(args: argparse.Namespace) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # children inherit it
+    print(f"descriptor limit {hard} (was {soft}); load average {load_average()}")
+    bindir = postgres_bin()
+    if bindir is None or haproxy_binary() is None:
+        sys.exit("needs PostgreSQL's server binaries and HAProxy (bash scripts/setup.sh)")
+    workdir = Path(tempfile.mkdtemp(prefix="decart-scale-bench-"))
+    cluster = PostgresCluster(bindir).start()
+    dsn = cluster.dsn
+    quota = args.ticks * 1.5
+    async with PostgresLedger(dsn) as ledger:
+        await ledger.set_quota("metered", quota)
+    upstream = TickingUpstream(tick=args.tick, ticks=args.ticks)
+    flags = [
+        "--lease-seconds",
+        str(args.lease),
+        "--max-sessions-per-user",
+        str(SESSION_LIMIT),
+        "--max-connections-per-address",
+        "0",
+        "--drain-seconds",
+        "0",
+    ]
+    instances = [
+        ProxyProcess(
+            f"proxy{i + 1}",
+            free_port(),
+            upstream_url=upstream.realtime_url,
+            ledger=dsn,
+            workdir=workdir,
+            flags=flags,
+        )
+        for i in range(args.instances)
+    ]
+    balancer: Balancer | None = None
+    connector = aiohttp.TCPConnector(limit=0, force_close=True)
+    http = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None))
+    try:
+        for instance in instances:
+            await wait_until(lambda i=instance: i.healthy(http), 60, f"{instance.name} healthy")
+        balancer = Balancer(free_port(), instances, workdir, maxconn=args.sessions + 1000)
+        await wait_until(lambda: balancer.serving(http), 30, "the balancer")
+        await measure(args, dsn, cluster, upstream, instances, balancer, http, quota)
+    finally:
+        await http.close()
+        if balancer is not None:
+            balancer.stop()
+        for instance in instances:
+            instance.stop()
+        upstream.stop()
+        cluster.stop()
+        print(f"logs in {workdir}; load average {load_average()}")
+
+
+async def measure(
+    args: argparse.Namespace,
+    dsn: str,
+    cluster: PostgresCluster,
+    upstream: TickingUpstream,
+    instances: list[ProxyProcess],
+    balancer: Balancer,
+    http: aiohttp.ClientSession,
+    quota: float,
+) -> None:
+    url = balancer.url
+    round_trips: list[float] = []
+    clients = [
+        LoadClient(
+            url,
+            f"user{i // 2}",
+            prompt_every=args.prompt_every,
+            round_trips=round_trips,
+            max_connections=10,
+        )
+        for i in range(args.sessions)
+    ]
+    tasks: list[asyncio.Task[None]] = []
+    started = time.monotonic()
+    print(f"opening {args.sessions} sessions through HAProxy at {args.ramp:g}/s ...")
+    for index, client in enumerate(clients):
+        tasks.append(asyncio.create_task(client.run(http)))
+        await asyncio.sleep(max(0.0, started + (index + 1) / args.ramp - time.monotonic()))
+    try:
+        await wait_until(
+            lambda: all(c.current is not None and c.current.admitted for c in clients),
+            120,
+            "every session admitted",
+            every=0.5,
+        )
+    except AssertionError:
+        stuck = [c.records for c in clients if c.current is None or not c.current.admitted]
+        print(f"{len(stuck)} not admitted, e.g. {stuck[:3]}")
+        raise
+    ramp = time.monotonic() - started
+    failed_opens = sum(1 for c in clients for r in c.records if not r.admitted)
+    print(
+        f"all {args.sessions} admitted {ramp:.1f} s after the first (retried opens: "
+        f"{failed_opens}); load average {load_average()}"
+    )
+
+    # the per-user limit and the quota, while the load runs
+    capped = [
+        LoadClient(url, "capped", prompt_every=args.prompt_every, max_connections=1)
+        for _ in range(8)
+    ]
+    capped_tasks = [asyncio.create_task(c.run(http)) for c in capped]
+    metered = [
+        LoadClient(url, "metered", prompt_every=args.prompt_every, max_connections=1)
+        for _ in range(3)
+    ]
+
+    async def quota_run() -> None:
+        for client in metered:
+            await client.run(http)
+
+    quota_task = asyncio.create_task(quota_run())
+
+    # a steady window: CPU and memory of every process, the prompt round trip
+    pids = {p.name: p.process.pid for p in instances}
+    pids["haproxy"] = balancer.process.pid
+    pids["upstream"] = upstream.process.pid
+    pids["load generator"] = os.getpid()
+    pg = postgres_pids(cluster)
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    before_pg = sum(cpu_seconds(pid) for pid in pg)
+    round_trips.clear()
+    await asyncio.sleep(args.window)
+    cpu = {name: (cpu_seconds(pid) - before[name]) / args.window for name, pid in pids.items()}
+    cpu["postgres"] = (sum(cpu_seconds(pid) for pid in pg) - before_pg) / args.window
+    rtts = list(round_trips)
+    print(f"\nsteady window of {args.window:g} s (load average {load_average()}):")
+    print("  process          cores   RSS MB")
+    for name, share in cpu.items():
+        rss = rss_mb(pids[name]) if name in pids else sum(rss_mb(pid) for pid in pg)
+        print(f"  {name:<15} {share:6.2f}   {rss:6.0f}")
+    p50, p99 = percentile(rtts, 0.5) * 1000, percentile(rtts, 0.99) * 1000
+    print(
+        f"  prompt -> ack through HAProxy and a proxy: {len(rtts)} prompts, "
+        f"p50 {p50:.1f} ms, p99 {p99:.1f} ms"
+    )
+
+    # the spread: each instance's gauge against the ledger's open rows
+    rows = await ledger_rows(dsn)
+    open_rows = collections.Counter(r.instance for r in rows if r.open)
+    print("\nspread (instance: /metrics sessions_active, ledger open rows):")
+    active: dict[str, float] = {}
+    for instance in instances:
+        async with http.get(f"{instance.http_url}/metrics") as response:
+            values = parse_metrics(await response.text())
+        active[instance.name] = values["decart_proxy_sessions_active"]
+        print(f"  {instance.name}: {active[instance.name]:.0f}, {open_rows[instance.name]}")
+    print(
+        f"  sum: {sum(active.values()):.0f}, {sum(open_rows.values())} "
+        f"(clients connected: {sum(1 for c in clients if not c.done.is_set())} load "
+        "+ the probes)"
+    )
+
+    # the per-user limit
+    await wait_until(
+        lambda: all(
+            c.current is not None and (c.current.admitted or c.done.is_set()) for c in capped
+        ),
+        60,
+        "the capped user's sessions",
+    )
+    capped_admitted = [c for c in capped if c.current is not None and c.current.admitted]
+    capped_codes = collections.Counter(
+        c.records[0].close_code for c in capped if c not in capped_admitted
+    )
+    capped_instances = {r.instance for r in await ledger_rows(dsn) if r.user == "capped"}
+    print(
+        f"\nper-user limit {SESSION_LIMIT}: 8 attempts -> {len(capped_admitted)} admitted on "
+        f"{len(capped_instances)} instances, refused {dict(capped_codes)}"
+    )
+    for client in capped_admitted:
+        await client.leave()
+    await asyncio.gather(*capped_tasks)
+
+    # SIGKILL the busiest instance
+    await asyncio.sleep(max(0.0, args.kill_after - args.window))
+    rows = await ledger_rows(dsn)
+    by_upstream = {r.upstream_session_id: r for r in rows}
+    open_now = collections.Counter(r.instance for r in rows if r.open)
+    victim = next(p for p in instances if p.name == max(open_now, key=lambda n: open_now[n]))
+    on_victim = [
+        c
+        for c in clients
+        if c.current is not None
+        and c.current.admitted
+        and not c.done.is_set()
+        and by_upstream[c.current.upstream_id].instance == victim.name
+    ]
+    killed_at = time.monotonic()
+    victim.kill()
+    print(f"\nSIGKILL {victim.name} with {len(on_victim)} live sessions")
+    await wait_until(
+        lambda: all(
+            c.done.is_set()
+            or (
+                c.current is not None
+                and c.current.admitted
+                and c.current.closed_at is None
+                and len(c.records) >= 2
+            )
+            for c in on_victim
+        ),
+        120,
+        "the killed instance's clients back",
+        every=0.1,
+    )
+    back = time.monotonic() - killed_at
+    lost_codes = collections.Counter(c.records[-2].close_code for c in on_victim)
+    print(
+        f"  every client of {victim.name} reconnected through HAProxy {back:.1f} s after the "
+        f"kill (closes seen: {dict(lost_codes)})"
+    )
+
+    async def reaped() -> bool:
+        return not any(r.open for r in await ledger_rows(dsn) if r.instance == victim.name)
+
+    await wait_until(reaped, 10 * args.lease + 60, "the dead instance's sessions reaped", every=0.5)
+    print(
+        f"  its sessions reaped as 'lost' {time.monotonic() - killed_at:.1f} s after the kill "
+        f"(lease {args.lease:g} s)"
+    )
+
+    # every session to its end
+    await asyncio.gather(*tasks, quota_task)
+
+    async def all_ended() -> bool:
+        return not any(r.open for r in await ledger_rows(dsn))
+
+    await wait_until(all_ended, 60, "every end in the ledger", every=0.5)
+    rows = await ledger_rows(dsn)
+    sent = await upstream.sent(http)
+    report(args, clients, metered, rows, sent, victim, instances, quota)
+    for instance in instances:
+        if instance is victim:
+            continue
+        async with http.get(f"{instance.http_url}/metrics") as response:
+            values = parse_metrics(await response.text())
+        mine = [r for r in rows if r.instance == instance.name]
+        total = values["decart_proxy_sessions_total"]
+        print(
+            f"  {instance.name} /metrics: sessions_total {total:.0f}"
+            f" (ledger rows {len(mine)}), generation_seconds_total "
+            f"{values['decart_proxy_generation_seconds_total']:.0f} (ledger "
+            f"{sum(r.seconds for r in mine):.0f}), prompts_total "
+            f"{values['decart_proxy_prompts_total']:.0f} (service received "
+            f"{sum(sent[r.upstream_session_id]['prompts'] for r in mine)})"
+        )
+
+
+def report(
+    args: argparse.Namespace,
+    clients: list[LoadClient],
+    metered: list[LoadClient],
+    rows: list[LedgerSession],
+    sent: dict[str, dict[str, object]],
+    victim: ProxyProcess,
+    instances: list[ProxyProcess],
+    quota: float,
+) -> None:
+    by_upstream = {r.upstream_session_id: r for r in rows}
+    metered_rows = [r for r in rows if r.user == "metered"]
+    print(
+        f"\nquota {quota:g} s: sessions closed with "
+        f"{[c.records[0].close_code for c in metered]}, ledger total "
+        f"{sum(r.seconds for r in metered_rows):g} s on "
+        f"{len({r.instance for r in metered_rows})} instances"
+    )
+    admitted = [r for c in clients for r in c.records if r.admitted]
+    load_rows = [r for r in rows if r.user.startswith("user")]
+    exact = lost_extra = mismatched = 0
+    for record in admitted:
+        row = by_upstream.get(record.upstream_id)
+        if row is None:
+            mismatched += 1
+            continue
+        service = float(sent[row.upstream_session_id]["seconds"])  # type: ignore[arg-type]
+        if row.seconds == record.seconds and row.seconds <= service:
+            exact += 1
+        elif row.instance == victim.name and row.seconds - record.seconds == 1:
+            lost_extra += 1
+        else:
+            mismatched += 1
+    unfinished = sum(1 for c in clients if c.records[-1].ended != args.ticks)
+    print("\naccounting once every session ended:")
+    print(f"  ledger rows {len(load_rows)} for {len(admitted)} admitted connections")
+    print(
+        f"  seconds: ledger {sum(r.seconds for r in load_rows):.0f}, clients saw "
+        f"{sum(r.seconds for r in admitted):.0f}; rows equal to their client's last tick "
+        f"{exact}, killed rows one committed-unforwarded tick ahead {lost_extra}, "
+        f"other mismatches {mismatched}"
+    )
+    reasons = collections.Counter(r.end_reason for r in load_rows)
+    print(f"  end reasons {dict(reasons)}; sessions that did not run to their end: {unfinished}")
+    print(
+        f"  seconds the service sent {sum(float(v['seconds']) for v in sent.values()):.0f} "  # type: ignore[arg-type]
+        f"(all sessions, probes included), ledger {sum(r.seconds for r in rows):.0f}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=5000)
+    parser.add_argument("--instances", type=int, default=3)
+    parser.add_argument("--prompt-every", type=float, default=5.0)
+    parser.add_argument("--tick", type=float, default=1.0, help="seconds between ticks")
+    parser.add_argument("--ticks", type=int, default=120, help="session length in ticks")
+    parser.add_argument("--ramp", type=float, default=250.0, help="sessions opened a second")
+    parser.add_argument("--window", type=float, default=10.0, help="steady window (s)")
+    parser.add_argument(
+        "--kill-after",
+        type=float,
+        default=20.0,
+        help="SIGKILL this long after the last session opened (s)",
+    )
+    parser.add_argument("--lease", type=float, default=10.0, help="--lease-seconds")
+    args = parser.parse_args()
+    random.seed(1)
+    asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    main()
