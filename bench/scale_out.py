@@ -56,8 +56,8 @@ from scale_kit import (  # noqa: E402
     wait_until,
 )
 
-from decart_widget.proxy.ledger import LedgerSession  # noqa: E402
-from decart_widget.proxy.ledger_postgres import PostgresLedger  # noqa: E402
+from decart_widget.proxy import LedgerSession  # noqa: E402
+from decart_widget.proxy._ledger_postgres import PostgresLedger  # noqa: E402
 
 SESSION_LIMIT = 5
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
