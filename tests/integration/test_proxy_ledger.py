@@ -204,7 +204,7 @@ async def test_a_recent_commit_answers_the_health_ping_of_a_busy_postgres_ledger
     would time out under load), yet a ledger whose writes are stuck must not look healthy."""
     import psycopg
 
-    from decart_widget.proxy import ledger_postgres
+    from decart_widget.proxy import _ledger_postgres as ledger_postgres
 
     async with PostgresLedger(postgres_dsn) as ledger:
         await start(ledger, "s0")  # a commit
