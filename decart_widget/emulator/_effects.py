@@ -161,27 +161,31 @@ def _widen(src: Frame, ws: _Workspace) -> _I16:
     return x
 
 
-def _channel_edges(x: _I16, ws: _Workspace) -> _I16:
-    """Per-sample central-difference gradient |dx| + |dy| (0..510) of int16 rows ``x``.
+def _channel_edges(x: _I16, ws: _Workspace, reach: int = 1) -> _I16:
+    """Per-sample central-difference gradient |dx| + |dy| (0..510) of int16 rows ``x``, between
+    the samples ``reach`` pixels either side (a step edge answers in a band ``2 * reach`` wide).
 
     Shifts run on the flat buffer (2-D row slices are ~4x slower in numpy); the samples where a
-    horizontal shift wraps into the neighbouring row (first and last pixel) are zeroed after.
+    horizontal shift wraps into the neighbouring row (the first and last ``reach`` pixels) are
+    zeroed after.
     """
     h, n = x.shape
     edges = ws.get("e", (h, n), np.int16)
     flat, xf = edges.reshape(-1), x.reshape(-1)
-    if n >= 9:
-        np.subtract(xf[6:], xf[:-6], out=flat[3:-3])
+    side = 3 * reach  # samples per ``reach`` pixels
+    if n >= 2 * side + 3:
+        np.subtract(xf[2 * side :], xf[: -2 * side], out=flat[side:-side])
         np.abs(flat, out=flat)
-        edges[:, :3] = 0
-        edges[:, -3:] = 0
+        edges[:, :side] = 0
+        edges[:, -side:] = 0
     else:
         edges.fill(0)
-    if h > 2:
-        tmp = ws.get("t", (flat.size - 2 * n,), np.int16)
-        np.subtract(xf[2 * n :], xf[: -2 * n], out=tmp)
+    if h > 2 * reach:
+        rows = reach * n
+        tmp = ws.get("t", (flat.size - 2 * rows,), np.int16)
+        np.subtract(xf[2 * rows :], xf[: -2 * rows], out=tmp)
         np.abs(tmp, out=tmp)
-        np.add(flat[n:-n], tmp, out=flat[n:-n])
+        np.add(flat[rows:-rows], tmp, out=flat[rows:-rows])
     return edges
 
 
@@ -329,12 +333,19 @@ def _neon_tint(h: int, w: int) -> _U16:
 
 
 _NEON_FLOOR = np.int16(48)  # edge strength below which nothing glows (noise, soft shading)
+#: Frame height per pixel of the neon lines' reach: the lines keep their share of the picture
+#: at any size (a 1088x624 frame draws them as thick, relative to itself, as a 544x312 one).
+_NEON_ROWS_PER_REACH = 360
+
+
+def _neon_reach(height: int) -> int:
+    return max(1, round(height / _NEON_ROWS_PER_REACH))
 
 
 def _neon(src: Frame, dst: Frame, ws: _Workspace) -> None:
     x = _widen(src, ws)
     h, n = x.shape
-    edges = _channel_edges(x, ws)
+    edges = _channel_edges(x, ws, _neon_reach(h))
     # Glow: a 9-sample (3-pixel) horizontal box by doubling, then 3 rows: at most 27 * 510,
     # fits int16. The flat shifts may bleed one pixel between the left and right borders.
     ef = edges.reshape(-1)

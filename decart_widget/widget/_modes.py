@@ -47,7 +47,8 @@ SIGNALING: tuple[SignalingName, ...] = ("direct", "kernel", "proxy")
 #: Media transports: a LiveKit room (Gen-B) or one WebRTC peer with SDP on the control socket
 #: (Gen-A); docs/signaling.md, "Media transports".
 MEDIA_TRANSPORTS = ("livekit", "webrtc")
-DEFAULT_TRANSPORT = "webrtc"
+#: What Decart's own SDKs use, for the service and the emulator alike.
+DEFAULT_TRANSPORT = "livekit"
 
 
 class WidgetPort(Protocol):

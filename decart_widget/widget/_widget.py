@@ -131,8 +131,9 @@ class RealtimeWidget(anywidget.AnyWidget):
     #: How the video reaches the model and comes back, independent of ``signaling``:
     #: ``"livekit"`` joins the LiveKit room the service names in its handshake (Gen-B, what
     #: Decart's own SDKs use); ``"webrtc"`` makes one peer connection whose SDP rides the control
-    #: socket (Gen-A). Fixed when the widget is made (``transport=``); the front end loads its
-    #: LiveKit code only for a ``"livekit"`` session.
+    #: socket (Gen-A). LiveKit unless ``transport=`` or the signaling mode says otherwise; fixed
+    #: when the widget is made. The front end loads each transport's code when a session of it
+    #: starts.
     transport = traitlets.Enum(TRANSPORTS, DEFAULT_TRANSPORT, read_only=True).tag(sync=True)
     #: The output resolution asked of the service (``"720p"`` or ``"1080p"``); None: its default.
     resolution = traitlets.Enum(RESOLUTIONS, None, allow_none=True, read_only=True).tag(sync=True)

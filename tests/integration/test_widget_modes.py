@@ -121,11 +121,12 @@ def test_mode_arguments_go_in_one_place(emulator: dw.Emulator) -> None:
 
 
 def test_the_media_transport_comes_from_the_widget_or_the_mode(emulator: dw.Emulator) -> None:
-    assert dw.RealtimeWidget(backend=emulator).transport == "webrtc"
-    carried = dw.RealtimeWidget(backend=emulator, signaling=dw.Direct(transport="livekit"))
-    assert carried.transport == "livekit"
-    given = dw.RealtimeWidget(backend=emulator, signaling="direct", transport="livekit")
-    assert given.transport == "livekit"
+    assert dw.RealtimeWidget(backend=emulator).transport == "livekit"
+    # the default is LiveKit: a mode or the keyword that asks for WebRTC (Gen-A) gets it
+    carried = dw.RealtimeWidget(backend=emulator, signaling=dw.Direct(transport="webrtc"))
+    assert carried.transport == "webrtc"
+    given = dw.RealtimeWidget(backend=emulator, signaling="direct", transport="webrtc")
+    assert given.transport == "webrtc"
     both = dw.RealtimeWidget(
         backend=emulator, signaling=dw.Direct(transport="livekit"), transport="livekit"
     )

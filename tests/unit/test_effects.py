@@ -361,3 +361,22 @@ def test_reference_applies_after_the_keyword_effect() -> None:
     assert (int(noir[a][0]) < int(noir[b][0])) == (int(tinted[a].sum()) < int(tinted[b].sum()))
     assert build_effect("noir", warm).has_reference
     assert isinstance(build_effect("noir", warm), Effect)
+
+
+def test_neon_lines_keep_their_share_of_the_picture_at_any_size() -> None:
+    """A model's style does not depend on the frame size: the same scene at twice the size, seen
+    at the same size (area-averaged, as a browser scales a <video> down), glows as brightly."""
+    small = _scene(312, 544)
+    large = np.repeat(np.repeat(small, 2, axis=0), 2, axis=1)
+
+    def seen(frame: Frame, factor: int) -> npt.NDArray[np.float64]:
+        h, w, _ = frame.shape
+        cells = frame.reshape(h // factor, factor, w // factor, factor, 3).astype(np.float64)
+        brightest: npt.NDArray[np.float64] = cells.mean(axis=(1, 3)).max(axis=2)
+        return brightest
+
+    at_small, at_large = seen(render(small, "neon"), 8), seen(render(large, "neon"), 16)
+    small_peak, large_peak = np.percentile(at_small, 99), np.percentile(at_large, 99)
+    assert small_peak > 50
+    assert abs(large_peak - small_peak) < 0.2 * small_peak, (small_peak, large_peak)
+    assert abs((at_large > 40).mean() - (at_small > 40).mean()) < 0.01
