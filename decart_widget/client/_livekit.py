@@ -8,6 +8,10 @@ state goes back to the core: ``connected`` once joined and published, ``failed``
 or publishing fails, ``disconnected`` when the room drops the user (LiveKit's client reports that
 only after its own reconnect attempts failed). `close` (the core's `ClosePeer`) leaves the room.
 
+``ice_servers=`` reach the room's peer connections (`room_options`); given servers replace the
+ones the LiveKit server lists in its join response, as in every LiveKit client. A function is
+called before every join (fresh TURN credentials for each room).
+
 ``livekit`` is an optional dependency (a ~30 MB wheel the notebook widget does not need):
 `require_livekit` names the extra that installs it.
 """
@@ -18,6 +22,7 @@ import asyncio
 import contextlib
 import fractions
 import logging
+from collections.abc import Iterable
 from types import ModuleType
 from typing import Any
 
@@ -25,6 +30,7 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import VideoFrame
 
+from .._ice import IceServersSource, resolve_ice_servers
 from ..models import RealtimeModel
 from ..protocol._constants import WEBSOCKET_OPEN_TIMEOUT
 from ..protocol._errors import MissingDependency
@@ -89,6 +95,24 @@ def livekit_installed() -> bool:
     return True
 
 
+def room_options(rtc: Any, ice_servers: Iterable[dict[str, Any]]) -> Any:
+    """LiveKit's ``RoomOptions`` for a join: subscribe to everything; the given ICE servers (checked
+    RTCIceServer-like dicts) in its ``rtc_config``, none given: the LiveKit server's."""
+    servers = [
+        rtc.IceServer(
+            urls=server["urls"],
+            username=server.get("username", ""),
+            password=server.get("credential", ""),
+        )
+        for server in ice_servers
+    ]
+    if not servers:
+        return rtc.RoomOptions(auto_subscribe=True)
+    return rtc.RoomOptions(
+        auto_subscribe=True, rtc_config=rtc.RtcConfiguration(ice_servers=servers)
+    )
+
+
 class RoomLink:
     """The session's LiveKit room (Gen-B); events of a room already left are dropped."""
 
@@ -96,13 +120,20 @@ class RoomLink:
     MEDIA_NAME = "the room"
 
     def __init__(
-        self, host: MediaHost, track: MediaStreamTrack, model: RealtimeModel, fps: float
+        self,
+        host: MediaHost,
+        track: MediaStreamTrack,
+        model: RealtimeModel,
+        fps: float,
+        ice_servers: Iterable[dict[str, Any]] | IceServersSource = (),
     ) -> None:
         self._rtc = require_livekit()
         self._host = host
         self._track = track
         self._model = model
         self._fps = fps
+        # a function is called before every join (fresh TURN credentials)
+        self._ice_source = ice_servers if callable(ice_servers) else list(ice_servers)
         self._room: Any = None
         self._source: Any = None
         self._pump: asyncio.Task[None] | None = None
@@ -157,7 +188,10 @@ class RoomLink:
 
     async def _enter(self, room: Any, url: str, token: str) -> None:
         rtc = self._rtc
-        await room.connect(url, token, rtc.RoomOptions(auto_subscribe=True))
+        ice_servers = await resolve_ice_servers(self._ice_source)
+        if room is not self._room:
+            return
+        await room.connect(url, token, room_options(rtc, ice_servers))
         if room is not self._room:
             return
         source = rtc.VideoSource(self._model.width, self._model.height)

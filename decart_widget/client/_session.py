@@ -155,11 +155,12 @@ class RealtimeSession:
         # the media link reads the source through a tap: recordings of the input see what is sent
         sent = self._recordings.tap_input(self._track)
         self._media: RoomLink | PeerLink
+        if ice_servers is None:
+            ice_servers = list(getattr(self.backend, "ice_servers", ()))
         if self.transport == "livekit":
-            self._media = RoomLink(self, sent, self.model, float(fps or self.model.fps))
+            fps_sent = float(fps or self.model.fps)
+            self._media = RoomLink(self, sent, self.model, fps_sent, ice_servers)
         else:
-            if ice_servers is None:
-                ice_servers = list(getattr(self.backend, "ice_servers", ()))
             self._media = PeerLink(self, sent, ice_servers)
         self._core = SessionCore(
             prompt=prompt,
@@ -216,10 +217,11 @@ class RealtimeSession:
         ``pip install 'decart-widget[livekit]'``) or ``"webrtc"`` (Gen-A); None picks LiveKit
         when it is installed. ``resolution``: ``"720p"`` or ``"1080p"`` (None: the service's
         default). ``ice_servers``: a list of RTCIceServer-like dicts, or a function (plain or async)
-        returning one, called before every peer connection (fresh TURN credentials); Gen-A only
-        for now. Raises the typed error (`AuthenticationError`, `ConcurrencyLimit`, ...) when
-        the service refuses, and `ConnectionLost` when nothing connects within ``timeout``
-        seconds, not counting the time spent waiting in the service's queue.
+        returning one, called before every peer connection or room join (fresh TURN credentials);
+        in a room they replace the ICE servers the LiveKit server offers. Raises the typed error
+        (`AuthenticationError`, `ConcurrencyLimit`, ...) when the service refuses, and
+        `ConnectionLost` when nothing connects within ``timeout`` seconds, not counting the time
+        spent waiting in the service's queue.
         """
         session = cls(
             model=model,

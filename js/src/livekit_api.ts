@@ -22,8 +22,9 @@ export interface RoomEvents {
 
 /** One joined (or joining) room. */
 export interface LiveRoom {
-  /** Connect to `url` with the room token. */
-  join(url: string, token: string): Promise<void>;
+  /** Connect to `url` with the room token; `iceServers` (the widget's `ice_servers`), when any,
+   * replace the ones the LiveKit server offers. */
+  join(url: string, token: string, iceServers: RTCIceServer[]): Promise<void>;
   /** Publish `track` as the camera, or swap it under the existing publication. */
   publish(track: MediaStreamTrack): Promise<void>;
   /** The RTC stats reports of the published and the subscribed video tracks. */

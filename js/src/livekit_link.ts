@@ -65,7 +65,7 @@ export class LiveKitLink implements MediaLink {
     });
     this.room = room;
     try {
-      await room.join(action.url, action.token);
+      await room.join(action.url, action.token, this.host.iceServers());
       const track = this.host.track();
       if (live() && track) await room.publish(track);
     } catch (error) {

@@ -51,8 +51,10 @@ class LiveKitRoom implements LiveRoom {
       });
   }
 
-  async join(url: string, token: string): Promise<void> {
-    await this.room.connect(url, token, { autoSubscribe: true });
+  async join(url: string, token: string, iceServers: RTCIceServer[]): Promise<void> {
+    // livekit-client uses the join response's ICE servers only when rtcConfig names none
+    const rtcConfig = iceServers.length ? { iceServers } : undefined;
+    await this.room.connect(url, token, { autoSubscribe: true, rtcConfig });
   }
 
   async publish(track: MediaStreamTrack): Promise<void> {

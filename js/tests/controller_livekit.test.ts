@@ -94,6 +94,27 @@ describe("Controller on LiveKit", () => {
     expect(w.model.get("last_error")).not.toContain("local emulator");
   });
 
+  it("joins every room with the widget's current ice_servers (none: the LiveKit server's own)", async () => {
+    const turn = { urls: ["turn:turn.example.org:3478"], username: "u", credential: "p" };
+    const w = setup({ prompt: "Anime", ice_servers: [turn] });
+    const transport = await connect(w);
+    transport.deliver(ROOM_INFO);
+    await flush();
+    expect(w.rooms[0]!.iceServers).toEqual([turn]);
+    // the kernel refreshes the list (an ice_servers function) before the next connect
+    w.model.set("ice_servers", []);
+    w.rooms[0]!.events.connection("lost");
+    w.clock.advance(1);
+    const request = w.model.fromFront.filter((m) => (m as { type: string }).type === "token_request").at(-1) as { id: number };
+    w.model.fromKernel({ type: "token", id: request.id, api_key: "ek_2" });
+    await flush();
+    const again = w.transports.at(-1)!;
+    again.accept();
+    again.deliver({ ...ROOM_INFO, token: "room-jwt-2" });
+    await flush();
+    expect(w.rooms[1]!.iceServers).toEqual([]);
+  });
+
   it("shows the place in the queue until the room info comes, then clears it", async () => {
     const w = setup({ prompt: "Anime" });
     const transport = await connect(w);

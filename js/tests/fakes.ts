@@ -297,6 +297,7 @@ export class FakeStream {
 
 export class FakeRoom implements LiveRoom {
   joined: [string, string] | null = null;
+  iceServers: RTCIceServer[] | null = null;
   readonly published: MediaStreamTrack[] = [];
   closed = false;
   joinError: Error | null = null;
@@ -308,8 +309,9 @@ export class FakeRoom implements LiveRoom {
 
   constructor(readonly events: RoomEvents) {}
 
-  join(url: string, token: string): Promise<void> {
+  join(url: string, token: string, iceServers: RTCIceServer[]): Promise<void> {
     this.joined = [url, token];
+    this.iceServers = iceServers;
     if (this.joinError) return Promise.reject(this.joinError);
     if (!this.hold) return Promise.resolve();
     return new Promise((resolve) => (this.release = resolve));

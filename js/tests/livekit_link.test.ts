@@ -23,7 +23,7 @@ function setup(configure: (room: FakeRoom) => void = () => {}) {
     clock: clockOf(clock),
     toCore: (input: Input) => void input(core, clock.now),
     track: () => current,
-    iceServers: () => [],
+    iceServers: () => [{ urls: "stun:a" }],
     remoteStream: (stream) => streams.push(stream),
     stats: (sample) => stats.push(sample),
     loadAsset: async () => ({}),
@@ -49,6 +49,7 @@ describe("LiveKitLink", () => {
     expect(w.rooms).toHaveLength(1);
     const room = w.rooms[0]!;
     expect(room.joined).toEqual(["ws://room", "room-jwt"]);
+    expect(room.iceServers).toEqual([{ urls: "stun:a" }]); // the host's, as the peer link's
     expect(room.published).toEqual([w.track()]);
     expect(w.peerStates).toEqual(["connected"]);
   });

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from stun_kit import StunServer
 from test_client import SMALL, frame_where, mean_colour, solid, solid_frames
 
 import decart_widget as dw
@@ -296,3 +297,29 @@ async def test_the_rooms_v1_fallback_warnings_stay_out_of_the_users_output(
     livekit_lines = [r.getMessage() for r in caplog.records if r.name == "livekit"]
     assert any("/rtc" in line for line in livekit_lines), livekit_lines  # its logs do arrive
     assert not [line for line in livekit_lines if "v1 path" in line]
+
+
+async def test_ice_servers_reach_the_rooms_peer_connections(emulator: dw.Emulator) -> None:
+    """LiveKit's client gathers candidates from the STUN server it was given (one on loopback
+    that records requests); a function is called before every join."""
+    calls: list[int] = []
+    with StunServer() as stun:
+
+        def fresh() -> list[dict[str, Any]]:
+            calls.append(1)
+            return [{"urls": stun.url}]
+
+        session = await dw.RealtimeSession.connect(
+            model=SMALL,
+            source=solid_frames(RED),
+            prompt="invert",
+            backend=emulator,
+            transport="livekit",
+            ice_servers=fresh,
+        )
+        try:
+            await frame_where(session, inverted)
+            await _until(lambda: bool(stun.requests))
+        finally:
+            await session.disconnect()
+    assert calls == [1]

@@ -11,7 +11,7 @@ import pytest
 
 rtc = pytest.importorskip("livekit.rtc")
 
-from decart_widget.client._livekit import MAX_BITRATE, RoomLink  # noqa: E402
+from decart_widget.client._livekit import MAX_BITRATE, RoomLink, room_options  # noqa: E402
 from decart_widget.client._sources import SyntheticTrack  # noqa: E402
 from decart_widget.models import RealtimeModel  # noqa: E402
 
@@ -73,3 +73,18 @@ async def test_neither_codec_is_the_publish_error() -> None:
     room = Room(refuse={rtc.VideoCodec.H264, rtc.VideoCodec.VP8})
     with pytest.raises(rtc.participant.PublishTrackError, match="codec not supported"):
         await link()._publish(room, track=None)
+
+
+def test_ice_servers_reach_the_rooms_rtc_config_and_none_leaves_the_servers_choice() -> None:
+    turn = {"urls": ["turn:turn.example.org:3478"], "username": "u", "credential": "p"}
+    stun = {"urls": ["stun:stun.example.org:3478", "stun:stun2.example.org:3478"]}
+    options = room_options(rtc, [turn, stun])
+    assert options.auto_subscribe
+    given = [(list(s.urls), s.username, s.password) for s in options.rtc_config.ice_servers]
+    assert given == [
+        (["turn:turn.example.org:3478"], "u", "p"),
+        (["stun:stun.example.org:3478", "stun:stun2.example.org:3478"], "", ""),
+    ]
+    # no list: no rtc_config, so the room uses the ICE servers of LiveKit's join response
+    bare = room_options(rtc, [])
+    assert bare.auto_subscribe and bare.rtc_config is None
