@@ -159,6 +159,42 @@ def read_frames(page: Any, index: int = 0) -> Frames:
     return Frames(_picture(result["input"]), _picture(result["output"]))
 
 
+def write_webm(path: Any, seconds: float = 2.0, fps: int = 15) -> bytes:
+    """A small VP8 WebM: a red left half, a green right half and a moving white bar."""
+    import av
+
+    width, height = 320, 192
+    with av.open(str(path), "w", format="webm") as container:
+        stream = container.add_stream("libvpx", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"deadline": "realtime", "cpu-used": "8"}
+        for i in range(int(seconds * fps)):
+            rgb = np.zeros((height, width, 3), dtype=np.uint8)
+            rgb[:, : width // 2] = (220, 30, 30)
+            rgb[:, width // 2 :] = (30, 200, 30)
+            y = (i * 7) % (height - 16)
+            rgb[y : y + 16, :] = 255
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path.read_bytes()
+
+
+def webm_inverted(frames: Frames) -> bool:
+    """The output shows `write_webm`'s clip under "invert": red -> cyan on the left, green ->
+    magenta on the right."""
+    assert frames.output is not None
+    left, right = frames.output.region(0.05, 0.45), frames.output.region(0.55, 0.95)
+    return bool(
+        left[1] > left[0] + 80
+        and left[2] > left[0] + 80
+        and right[0] > right[1] + 80
+        and right[2] > right[1] + 80
+    )
+
+
 # ---- waiting and recording ---------------------------------------------------------------------
 
 

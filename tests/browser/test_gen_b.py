@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from browser_kit import Frames, Recorder, WidgetPage, wait_for
+from browser_kit import Frames, Recorder, WidgetPage, wait_for, webm_inverted, write_webm
+from stun_kit import StunServer
 
 import decart_widget as dw
 from decart_widget.images import encode_png
@@ -221,3 +222,59 @@ def test_the_fake_camera_publishes_into_the_room(
     wait_state(w, "generating")
     frames = widget_page.wait_frames(Frames.inverted, 30, "the inverted camera picture")
     assert frames.input is not None and frames.input.width > 0
+
+
+@pytest.mark.parametrize("source", ["video", "screen"])
+def test_a_video_file_or_the_screen_publishes_into_the_room(
+    source: str, gen_b: Make, widget_page: WidgetPage, emu: dw.Emulator, tmp_path: Any
+) -> None:
+    """The sources of sources.js on Gen-B; Chromium's fake capture UI picks the whole (fake)
+    screen, as a user's choice would."""
+    baseline = len(emu.sessions)
+    if source == "video":
+        write_webm(tmp_path / "clip.webm")
+        w = gen_b(prompt="invert", source="video", video=tmp_path / "clip.webm")
+    else:
+        w = gen_b(prompt="invert", source="screen")
+    widget_page.show(w)
+    widget_page.root().locator(".dw-start").click()  # a screen is shared on a user's click
+    wait_state(w, "generating")
+    if source == "video":
+        frames = widget_page.wait_frames(webm_inverted, 30, "the inverted video file")
+        assert frames.input is not None
+        left_in = frames.input.region(0.05, 0.45)
+        assert left_in[0] > left_in[1] + 80  # the input preview shows the red half
+    else:
+        frames = widget_page.wait_frames(Frames.inverted, 30, "the inverted screen")
+    session = emu.wait_for_session(baseline)
+    assert session.transport == "livekit" and session.room_name
+    # a session record is a snapshot: read the emulator's latest one
+    wait_for(lambda: emu.sessions[baseline].frames_received > 10, 10, "frames in the room")
+
+
+def test_a_new_source_while_live_replaces_the_rooms_track(
+    gen_b: Make, widget_page: WidgetPage, emu: dw.Emulator, tmp_path: Any
+) -> None:
+    baseline = len(emu.sessions)
+    w = gen_b(prompt="invert", autostart=True)  # the synthetic pattern first
+    widget_page.show(w)
+    wait_state(w, "generating")
+    widget_page.wait_frames(Frames.inverted, 30, "the inverted pattern")
+    w.video = write_webm(tmp_path / "clip.webm")
+    w.source = "video"
+    widget_page.wait_frames(webm_inverted, 30, "the inverted video file in the same room")
+    assert len(emu.sessions) == baseline + 1  # the same session: the track was swapped
+    assert emu.sessions[baseline].end_reason is None and w.connection_state == "generating"
+
+
+def test_ice_servers_reach_the_rooms_connections(
+    gen_b: Make, widget_page: WidgetPage, emu: dw.Emulator
+) -> None:
+    """The page's livekit-client gathers from the STUN server the widget was given (one on
+    loopback that records Binding requests)."""
+    with StunServer() as stun:
+        w = gen_b(prompt="invert", autostart=True, ice_servers=[{"urls": stun.url}])
+        widget_page.show(w)
+        wait_state(w, "generating")
+        wait_for(lambda: stun.requests, 15, "a Binding request from the room's connections")
+        widget_page.wait_frames(Frames.inverted, 30, "the inverted output")

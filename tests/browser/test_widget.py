@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from browser_kit import Frames, Recorder, WidgetPage, wait_for
+from browser_kit import Frames, Recorder, WidgetPage, wait_for, webm_inverted, write_webm
 
 import decart_widget as dw
 from decart_widget.images import encode_png
@@ -323,49 +323,16 @@ def test_screen_source_shares_the_screen(
     assert w.last_error == ""
 
 
-def _webm(path: Any, seconds: float = 2.0, fps: int = 15) -> bytes:
-    """A small VP8 WebM: a red left half, a green right half and a moving white bar."""
-    import av
-
-    width, height = 320, 192
-    with av.open(str(path), "w", format="webm") as container:
-        stream = container.add_stream("libvpx", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"deadline": "realtime", "cpu-used": "8"}
-        for i in range(int(seconds * fps)):
-            rgb = np.zeros((height, width, 3), dtype=np.uint8)
-            rgb[:, : width // 2] = (220, 30, 30)
-            rgb[:, width // 2 :] = (30, 200, 30)
-            y = (i * 7) % (height - 16)
-            rgb[y : y + 16, :] = 255
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path.read_bytes()
-
-
 def test_video_source_plays_a_file(
     make_widget: Make, widget_page: WidgetPage, emu: dw.Emulator, tmp_path: Any
 ) -> None:
-    video = _webm(tmp_path / "clip.webm")
+    video = write_webm(tmp_path / "clip.webm")
     w = make_widget(prompt="invert", source="video", video=tmp_path / "clip.webm", autostart=True)
     assert w.video == video
     widget_page.show(w)
     wait_state(w, "generating")
 
-    def red_and_green_inverted(f: Frames) -> bool:
-        left, right = f.output.region(0.05, 0.45), f.output.region(0.55, 0.95)
-        # red -> cyan on the left, green -> magenta on the right
-        return bool(
-            left[1] > left[0] + 80
-            and left[2] > left[0] + 80
-            and right[0] > right[1] + 80
-            and right[2] > right[1] + 80
-        )
-
-    frames = widget_page.wait_frames(red_and_green_inverted, what="the inverted video file")
+    frames = widget_page.wait_frames(webm_inverted, what="the inverted video file")
     assert frames.input is not None
     left_in = frames.input.region(0.05, 0.45)
     assert left_in[0] > left_in[1] + 80  # the input preview shows the red half
