@@ -43,6 +43,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from .. import models
+from .._connection_guard import ConnectionGuard
 from .._logging import escape_controls
 from ..protocol._constants import CLOSE_TRY_AGAIN_LATER
 from ..protocol._urls import redact_key
@@ -62,6 +63,7 @@ from ._tokens import (
 
 log = logging.getLogger("decart_widget.emulator.app")
 access_log = logging.getLogger("decart_widget.emulator.access")
+guard_log = logging.getLogger("decart_widget.emulator.guard")
 
 CLOSE_INVALID_KEY = 4001
 CLOSE_NOT_ALLOWED = 4003
@@ -96,7 +98,18 @@ class EmulatorApp:
     def __init__(self, services: Services) -> None:
         self.services = services
         self.sessions: dict[str, StreamSession] = {}
-        self.app = web.Application(client_max_size=1024 * 1024)
+        config = services.config
+        #: Connection admission, as the proxy's: installed on the server by `Emulator`.
+        self.guard = ConnectionGuard(
+            handshake_timeout=config.handshake_timeout,
+            max_connections=config.connection_cap(),
+            max_connections_per_address=config.max_connections_per_address,
+            trust_forwarded=False,
+            address_of=lambda request: request.remote,
+            logger=guard_log,
+            metrics_prefix="decart_emulator",
+        )
+        self.app = web.Application(client_max_size=1024 * 1024, middlewares=[self.guard.middleware])
         self.app.router.add_post("/v1/client/tokens", self.mint_token)
         self.app.router.add_get("/v1/realtime/quota", self.quota)
         self.app.router.add_get("/v1/stream", self.stream)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._connection_guard import default_max_connections, descriptor_limit
 from ..protocol._constants import MAX_IMAGE_BYTES
 from ._credits import CreditLedger
 from ._faults import Faults
@@ -42,6 +43,14 @@ class EmulatorConfig:
     #: reason (`decart_widget.emulator._stream`). None: no bound. Under the front end's own
     #: 20 s (docs/where-it-works.md), so the emulator's reason arrives first.
     media_connect_seconds: float | None = 15.0
+    #: A connection with no request in progress (a half-sent upgrade, an idle keep-alive one)
+    #: is closed after this many seconds (`decart_widget._connection_guard`).
+    handshake_timeout: float = 10.0
+    #: Open connections at most; None: derived from the descriptor limit; 0: no cap.
+    max_connections: int | None = None
+    #: Connections from one client address at most (None or 0: no cap, the default: every local
+    #: client, a proxy's upstream connections included, comes from 127.0.0.1).
+    max_connections_per_address: int | None = None
 
     def __post_init__(self) -> None:
         if not self.api_key:
@@ -54,6 +63,18 @@ class EmulatorConfig:
             raise ValueError("tick_seconds must be positive")
         if self.room_capacity is not None and self.room_capacity < 0:
             raise ValueError("room_capacity must be None or at least 0")
+        if not self.handshake_timeout > 0:
+            raise ValueError("handshake_timeout must be positive")
+        for name in ("max_connections", "max_connections_per_address"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"{name} must not be negative (0: no cap)")
+
+    def connection_cap(self) -> int | None:
+        """The total connection cap in force (None: none)."""
+        if self.max_connections is None:
+            return default_max_connections(descriptor_limit())
+        return self.max_connections or None
         if self.media_connect_seconds is not None and self.media_connect_seconds <= 0:
             raise ValueError("media_connect_seconds must be None or positive")
 

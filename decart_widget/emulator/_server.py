@@ -61,6 +61,9 @@ class Emulator:
         room_capacity: int | None = None,
         ice_servers: Iterable[Mapping[str, Any]] = (),
         media_connect_seconds: float | None = 15.0,
+        handshake_timeout: float = 10.0,
+        max_connections: int | None = None,
+        max_connections_per_address: int | None = None,
     ) -> None:
         self._config = EmulatorConfig(
             host=host,
@@ -74,6 +77,9 @@ class Emulator:
             room_capacity=room_capacity,
             ice_servers=tuple(validate_ice_servers(list(ice_servers))),
             media_connect_seconds=media_connect_seconds,
+            handshake_timeout=handshake_timeout,
+            max_connections=max_connections,
+            max_connections_per_address=max_connections_per_address,
         )
         self._services = Services.create(self._config)
         self._thread = LoopThread(
@@ -120,10 +126,13 @@ class Emulator:
             shutdown_timeout=2.0,
         )
         await runner.setup()
+        assert runner.server is not None
+        app.guard.install(runner.server)
         site = web.TCPSite(runner, self._config.host, self._config.port)
         try:
             await site.start()
         except BaseException:
+            await app.guard.close()
             await runner.cleanup()
             raise
         server = site._server
@@ -138,6 +147,8 @@ class Emulator:
             await self._services.rooms.close()
         if self._runner is not None:
             await self._runner.cleanup()
+        if self._app is not None:
+            await self._app.guard.close()
         self._app, self._runner = None, None
 
     # ---- where and how to connect ---------------------------------------------------------------

@@ -30,10 +30,10 @@ import aiohttp
 from aiohttp import web
 
 from .. import __version__
+from .._connection_guard import ConnectionGuard
 from . import codes
 from ._auth import Authenticator, HmacAuthenticator, run_authenticator
 from ._config import ProxyConfig
-from ._guard import ConnectionGuard
 from ._ledger import Ledger, LedgerError, open_ledger, period_start
 from ._metrics import CONTENT_TYPE, Metrics
 from ._relay import LEDGER_TIMEOUT, ClientSocket, Relay, RelayContext
@@ -359,7 +359,7 @@ class ProxyService:
                     user,
                     model,
                     config.instance,
-                    now=now,
+                    now=time.time(),  # the quota reads above may have waited on a busy ledger
                     max_concurrent=limits.max_sessions_per_user,
                     lease=config.lease_seconds,
                 )

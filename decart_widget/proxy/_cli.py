@@ -11,8 +11,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from .._connection_guard import raise_descriptor_limit
 from ._config import ConfigError, add_arguments, from_namespace, log_settings
-from ._guard import raise_descriptor_limit
 from ._logs import configure_logging
 from ._server import ProxyServer, serve
 

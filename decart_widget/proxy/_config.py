@@ -21,7 +21,7 @@ flag                        environment                      default
 ``--log-level``             ``DECART_PROXY_LOG_LEVEL``       ``info``
 =========================== ================================ =====================================
 
-Connection admission (`decart_widget.proxy._guard`): ``--handshake-timeout``
+Connection admission (`decart_widget._connection_guard`): ``--handshake-timeout``
 (``DECART_PROXY_HANDSHAKE_TIMEOUT``, 10 s), ``--max-connections``
 (``DECART_PROXY_MAX_CONNECTIONS``, default (descriptor limit - 192) / 2, 0: no cap) and
 ``--max-connections-per-address`` (``DECART_PROXY_MAX_CONNECTIONS_PER_ADDRESS``, 64, 0: no cap).
@@ -37,8 +37,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .._backends import DEFAULT_REALTIME_URL
+from .._connection_guard import default_max_connections, descriptor_limit
 from ..protocol._urls import redact, redact_key
-from ._guard import default_max_connections, descriptor_limit
 from ._limits import MAX_FRAME_BYTES, Limits
 
 DEFAULT_HOST = "127.0.0.1"
@@ -88,7 +88,7 @@ class ProxyConfig:
     #: Take the client address from ``X-Forwarded-For`` (only behind a trusted load balancer).
     trust_forwarded: bool = False
     #: A connection with no request in progress is closed after this many seconds (see
-    #: `decart_widget.proxy._guard`).
+    #: `decart_widget._connection_guard`).
     handshake_timeout: float = 10.0
     #: Open connections at most; None: derived from the descriptor limit; 0: no cap.
     max_connections: int | None = None

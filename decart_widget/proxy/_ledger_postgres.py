@@ -4,7 +4,9 @@ For several proxy instances behind a load balancer: they all point ``--ledger`` 
 and keep no state of their own. One connection per proxy carries the writes: operations queued
 while a commit is in flight go into the next transaction (each in a savepoint, except tick
 updates, which cannot fail on their own). A session start takes a transaction-scoped advisory
-lock on its user, so the per-user concurrency limit holds across instances.
+lock on its user, so the per-user concurrency limit holds across instances; a batch takes the
+locks of all its starts first, in one global order, so two instances' batches never deadlock, and
+a reap skips rows another transaction holds.
 
 If the connection drops, the operations in flight fail with `LedgerError` (the relay then ends
 those sessions rather than serve unmetered time) and the next operation reconnects.
@@ -95,7 +97,17 @@ class _Tick:
     now: float
 
 
-_Item = tuple["Op | _Tick", bool, "asyncio.Future[Any]"]
+#: An operation, whether it runs in its own savepoint, its future, and the user whose advisory
+#: lock it takes (a session start), if any.
+_Item = tuple["Op | _Tick", bool, "asyncio.Future[Any]", "str | None"]
+
+# The user locks of a batch's session starts, all taken first, in one global order (by key): two
+# instances' batches locking users in different orders deadlocked (issue 14's scale-out run).
+_LOCK_USERS_SQL = """
+SELECT COUNT(pg_advisory_xact_lock(%s, key)) FROM (
+    SELECT DISTINCT hashtext(user_id) AS key FROM unnest(%s::text[]) AS t(user_id) ORDER BY key
+) AS ordered
+"""
 
 # Several ticks of one session may share a batch: aggregate them before the update.
 _TICKS_SQL = f"""
@@ -182,7 +194,10 @@ class PostgresLedger(Ledger):
         try:
             conn = await self._ensure_conn()
             async with conn.transaction():
-                for op, guarded, _future in batch:
+                users = sorted({user for *_, user in batch if user is not None})
+                if users:
+                    await conn.execute(_LOCK_USERS_SQL, (LOCK_CLASS, users))
+                for op, guarded, _future, _user in batch:
                     if isinstance(op, _Tick):
                         ticks.append(op)
                         outcomes.append((None, None))
@@ -220,7 +235,7 @@ class PostgresLedger(Ledger):
             self._committed_at = None
             error = exc if isinstance(exc, LedgerError) else LedgerError(f"ledger failed: {exc}")
             outcomes = [(None, error)] * len(batch)
-        for (_op, _guarded, future), (result, error_) in zip(batch, outcomes, strict=True):
+        for (_op, _guarded, future, _user), (result, error_) in zip(batch, outcomes, strict=True):
             if future.done():
                 continue
             if error_ is not None:
@@ -228,17 +243,23 @@ class PostgresLedger(Ledger):
             else:
                 future.set_result(result)
 
-    def _submit(self, op: Op | _Tick, guarded: bool) -> asyncio.Future[Any]:
+    def _submit(
+        self, op: Op | _Tick, guarded: bool, lock_user: str | None = None
+    ) -> asyncio.Future[Any]:
         if self._queue is None or self._worker is None or self._worker.done():
             raise LedgerError("ledger is not open")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((op, guarded, future))
+        self._queue.put_nowait((op, guarded, future, lock_user))
         return future
 
     async def _call(
-        self, op: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]], *, guarded: bool = True
+        self,
+        op: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]],
+        *,
+        guarded: bool = True,
+        lock_user: str | None = None,
     ) -> T:
-        result: T = await self._submit(op, guarded)
+        result: T = await self._submit(op, guarded, lock_user)
         return result
 
     # ---- the Ledger API -----------------------------------------------------------------------
@@ -299,12 +320,18 @@ class PostgresLedger(Ledger):
         max_concurrent: int | None,
         lease: float,
     ) -> StartResult:
+        submitted = time.monotonic()
+
         async def op(conn: psycopg.AsyncConnection[Any]) -> StartResult:
+            # The lease starts when the row is written: a busy queue may have held the op for
+            # seconds, and a row born stale would be reaped by another instance at once.
+            at = now + max(0.0, time.monotonic() - submitted)
+            # held already (the batch takes its starts' user locks first, in order): re-entrant
             await conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (LOCK_CLASS, user))
             cursor = await conn.execute(
                 f"SELECT COUNT(*) FROM {SESSIONS} WHERE user_id = %s AND ended_at IS NULL "
                 "AND last_seen >= to_timestamp(%s)",
-                (user, now - lease),
+                (user, at - lease),
             )
             row = await cursor.fetchone()
             active = int(row[0]) if row else 0
@@ -313,11 +340,11 @@ class PostgresLedger(Ledger):
             await conn.execute(
                 f"INSERT INTO {SESSIONS} (id, user_id, model, instance, started_at, last_seen) "
                 "VALUES (%s, %s, %s, %s, to_timestamp(%s), to_timestamp(%s))",
-                (session_id, user, model, instance, now, now),
+                (session_id, user, model, instance, now, at),
             )
             return StartResult(ok=True, active=active)
 
-        return await self._call(op)
+        return await self._call(op, lock_user=user)
 
     async def set_upstream_session(self, session_id: str, upstream_session_id: str) -> None:
         async def op(conn: psycopg.AsyncConnection[Any]) -> None:
@@ -362,8 +389,11 @@ class PostgresLedger(Ledger):
     async def reap(self, *, now: float, lease: float) -> int:
         async def op(conn: psycopg.AsyncConnection[Any]) -> int:
             cursor = await conn.execute(
+                # rows another transaction holds are being written, so alive: skipped, never
+                # waited for (a reap waiting on another instance's batch could deadlock with it)
                 f"UPDATE {SESSIONS} SET ended_at = last_seen, end_reason = '{REAPED}' "
-                "WHERE ended_at IS NULL AND last_seen < to_timestamp(%s)",
+                f"WHERE id IN (SELECT id FROM {SESSIONS} WHERE ended_at IS NULL "
+                "AND last_seen < to_timestamp(%s) FOR UPDATE SKIP LOCKED)",
                 (now - lease,),
             )
             return max(0, cursor.rowcount)

@@ -18,6 +18,7 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -226,18 +227,22 @@ class SQLiteLedger(Ledger):
         max_concurrent: int | None,
         lease: float,
     ) -> StartResult:
+        submitted = time.monotonic()
+
         def op(conn: sqlite3.Connection) -> StartResult:
+            # the lease starts when the row is written, not when the op was queued
+            at = now + max(0.0, time.monotonic() - submitted)
             (active,) = conn.execute(
                 f"SELECT COUNT(*) FROM {SESSIONS} "
                 "WHERE user_id = ? AND ended_at IS NULL AND last_seen >= ?",
-                (user, now - lease),
+                (user, at - lease),
             ).fetchone()
             if max_concurrent is not None and active >= max_concurrent:
                 return StartResult(ok=False, active=int(active))
             conn.execute(
                 f"INSERT INTO {SESSIONS} (id, user_id, model, instance, started_at, last_seen) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                (session_id, user, model, instance, now, now),
+                (session_id, user, model, instance, now, at),
             )
             return StartResult(ok=True, active=int(active))
 

@@ -4,6 +4,8 @@ a log line is checked on the real command's stderr in ``test_log_hygiene.py``.)"
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import struct
@@ -157,3 +159,38 @@ async def test_a_prompt_that_is_not_unicode_text_is_refused_not_a_crash(
     finally:
         await client.close()
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+# ---- second pass: the emulator against slow upgrades (defect 1, the proxy's, here too) ----------
+
+
+async def test_half_sent_upgrades_are_cut_and_cannot_crowd_out_real_clients() -> None:
+    """Connections that never finish their upgrade are closed at the handshake deadline, and at
+    the connection cap the oldest make room: /health and a real session still get in."""
+    with Emulator(handshake_timeout=1.0, max_connections=20) as emu:
+        half_sent = (
+            f"GET /v1/stream?model=lucy-2.1&api_key={emu.api_key} HTTP/1.1\r\n"
+            f"Host: 127.0.0.1:{emu.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        ).encode()  # no blank line: the request never completes
+        streams = []
+        for _ in range(60):
+            reader, writer = await asyncio.open_connection("127.0.0.1", emu.port)
+            writer.write(half_sent)
+            await writer.drain()
+            streams.append((reader, writer))
+        async with httpx.AsyncClient(base_url=emu.api_url, trust_env=False) as http:
+            assert (await http.get("/health")).status_code == 200
+        client = await StreamClient.connect(emu)
+        try:
+            assert (await client.prompt("Anime"))["success"] is True
+
+            async def cut(reader: asyncio.StreamReader) -> None:
+                with contextlib.suppress(ConnectionResetError):
+                    assert await reader.read() == b""
+
+            await asyncio.wait_for(asyncio.gather(*(cut(r) for r, _ in streams)), 15)
+            assert (await client.prompt("Noir"))["success"] is True  # a session is never cut
+        finally:
+            await client.close()
+            for _, writer in streams:
+                writer.close()

@@ -258,3 +258,33 @@ async def test_a_session_reaped_while_its_proxy_still_serves_it_is_reopened(
     await ledger.end_session("slow", "shutdown", now=now + 2 * LEASE)  # the first real end wins
     rows = {row.id: row for row in await ledger.sessions()}
     assert (rows["slow"].end_reason, rows["slow"].seconds) == ("client_closed", 7)
+
+
+async def test_two_instances_starting_sessions_of_the_same_users_never_deadlock(
+    postgres_dsn: str,
+) -> None:
+    """Each instance's batch starts many users' sessions in one transaction; two batches that
+    took the users' locks in opposite orders deadlocked (the batch failed: its sessions were
+    refused, its ticks ended their sessions)."""
+    users = [f"user{i}" for i in range(40)]
+    async with PostgresLedger(postgres_dsn) as first, PostgresLedger(postgres_dsn) as second:
+        for round_ in range(3):
+            a, b = await asyncio.gather(
+                _starts(first, users, f"a{round_}"), _starts(second, users[::-1], f"b{round_}")
+            )
+            assert all(a) and all(b)
+        assert len(await first.sessions()) == 3 * 2 * len(users)
+
+
+async def _starts(ledger: Ledger, users: list[str], prefix: str) -> list[bool]:
+    """Start one session per user, all at once (so in one batch), in ``users``' order."""
+    results = await asyncio.gather(
+        *(
+            ledger.start_session(
+                f"{prefix}-{user}", user, "m", prefix, now=time.time(), max_concurrent=None,
+                lease=LEASE,
+            )
+            for user in users
+        )
+    )  # fmt: skip
+    return [result.ok for result in results]

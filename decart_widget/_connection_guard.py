@@ -24,6 +24,9 @@ process's file descriptors. `ConnectionGuard` bounds that, at no cost per frame:
 Refusals and evictions are logged as ``connections_refused`` (at most one line every 30 s, with
 counts since the last) and counted in ``/metrics``.
 
+The proxy (`decart_widget.proxy`) and the emulator (`decart_widget.emulator`, the embedded
+default upstream, so it gets the same care) each install one, each with its own logger.
+
 `install` hooks the guard into an aiohttp `web.Server` (its ``connection_made`` /
 ``connection_lost``) and the loop's exception handler; `middleware` marks requests in progress.
 """
@@ -47,7 +50,7 @@ try:
 except ImportError:  # pragma: no cover - Windows: no descriptor limit to read or raise
     resource = None  # type: ignore[assignment]
 
-log = logging.getLogger("decart_widget.proxy.guard")
+log = logging.getLogger("decart_widget.proxy.guard")  # the proxy's; the emulator passes its own
 
 #: Descriptors kept for everything but client connections: the process's own (listening
 #: socket, ledger, logs...) and a burst of accepted connections not yet refused (asyncio accepts
@@ -97,8 +100,9 @@ class _Connection:
 class _Throttled:
     """Counts of an event, logged at most once every `LOG_EVERY` seconds."""
 
-    def __init__(self, event: str) -> None:
+    def __init__(self, event: str, logger: logging.Logger) -> None:
         self.event = event
+        self.log = logger
         self.counts: collections.Counter[str] = collections.Counter()
         self._last = -LOG_EVERY
 
@@ -107,13 +111,14 @@ class _Throttled:
         now = time.monotonic()
         if now - self._last >= LOG_EVERY:
             self._last = now
-            log.warning(self.event, extra={"fields": {**dict(self.counts), **fields}})
+            self.log.warning(self.event, extra={"fields": {**dict(self.counts), **fields}})
             self.counts.clear()
 
 
 class ConnectionGuard:
     """See the module docstring. ``address_of(request)`` gives a request's client address
-    (the forwarded one behind a trusted balancer)."""
+    (the forwarded one behind a trusted balancer); ``metrics_prefix`` names `render`'s series
+    (``<prefix>_connections_open``...)."""
 
     def __init__(
         self,
@@ -123,6 +128,8 @@ class ConnectionGuard:
         max_connections_per_address: int | None,
         trust_forwarded: bool,
         address_of: Callable[[web.Request], str | None],
+        logger: logging.Logger = log,
+        metrics_prefix: str = "decart_proxy",
     ) -> None:
         self.handshake_timeout = handshake_timeout
         self.max_connections = max_connections or None
@@ -136,8 +143,9 @@ class ConnectionGuard:
         self._per_address: collections.Counter[str | None] = collections.Counter()
         self._forwarded: collections.Counter[str | None] = collections.Counter()
         self.refused: collections.Counter[str] = collections.Counter()
-        self._refusals = _Throttled("connections_refused")
-        self._exhaustion = _Throttled("file_descriptors_exhausted")
+        self.metrics_prefix = metrics_prefix
+        self._refusals = _Throttled("connections_refused", logger)
+        self._exhaustion = _Throttled("file_descriptors_exhausted", logger)
         self._sweeper: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._previous_handler: Any = None
@@ -335,14 +343,15 @@ class ConnectionGuard:
 
     def render(self) -> str:
         """Prometheus text for the connection counters."""
+        name = self.metrics_prefix
         lines = [
-            "# HELP decart_proxy_connections_open Open client connections (any state).",
-            "# TYPE decart_proxy_connections_open gauge",
-            f"decart_proxy_connections_open {len(self._connections)}",
-            "# HELP decart_proxy_connections_refused_total Connections refused or closed by the "
+            f"# HELP {name}_connections_open Open client connections (any state).",
+            f"# TYPE {name}_connections_open gauge",
+            f"{name}_connections_open {len(self._connections)}",
+            f"# HELP {name}_connections_refused_total Connections refused or closed by the "
             "guard, by reason.",
-            "# TYPE decart_proxy_connections_refused_total counter",
+            f"# TYPE {name}_connections_refused_total counter",
         ]
         for reason, count in sorted(self.refused.items()):
-            lines.append(f'decart_proxy_connections_refused_total{{reason="{reason}"}} {count}')
+            lines.append(f'{name}_connections_refused_total{{reason="{reason}"}} {count}')
         return "\n".join(lines) + "\n"
