@@ -15,13 +15,15 @@ library's — is one redacted JSON object a line (see `decart_widget._logging`).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import logging
 import sys
+import threading
 import time
 from collections.abc import Mapping
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from .._logging import (
     escape_controls,
@@ -58,7 +60,7 @@ def _clean(value: Any) -> Any:
     # scalars before `Mapping`, whose abstract isinstance check is slow (most fields are scalars)
     if value is None or isinstance(value, (bool, int, float)):
         return value
-    if isinstance(value, Mapping):
+    if type(value) is dict or isinstance(value, Mapping):
         return {str(k): _clean(v) for k, v in value.items() if not _is_secret_field(str(k))}
     if isinstance(value, (list, tuple)):
         return [_clean(v) for v in value]
@@ -83,6 +85,18 @@ class JsonFormatter(logging.Formatter):
         return f"{text}.{int(msecs):03d}Z"
 
     def format(self, record: logging.LogRecord) -> str:
+        attrs = record.__dict__
+        prefix = attrs.get("_decart_prefix")
+        # A session's event, untouched since `SessionLogger` made it (no traceback, no attribute
+        # added by a filter): its session fields are already scrubbed and encoded.
+        if (
+            prefix is not None
+            and len(attrs) == attrs["_decart_size"]
+            and record.exc_info is None
+            and not record.exc_text
+            and not record.stack_info
+        ):
+            return self._format_event(record, prefix, attrs["_decart_fields"])
         body: dict[str, Any] = {
             "ts": self._timestamp(record.created, record.msecs),
             "level": record.levelname.lower(),
@@ -102,6 +116,34 @@ class JsonFormatter(logging.Formatter):
         if record.stack_info:
             body["stack"] = record.stack_info
         return _ENCODER.encode(_clean(body))
+
+    def _format_event(self, record: logging.LogRecord, prefix: str, fields: dict[str, Any]) -> str:
+        """The same line as `format`'s, with the session's part encoded once per session."""
+        head = _HEADS.get((record.levelname, record.name))
+        if head is None:
+            encoded = _ENCODER.encode(
+                _clean({"level": record.levelname.lower(), "logger": record.name})
+            )
+            head = _HEADS[(record.levelname, record.name)] = encoded[1:-1]
+        parts = [
+            '{"ts":"',
+            self._timestamp(record.created, record.msecs),
+            '",',
+            head,
+            ',"event":',
+            _ENCODER.encode(scrub(str(record.msg))),
+            prefix,
+        ]
+        if fields:
+            encoded = _ENCODER.encode(_clean(fields))
+            if len(encoded) > 2:  # not "{}": every field was a secret
+                parts += [",", encoded[1:-1]]
+        parts.append("}")
+        return "".join(parts)
+
+
+#: ``"level":...,"logger":...`` by (level name, logger name): the few our code uses.
+_HEADS: dict[tuple[str, str], str] = {}
 
 
 class RedactingFormatter(logging.Formatter):
@@ -131,7 +173,11 @@ def configure_logging(
     handler becomes the root logger's only one. Either way, aiohttp's and asyncio's records are
     scrubbed and rate-limited where they are made (`decart_widget._logging`).
     """
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler: logging.StreamHandler[IO[str]] = (
+        BatchingStreamHandler(stream or sys.stderr)
+        if process
+        else logging.StreamHandler(stream or sys.stderr)
+    )
     handler.setFormatter(
         JsonFormatter()
         if json_format
@@ -153,7 +199,76 @@ def configure_logging(
     return handler
 
 
+if TYPE_CHECKING:
+    _StreamHandler = logging.StreamHandler[IO[str]]
+else:  # generic at run time only from Python 3.11
+    _StreamHandler = logging.StreamHandler
+
+
+class BatchingStreamHandler(_StreamHandler):
+    """A stream handler that writes the lines of one event-loop turn in one ``write``.
+
+    Under load a proxy logs a few thousand lines a second (a prompt and its ack are two); one
+    system call each was a tenth of its CPU. A line logged on a thread running an event loop is
+    held until the end of that loop turn (a callback scheduled on it); warnings and errors, lines
+    logged where no loop runs and a 256th held line write everything at once. ``flush`` (also
+    called by `logging.shutdown` at exit) writes what is held. A process killed with SIGKILL
+    loses at most one loop turn's lines.
+    """
+
+    MAX_HELD_LINES = 256
+
+    def __init__(self, stream: IO[str]) -> None:
+        super().__init__(stream)
+        self._held: list[str] = []
+        self._flush_on: asyncio.AbstractEventLoop | None = None  # where a flush is scheduled
+
+    def emit(self, record: logging.LogRecord) -> None:  # called with the handler's lock held
+        try:
+            line = self.format(record) + self.terminator
+        except Exception:
+            self.handleError(record)
+            return
+        self._held.append(line)
+        if record.levelno >= logging.WARNING or len(self._held) >= self.MAX_HELD_LINES:
+            self._write_held()
+            return
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is None or (self._flush_on is not None and self._flush_on is not loop):
+            self._write_held()  # no loop here, or another thread's loop will flush later
+        elif self._flush_on is None:
+            self._flush_on = loop
+            loop.call_soon(self.flush)
+
+    def _write_held(self) -> None:
+        if self._held:
+            text = "".join(self._held)
+            self._held.clear()
+            try:
+                self.stream.write(text)
+                self.stream.flush()
+            except Exception:  # as StreamHandler: report, never raise into the caller
+                self.handleError(logging.makeLogRecord({"msg": "log write failed"}))
+
+    def flush(self) -> None:
+        self.acquire()
+        try:
+            self._flush_on = None
+            self._write_held()
+            if self.stream is not None and hasattr(self.stream, "flush"):
+                self.stream.flush()
+        finally:
+            self.release()
+
+
 _EVENT_LINE = 0  # set below: the line of `SessionLogger.event`
+#: Field names a session's event must not use (they would repeat the line's own keys).
+_RESERVED_FIELDS = frozenset(
+    {"ts", "level", "logger", "event", "session", "proxy_session", "user", "model", "exc", "stack"}
+)
 
 
 class SessionLogger:
@@ -162,28 +277,98 @@ class SessionLogger:
     def __init__(self, logger: logging.Logger, proxy_session: str, user: str, model: str) -> None:
         self._logger = logger
         self.proxy_session = proxy_session
-        self.session = proxy_session  # replaced by the service's session_id once known
         self.user = user
         self.model = model
+        self.session = proxy_session  # replaced by the service's session_id once known
+
+    @property
+    def session(self) -> str:
+        return self._session
+
+    @session.setter
+    def session(self, value: str) -> None:
+        self._session = value
+        # The session's fields of every line, scrubbed and encoded once (see `JsonFormatter`).
+        base = {
+            "session": value,
+            "proxy_session": self.proxy_session,
+            "user": self.user,
+            "model": self.model,
+        }
+        self._prefix = "," + _ENCODER.encode(_clean(base))[1:-1]
 
     def event(self, name: str, level: int = logging.INFO, **fields: Any) -> None:
-        if not self._logger.isEnabledFor(level):
+        logger = self._logger
+        if not logger.isEnabledFor(level):
             return
         base: dict[str, Any] = {
-            "session": self.session,
+            "session": self._session,
             "proxy_session": self.proxy_session,
             "user": self.user,
             "model": self.model,
         }
         base.update(fields)
-        logger = self._logger
-        # The record is made here rather than by `Logger.log`, which would walk the stack for
-        # the caller on every line (a prompt and its ack are two lines): the caller is always
-        # this method, so its place is given as such.
-        record = logger.makeRecord(
-            logger.name, level, __file__, _EVENT_LINE, name, (), None, "event", {"fields": base}
+        logger.handle(_event_record(logger, level, name, base, fields, self._prefix))
+
+
+#: A record's attributes that do not change from one of a thread's events to the next, by thread.
+_templates: dict[int, dict[str, Any]] = {}
+
+
+def _event_record(
+    logger: logging.Logger,
+    level: int,
+    name: str,
+    all_fields: dict[str, Any],
+    fields: dict[str, Any],
+    prefix: str,
+) -> logging.LogRecord:
+    """The `logging.LogRecord` of a session's event, as `Logger.makeRecord` would make it.
+
+    Made from a per-thread template rather than by `Logger.log` (which walks the stack for the
+    caller, always this module) or ``LogRecord.__init__`` (a ``getpid`` system call and a few
+    path operations per line): the proxy logs thousands of these a second.
+    """
+    thread = threading.get_ident()
+    template = _templates.get(thread)
+    if template is None:
+        made = logger.makeRecord(
+            logger.name, level, __file__, _EVENT_LINE, name, (), None, "event", {"fields": {}}
         )
-        logger.handle(record)
+        template = dict(made.__dict__)
+        template["_decart_start"] = made.created - made.relativeCreated / 1000.0
+        if len(_templates) > 64:  # threads come and go: never grow without bound
+            _templates.clear()
+        _templates[thread] = template
+    record = logging.LogRecord.__new__(logging.LogRecord)
+    attrs = record.__dict__
+    attrs.update(template)
+    created = time.time()
+    start = attrs.pop("_decart_start")
+    attrs["name"] = logger.name
+    attrs["msg"] = name
+    attrs["levelno"] = level
+    attrs["levelname"] = logging.getLevelName(level)
+    attrs["created"] = created
+    attrs["msecs"] = int((created - int(created)) * 1000) + 0.0
+    attrs["relativeCreated"] = (created - start) * 1000.0
+    if "taskName" in attrs:  # Python >= 3.12
+        task = asyncio.current_task() if _loop_running() else None
+        attrs["taskName"] = task.get_name() if task is not None else None
+    attrs["fields"] = all_fields
+    if not fields.keys() & _RESERVED_FIELDS:
+        attrs["_decart_prefix"] = prefix
+        attrs["_decart_fields"] = fields
+        attrs["_decart_size"] = len(attrs) + 1
+    return record
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 _EVENT_LINE = SessionLogger.event.__code__.co_firstlineno
