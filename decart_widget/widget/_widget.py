@@ -49,6 +49,7 @@ from ._modes import (
     default_signaling,
     resolve,
 )
+from ._reach import remote_page_help
 from ._updates import WidgetState
 
 log = logging.getLogger("decart_widget.widget")
@@ -76,12 +77,6 @@ REPORTABLE = frozenset(
         "queue_position",
         "queue_size",
     }
-)
-#: A media failure of an emulator beside the kernel, seen from a page on another host.
-EMULATOR_MEDIA_HELP = (
-    "The video cannot reach the local emulator running next to the kernel, on another host than"
-    " this page: set DECART_API_KEY to use the real service, run Jupyter on this computer, or"
-    " give ice_servers with a TURN server both reach."
 )
 #: Traits the view asks the kernel to set in kernel signaling (``set`` messages, js/src/sync.ts).
 SETTABLE = frozenset({"prompt", "enhance", "image"})
@@ -139,9 +134,9 @@ class RealtimeWidget(anywidget.AnyWidget):
     resolution = traitlets.Enum(RESOLUTIONS, None, allow_none=True, read_only=True).tag(sync=True)
     realtime_url = traitlets.Unicode("").tag(sync=True)
     ice_servers = traitlets.List(traitlets.Dict()).tag(sync=True)
-    #: What a page on another host than the kernel adds when the video cannot connect ("": none):
-    #: for an emulator beside the kernel, the cause and the ways out (`EMULATOR_MEDIA_HELP`,
-    #: js/src/reach.ts). Kept here, not in the front end's bundle.
+    #: What a page on another host than the kernel is told when it cannot reach a service beside
+    #: the kernel: the cause and the ways out ("" for another service; `reach.remote_page_help`,
+    #: js/src/reach.ts).
     remote_page_help = traitlets.Unicode("", read_only=True).tag(sync=True)
     autostart = traitlets.Bool(False).tag(sync=True)
     note = traitlets.Unicode("").tag(sync=True)
@@ -222,8 +217,7 @@ class RealtimeWidget(anywidget.AnyWidget):
         # read-only traits: set before the comm opens, so the front end's first state has them
         self.set_trait("transport", transport)
         self.set_trait("resolution", resolution)
-        beside = self._backend is not None and is_emulator(self._backend)
-        self.set_trait("remote_page_help", EMULATOR_MEDIA_HELP if beside else "")
+        self.set_trait("remote_page_help", remote_page_help(self._backend, mode))
         super().__init__(
             model=spec.name,
             model_spec=spec.to_dict(),

@@ -375,7 +375,7 @@ export class Controller {
 
   /** A media failure whose cause the page can see (a remote kernel's local emulator) says so. */
   private explain(error: DecartError): DecartError {
-    return explainMediaFailure(error, this.bridge.target().realtimeUrl, this.pageHost(), this.bridge.remotePageHelp());
+    return explainMediaFailure(error, this.pageHost(), this.bridge.target().remoteHelp);
   }
 
   private pageHost(): string {

@@ -123,17 +123,14 @@ export class ModelBridge {
     return this.model.get("transport");
   }
 
-  target(): { model: string; realtimeUrl: string; resolution: string | null } {
+  target(): { model: string; realtimeUrl: string; resolution: string | null; remoteHelp: string } {
     return {
       model: this.model.get("model") || this.spec().name,
       realtimeUrl: this.model.get("realtime_url"),
       resolution: this.model.get("resolution") || null,
+      // what a page on another host is told about a service beside the kernel (reach.ts)
+      remoteHelp: this.model.get("remote_page_help") || "",
     };
-  }
-
-  /** what a page on another host adds to a media failure (the kernel's text; reach.ts) */
-  remotePageHelp(): string {
-    return this.model.get("remote_page_help") || "";
   }
 
   iceServers(): RTCIceServer[] {

@@ -2,11 +2,10 @@
 // hub) that runs the local emulator hands out ws://127.0.0.1:<port>: loopback for the kernel, but
 // the browser's own loopback. docs/where-it-works.md lists the setups and the ways out.
 
-import { ConnectionLost, type DecartError, fromKind } from "./errors";
+// The cause and the ways out come from the kernel (the `remote_page_help` traitlet,
+// decart_widget/widget/_reach.py): it knows the service and the mode; the page knows its own host.
 
-/** What the user can do when the browser cannot reach a local emulator next to a remote kernel. */
-export const REMOTE_KERNEL_HELP =
-  'The browser cannot reach the local emulator next to a remote kernel: set DECART_API_KEY, run Jupyter locally, use signaling="kernel" or give ice_servers.';
+import { ConnectionLost, type DecartError, fromKind } from "./errors";
 
 /** The page's host name as the browser sees it ("" without a page, as in tests). */
 export const currentPageHost = (): string => globalThis.location?.hostname ?? "";
@@ -34,20 +33,27 @@ export function fillWildcardHost(url: string, pageHost: string): string {
   return match[1] + host + url.slice(match[0].length);
 }
 
+/** Whether the page comes from another host than the kernel's loopback ("" : cannot tell). */
+const remotePage = (pageHost: string): boolean => pageHost !== "" && !isLoopbackHost(pageHost);
+
 /** The error for a signaling URL the browser cannot reach (its credential never quoted), or null. */
-export function unreachableSignaling(url: string, pageHost: string): ConnectionLost | null {
+export function unreachableSignaling(url: string, pageHost: string, help = ""): ConnectionLost | null {
   const host = loopbackOfAnotherHost(url, pageHost);
-  return host === null ? null : new ConnectionLost(`The page is on ${pageHost}; the kernel gave ${host}. ${REMOTE_KERNEL_HELP}`);
+  return host === null ? null : new ConnectionLost(`The page is on ${pageHost}; the kernel gave ${host}. ${help}`.trim());
 }
 
-/** A media failure says its cause and the ways out when the page can see it: the service is a
- * loopback URL seen from a remote page, or the kernel gave `remoteHelp` (the `remote_page_help`
- * traitlet: an emulator beside the kernel) and the page comes from another host. A message that
- * already names the ways out (the emulator's own reason) and any other error are left as is. */
-export function explainMediaFailure(error: DecartError, realtimeUrl: string, pageHost: string, remoteHelp = ""): DecartError {
+/** The error that ends a session whose socket to `url` could not be made at all, or null: an
+ * emulator on every interface (a `raw` wildcard URL the page filled with its own host), seen from
+ * another host, cannot come into reach by retrying. */
+export function neverReachable(raw: string, url: string, pageHost: string, help: string): ConnectionLost | null {
+  return help && raw !== url && remotePage(pageHost) ? new ConnectionLost(`Could not connect to ${new URL(url).host}. ${help}`) : null;
+}
+
+/** A media failure seen from another host than the kernel's says the cause and the ways out
+ * (`help`, the kernel's text for a service beside it). A message that already names them (the
+ * emulator's own reason) and any other error are left as they are. */
+export function explainMediaFailure(error: DecartError, pageHost: string, help: string): DecartError {
   const { message } = error;
-  if (!/video could not|peer connection failed/.test(message) || message.includes("DECART_API_KEY")) return error;
-  if (loopbackOfAnotherHost(realtimeUrl, pageHost)) return fromKind(error.kind, `${message}. ${REMOTE_KERNEL_HELP}`);
-  if (remoteHelp && pageHost !== "" && !isLoopbackHost(pageHost)) return fromKind(error.kind, `${message}. ${remoteHelp}`);
-  return error;
+  if (!help || !remotePage(pageHost) || !/video could not|peer connection failed/.test(message) || message.includes("DECART_API_KEY")) return error;
+  return fromKind(error.kind, `${message}. ${help}`);
 }

@@ -20,7 +20,7 @@ export interface SignalingHost {
   /** the widget's signaling mode (undefined: one this front end does not know) */
   mode(): SignalingMode | undefined;
   /** what the connection is for: the model name and the service's URL */
-  target(): { model: string; realtimeUrl: string; resolution?: string | null };
+  target(): { model: string; realtimeUrl: string; resolution?: string | null; remoteHelp?: string };
   /** ask the kernel for a credential (kernel_rpc.ts) */
   requestCredential(): Promise<Credential>;
   kernel: KernelChannel;
@@ -96,7 +96,9 @@ export class SignalingLink {
         transport.onclose = (code, reason) => {
           if (!live()) return;
           this.transport = null;
-          this.host.toCore((s, now) => s.socketClosed(now, code, reason));
+          // a socket that could not be made, to a server no retry brings into reach
+          if (code === null && transport.neverOpened) this.host.fail(transport.neverOpened);
+          else this.host.toCore((s, now) => s.socketClosed(now, code, reason));
         };
         try {
           transport.open();

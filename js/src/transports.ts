@@ -4,7 +4,8 @@
 // (kernel_transport.ts).
 
 import { kernelSignalingMode } from "./kernel_transport";
-import { currentPageHost, fillWildcardHost, unreachableSignaling } from "./reach";
+import type { DecartError } from "./errors";
+import { currentPageHost, fillWildcardHost, neverReachable, unreachableSignaling } from "./reach";
 
 export interface Transport {
   open(): void;
@@ -15,6 +16,9 @@ export interface Transport {
   onmessage: ((frame: string) => void) | null;
   /** `code` is null when the connection could not be made at all. */
   onclose: ((code: number | null, reason: string) => void) | null;
+  /** The error that ends the session, with no retry, when the connection cannot be made at all
+   * (an emulator beside a kernel on another host: reach.ts). */
+  neverOpened?: DecartError | null;
 }
 
 /** What the kernel answered to a token_request. */
@@ -38,6 +42,8 @@ export interface ConnectContext {
   credential: Credential | null;
   /** the widget comm (the controller always gives it; signaling "kernel" needs it) */
   kernel?: KernelChannel;
+  /** the kernel's ways out for a page on another host (`remote_page_help`, reach.ts) */
+  remoteHelp?: string;
 }
 
 /**
@@ -73,6 +79,7 @@ export class WebSocketTransport implements Transport {
   onopen: (() => void) | null = null;
   onmessage: ((frame: string) => void) | null = null;
   onclose: ((code: number | null, reason: string) => void) | null = null;
+  neverOpened: DecartError | null = null;
   private socket: WebSocketLike | null = null;
   private opened = false;
 
@@ -151,13 +158,16 @@ export function redactUrl(url: string): string {
 function webSocketMode(credentialParam: string, createSocket?: WebSocketFactory, pageHost = currentPageHost): SignalingMode {
   return {
     needsCredential: true,
-    connect({ model, realtimeUrl, credential, resolution }) {
-      const base = fillWildcardHost(credential?.realtimeUrl || realtimeUrl, pageHost());
+    connect({ model, realtimeUrl, credential, resolution, remoteHelp = "" }) {
+      const raw = credential?.realtimeUrl || realtimeUrl;
+      const base = fillWildcardHost(raw, pageHost());
       // a loopback URL from a kernel on another host: no attempt can ever reach it
-      const unreachable = unreachableSignaling(base, pageHost());
+      const unreachable = unreachableSignaling(base, pageHost(), remoteHelp);
       if (unreachable) throw unreachable;
       const url = streamUrl(base, model, credentialParam, credential?.apiKey ?? "", resolution);
-      return new WebSocketTransport(url, createSocket);
+      const transport = new WebSocketTransport(url, createSocket);
+      transport.neverOpened = neverReachable(raw, base, pageHost(), remoteHelp);
+      return transport;
     },
   };
 }

@@ -53,7 +53,8 @@ describe("ModelBridge", () => {
       source: "screen",
       ice_servers: [{ urls: "stun:x" }],
     });
-    expect(w.bridge.target()).toEqual({ model: "lucy-2.1", realtimeUrl: "ws://127.0.0.1:9/", resolution: null });
+    expect(w.bridge.target()).toEqual({ model: "lucy-2.1", realtimeUrl: "ws://127.0.0.1:9/", resolution: null, remoteHelp: "" });
+    expect(setup({ remote_page_help: "Use a key." }).bridge.target().remoteHelp).toBe("Use a key.");
     expect(setup({ resolution: "1080p" }).bridge.target().resolution).toBe("1080p");
     expect(w.bridge.iceServers()).toEqual([{ urls: "stun:x" }]);
     expect(w.bridge.source()).toEqual({

@@ -1,16 +1,15 @@
 import { describe, expect, it } from "vitest";
 import { ConnectionLost, SessionEnded } from "../src/errors";
-import {
-  explainMediaFailure,
-  fillWildcardHost,
-  isLoopbackHost,
-  loopbackOfAnotherHost,
-  REMOTE_KERNEL_HELP,
-} from "../src/reach";
+import { explainMediaFailure, fillWildcardHost, isLoopbackHost, loopbackOfAnotherHost, neverReachable } from "../src/reach";
 import { SignalingLink } from "../src/signaling_link";
 import { Session } from "../src/session";
 import { defaultSignalingModes } from "../src/transports";
 import { clockOf, FakeClock, flush } from "./fakes";
+
+/** The kernel's text for an emulator beside it in direct signaling (decart_widget/widget/_reach.py;
+ * tests/integration/test_remote_kernel.py checks the kernel sends it). */
+const HELP =
+  'The browser cannot reach the local emulator running next to the kernel, on another host than this page: set DECART_API_KEY to use the real service, run Jupyter on this computer, or give ice_servers with a TURN server both reach. Its signaling can go through the kernel instead: signaling="kernel" (its media still has to reach the kernel\'s host).';
 
 describe("reach: the browser's loopback is not a remote kernel's", () => {
   it("knows the loopback names", () => {
@@ -37,7 +36,7 @@ describe("reach: the browser's loopback is not a remote kernel's", () => {
       }, () => "10.1.0.2")[name]!;
       let caught: unknown;
       try {
-        mode.connect({ model: "lucy-2.1", realtimeUrl: "ws://127.0.0.1:9", credential: { apiKey: "ek_secret", realtimeUrl: "ws://127.0.0.1:8123" } });
+        mode.connect({ model: "lucy-2.1", realtimeUrl: "ws://127.0.0.1:9", credential: { apiKey: "ek_secret", realtimeUrl: "ws://127.0.0.1:8123" }, remoteHelp: HELP });
       } catch (error) {
         caught = error;
       }
@@ -45,7 +44,7 @@ describe("reach: the browser's loopback is not a remote kernel's", () => {
       const message = (caught as Error).message;
       expect(message).toContain("127.0.0.1:8123");
       expect(message).toContain("10.1.0.2");
-      expect(message).toContain("cannot reach the local emulator next to a remote kernel");
+      expect(message).toContain("cannot reach the local emulator running next to the kernel");
       expect(message).toContain("DECART_API_KEY");
       expect(message).toContain('signaling="kernel"');
       expect(message).toContain("ice_servers");
@@ -73,7 +72,7 @@ describe("reach: the browser's loopback is not a remote kernel's", () => {
       clock: clockOf(clock),
       toCore: (input) => void input(session, clock.now),
       mode: () => defaultSignalingModes(undefined, () => "jupyter.example.org")["direct"],
-      target: () => ({ model: "lucy-2.1", realtimeUrl: "ws://127.0.0.1:8123" }),
+      target: () => ({ model: "lucy-2.1", realtimeUrl: "ws://127.0.0.1:8123", remoteHelp: HELP }),
       requestCredential: () => {
         credentials++;
         return Promise.resolve({ apiKey: "ek_1" });
@@ -87,40 +86,81 @@ describe("reach: the browser's loopback is not a remote kernel's", () => {
     expect(credentials).toBe(1);
     expect(failures).toHaveLength(1);
     expect(failures[0]).toBeInstanceOf(ConnectionLost);
-    expect(failures[0]!.message).toContain(REMOTE_KERNEL_HELP);
+    expect(failures[0]!.message).toContain(HELP);
     expect(failures[0]!.message).not.toMatch(/connection lost/i);
   });
 
   it("explains a media failure of a loopback service seen from a remote page, and leaves others alone", () => {
     const failed = new SessionEnded("the server ended the generation: peer connection failed: no media path between the client and the emulator", "error");
-    const explained = explainMediaFailure(failed, "ws://127.0.0.1:8123", "10.1.0.2");
+    const explained = explainMediaFailure(failed, "10.1.0.2", HELP);
     expect(explained.kind).toBe("session_ended");
     expect(explained.message).toContain("peer connection failed");
-    expect(explained.message).toContain(REMOTE_KERNEL_HELP);
-    expect(explainMediaFailure(explained, "ws://127.0.0.1:8123", "10.1.0.2").message).toBe(explained.message);
+    expect(explained.message).toContain(HELP);
+    expect(explainMediaFailure(explained, "10.1.0.2", HELP).message).toBe(explained.message);
     const timeout = new ConnectionLost("the video could not connect: no media connection within 20 s");
-    expect(explainMediaFailure(timeout, "ws://127.0.0.1:8123", "10.1.0.2").message).toContain(REMOTE_KERNEL_HELP);
-    expect(explainMediaFailure(timeout, "ws://127.0.0.1:8123", "localhost")).toBe(timeout);
-    expect(explainMediaFailure(timeout, "wss://api3.decart.ai", "10.1.0.2")).toBe(timeout);
+    expect(explainMediaFailure(timeout, "10.1.0.2", HELP).message).toContain(HELP);
+    expect(explainMediaFailure(timeout, "localhost", HELP)).toBe(timeout);
+    expect(explainMediaFailure(timeout, "10.1.0.2", "")).toBe(timeout); // the service is not beside the kernel
     const other = new ConnectionLost("could not connect after 6 attempts: refused");
-    expect(explainMediaFailure(other, "ws://127.0.0.1:8123", "10.1.0.2")).toBe(other);
+    expect(explainMediaFailure(other, "10.1.0.2", HELP)).toBe(other);
   });
 
   it("explains a media failure of an emulator beside the kernel only when the page is on another host", () => {
     const timeout = new ConnectionLost("the video could not connect: no media connection within 20 s");
-    const help = "The video cannot reach the local emulator running next to the kernel: set DECART_API_KEY.";
-    const explained = explainMediaFailure(timeout, "", "10.1.0.2", help);
-    expect(explained.message).toBe(`the video could not connect: no media connection within 20 s. ${help}`);
-    expect(explained.message).not.toContain('signaling="kernel"'); // already through the kernel
-    expect(explainMediaFailure(explained, "", "10.1.0.2", help)).toBe(explained);
-    expect(explainMediaFailure(timeout, "", "localhost", help)).toBe(timeout);
-    expect(explainMediaFailure(timeout, "", "", help)).toBe(timeout);
-    expect(explainMediaFailure(timeout, "", "10.1.0.2", "")).toBe(timeout);
+    const explained = explainMediaFailure(timeout, "10.1.0.2", HELP);
+    expect(explained.message).toBe(`the video could not connect: no media connection within 20 s. ${HELP}`);
+    expect(explainMediaFailure(timeout, "", HELP)).toBe(timeout); // no page: cannot tell
     // the emulator's own reason already names the ways out: nothing is added
     const ended = new SessionEnded("the server ended the generation: peer connection failed: no media path (... set DECART_API_KEY ...)", "error");
-    expect(explainMediaFailure(ended, "", "10.1.0.2", help)).toBe(ended);
+    expect(explainMediaFailure(ended, "10.1.0.2", HELP)).toBe(ended);
     const room = new ConnectionLost("the video could not connect: room failed");
-    expect(explainMediaFailure(room, "", "10.1.0.2", help).message).toContain(help);
+    expect(explainMediaFailure(room, "10.1.0.2", HELP).message).toContain(HELP);
+  });
+
+  it("a socket to an emulator on every interface that cannot be made from another host ends at once, saying why", () => {
+    const error = neverReachable("ws://0.0.0.0:8123", "ws://10.1.0.1:8123", "10.1.0.1", HELP);
+    expect(error).toBeInstanceOf(ConnectionLost);
+    expect(error!.message).toBe(`Could not connect to 10.1.0.1:8123. ${HELP}`);
+    expect(neverReachable("ws://0.0.0.0:8123", "ws://localhost:8123", "localhost", HELP)).toBeNull(); // local page
+    expect(neverReachable("ws://10.0.0.5:8123", "ws://10.0.0.5:8123", "10.1.0.1", HELP)).toBeNull(); // not a wildcard
+    expect(neverReachable("ws://0.0.0.0:8123", "ws://10.1.0.1:8123", "10.1.0.1", "")).toBeNull(); // no help: not beside
+  });
+
+  it("the signaling link ends such a session without a retry or a second credential", async () => {
+    const clock = new FakeClock();
+    const session = new Session({ prompt: "Anime" });
+    session.start(0);
+    const failures: Error[] = [];
+    const sockets: { onclose: ((event: CloseEvent) => void) | null }[] = [];
+    let credentials = 0;
+    const modes = defaultSignalingModes((url) => {
+      const socket = { readyState: 0, url, send() {}, close() {}, onopen: null, onmessage: null, onclose: null, onerror: null };
+      sockets.push(socket);
+      return socket;
+    }, () => "10.1.0.1");
+    const link = new SignalingLink({
+      clock: clockOf(clock),
+      toCore: (input) => void input(session, clock.now),
+      mode: () => modes["direct"],
+      target: () => ({ model: "lucy-2.1", realtimeUrl: "", remoteHelp: HELP }),
+      requestCredential: () => {
+        credentials++;
+        return Promise.resolve({ apiKey: "ek_1", realtimeUrl: "ws://0.0.0.0:8123" });
+      },
+      kernel: { send: () => {}, listen: () => () => {} },
+      fail: (error) => failures.push(error),
+      connecting: () => {},
+    });
+    link.connect(0);
+    await flush();
+    expect(sockets).toHaveLength(1);
+    sockets[0]!.onclose?.({ code: 1006, reason: "" } as CloseEvent); // refused: never opened
+    await flush();
+    clock.advance(60_000);
+    await flush();
+    expect(failures.map((error) => error.message)).toEqual([`Could not connect to 10.1.0.1:8123. ${HELP}`]);
+    expect(credentials).toBe(1);
+    expect(sockets).toHaveLength(1);
   });
 
   it("a server bound to every interface is reached at the page's own host, never at 0.0.0.0", () => {

@@ -20,6 +20,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -76,7 +77,12 @@ def _notebook(cells: list[dict[str, Any]]) -> dict[str, Any]:
 class JupyterServer:
     """``with JupyterServer("lab", env={...}) as server:`` -- ``server.url(path)`` opens it.
 
-    ``args`` are added to the server's command line (``--ServerApp.x=y``).
+    ``args`` are added to the server's command line (``--ServerApp.x=y``). On another host (a
+    network namespace, tests/browser/netns_kit.py): ``ip`` is the address it listens on and the
+    test reaches it at, ``command_prefix`` runs it there (``ip netns exec ...``), ``fetch`` makes
+    the test's own HTTP requests from there (``url, timeout -> (status, body)``), and
+    ``page_base_url`` is where the browser finds it (``notebook_url``); ``unset_env`` are names
+    the kernel must not inherit.
     """
 
     def __init__(
@@ -86,13 +92,23 @@ class JupyterServer:
         env: dict[str, str] | None = None,
         args: list[str] | None = None,
         startup_timeout: float = 60.0,
+        ip: str = "127.0.0.1",
+        command_prefix: list[str] | None = None,
+        fetch: Callable[[str, float], tuple[int, bytes]] | None = None,
+        unset_env: list[str] | None = None,
     ) -> None:
         if app not in APPS:
             raise ValueError(f"app must be one of {sorted(APPS)}; got {app!r}")
         self.app = app
         self.port = free_port()
         self.token = secrets.token_hex(16)
-        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.ip = ip
+        self.base_url = f"http://{ip}:{self.port}"
+        #: where the browser opens the server (another address when a forwarder is in front)
+        self.page_base_url = self.base_url
+        self._command_prefix = list(command_prefix or [])
+        self._fetch = fetch or _fetch
+        self._unset_env = list(unset_env or [])
         self._extra_env = dict(env or {})
         self._extra_args = list(args or [])
         self._startup_timeout = startup_timeout
@@ -129,13 +145,16 @@ class JupyterServer:
             ),
             **self._extra_env,
         }
+        for name in self._unset_env:
+            env.pop(name, None)
         command = [
+            *self._command_prefix,
             sys.executable,
             "-m",
             APPS[self.app],
             "--no-browser",
             f"--port={self.port}",
-            "--ip=127.0.0.1",
+            f"--ip={self.ip}",
             f"--ServerApp.token={self.token}",
             "--ServerApp.password=",
             f"--ServerApp.root_dir={self.root_dir}",
@@ -158,9 +177,8 @@ class JupyterServer:
             if self._process is not None and self._process.poll() is not None:
                 raise RuntimeError(f"jupyter {self.app} exited early:\n{self.log()}")
             try:
-                with urllib.request.urlopen(status, timeout=2) as response:
-                    if response.status == 200:
-                        return
+                if self._fetch(status, 2.0)[0] == 200:
+                    return
             except (urllib.error.URLError, OSError):
                 pass
             time.sleep(0.2)
@@ -204,8 +222,8 @@ class JupyterServer:
     def notebook_url(self, name: str) -> str:
         """The URL that opens notebook ``name`` in this app, token included."""
         if self.app == "lab":
-            return f"{self.base_url}/lab/tree/{name}?reset&token={self.token}"
-        return f"{self.base_url}/notebooks/{name}?token={self.token}"
+            return f"{self.page_base_url}/lab/tree/{name}?reset&token={self.token}"
+        return f"{self.page_base_url}/notebooks/{name}?token={self.token}"
 
     @property
     def pid(self) -> int:
@@ -218,8 +236,7 @@ class JupyterServer:
         """The execution state of the kernel of notebook ``name`` (None: no session yet)."""
         url = f"{self.base_url}/api/sessions?token={self.token}"
         try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                sessions = json.load(response)
+            sessions = json.loads(self._fetch(url, 5.0)[1])
         except (urllib.error.URLError, OSError, ValueError):
             return None
         for session in sessions:
@@ -232,6 +249,12 @@ class JupyterServer:
             return self._log_path.read_text(errors="replace")[-4000:]
         except OSError:
             return ""
+
+
+def _fetch(url: str, timeout: float) -> tuple[int, bytes]:
+    """GET ``url``: its status and body."""
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return int(response.status), bytes(response.read())
 
 
 class JupyterPage:

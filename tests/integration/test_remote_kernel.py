@@ -22,7 +22,6 @@ import decart_widget as dw
 from decart_widget._backends import shared_emulator
 from decart_widget.emulator import DEFAULT_API_KEY
 from decart_widget.widget._kernel_relay import as_the_browser_sees_it
-from decart_widget.widget._widget import EMULATOR_MEDIA_HELP
 
 
 @pytest.fixture
@@ -55,8 +54,13 @@ def test_the_automatic_emulator_is_reached_through_the_kernel_by_default(no_key:
         assert isinstance(w.backend, dw.Emulator)
         assert w.signaling == "kernel" and isinstance(w.signaling_mode, dw.Kernel)
         assert w.realtime_url == ""  # the browser is told nothing: the kernel relays
-        assert w.remote_page_help == EMULATOR_MEDIA_HELP
-        assert "DECART_API_KEY" in w.remote_page_help
+        # what a page on another host is told (js/src/reach.ts): the cause, the ways out
+        assert w.remote_page_help.startswith(
+            "The browser cannot reach the local emulator running next to the kernel"
+        )
+        for way_out in ("DECART_API_KEY", "run Jupyter on this computer", "ice_servers"):
+            assert way_out in w.remote_page_help
+        assert 'signaling="kernel"' not in w.remote_page_help  # it already is
     finally:
         w.close()
 
@@ -68,12 +72,19 @@ def test_a_choice_or_another_backend_keeps_direct_signaling(
     assert chosen.signaling == "direct"
     assert chosen.realtime_url == f"ws://0.0.0.0:{shared_emulator().port}"
     assert dw.RealtimeWidget(token_seconds=30).signaling == "direct"  # a direct-mode keyword
+    assert 'signaling="kernel"' in chosen.remote_page_help  # a way out in direct signaling
     given = dw.RealtimeWidget(backend=everywhere)
-    assert (given.signaling, given.remote_page_help) == ("direct", EMULATOR_MEDIA_HELP)
+    assert given.signaling == "direct"
+    assert given.remote_page_help == chosen.remote_page_help
     monkeypatch.setenv("DECART_API_KEY", "dct_envkey_0000")
     keyed = dw.RealtimeWidget()
     assert (keyed.signaling, keyed.remote_page_help) == ("direct", "")
     assert isinstance(keyed.backend, dw.Decart)
+    # a service at the kernel's loopback is beside it too
+    local = dw.Decart(api_key="dct_x_0000", realtime_url="ws://127.0.0.1:9")
+    assert "cannot reach the service running next to the kernel" in (
+        dw.RealtimeWidget(backend=local).remote_page_help
+    )
 
 
 # ---- a LiveKit room's address, as the browser must dial it --------------------------------------

@@ -1,0 +1,277 @@
+"""The browser and the kernel on different hosts: Chromium and JupyterLab in network namespaces.
+
+`netns_kit.Hosts` makes three hosts (browser, router, kernel). JupyterLab runs on the kernel's
+host with no key, so every widget uses the widget's automatic local emulator, in the kernel's
+process. The widgets autostart; the page is read as a user sees it (the pill, the banner, the
+pixels of the output video) and the kernel's traitlets are printed by a cell.
+
+* routed (a remote server on your network): the defaults, and direct signaling, show the
+  transformed video with both media transports;
+* behind a TCP forwarder with the kernel's host unroutable (a hub's proxy, an SSH tunnel): every
+  widget ends with a message that names the cause and the ways out, well within the bounds;
+* a service address the network drops silently: a bounded failure that says so.
+
+docs/where-it-works.md cites these tests for its rows. Needs root and ``ip netns``: skipped with
+the reason otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from browser_kit import read_frames, wait_for
+from conftest import CHROMIUM, CHROMIUM_ARGS
+from jupyter_servers import JupyterPage, JupyterServer, write_notebook
+from netns_kit import (
+    DROPPED,
+    KERNEL_IP,
+    ROUTER_BROWSER_SIDE,
+    Hosts,
+    TcpForwarder,
+    chromium_wrapper,
+    fetch_in,
+    unavailable,
+)
+
+WHY_NOT = unavailable()
+pytestmark = [
+    pytest.mark.skipif(WHY_NOT is not None, reason=WHY_NOT or ""),
+    pytest.mark.timeout(300),  # the first test also starts JupyterLab and Chromium
+]
+
+#: the port of the forwarder in front of Jupyter, on the router's browser side
+FORWARDED_PORT = 9999
+#: the kernel's key variables: unset, so the widgets use the automatic emulator
+KEY_VARIABLES = ["DECART_API_KEY", "DECART_API_URL", "DECART_REALTIME_URL"]
+#: a bound the failures must come well within (the front end's are 20 s; see the module doc)
+FAILURE_WAIT = 45.0
+
+#: the last cell: waits (in the kernel, up to 60 s) until every widget is generating
+#: (``"live"``) or has an error (``"ended"``), then prints their traitlets
+STATES_CELL = """\
+import asyncio, json
+async def settle(done, timeout=60.0):
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not all(done(w) for w in widgets) and loop.time() < end:
+        await asyncio.sleep(0.2)  # comm messages from the page are handled meanwhile
+await settle({
+    "live": lambda w: w.connection_state == "generating",
+    "ended": lambda w: bool(w.last_error),
+}[UNTIL])
+print('STATES', json.dumps([[w.signaling, w.transport, w.source, w.connection_state,
+      w.last_error] for w in widgets]))"""
+
+
+@pytest.fixture(scope="module")
+def hosts() -> Iterator[Hosts]:
+    with Hosts() as made:
+        yield made
+
+
+@pytest.fixture(scope="module")
+def lab(hosts: Hosts) -> Iterator[JupyterServer]:
+    server = JupyterServer(
+        "lab",
+        ip=KERNEL_IP,
+        command_prefix=hosts.kernel.exec_prefix,
+        fetch=lambda url, timeout: fetch_in(hosts.kernel, url, timeout),
+        unset_env=KEY_VARIABLES,
+        args=["--ServerApp.allow_remote_access=True"],
+    )
+    with server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def forwarder(hosts: Hosts, lab: JupyterServer) -> Iterator[TcpForwarder]:
+    forward = TcpForwarder(
+        hosts.router, (ROUTER_BROWSER_SIDE, FORWARDED_PORT), (KERNEL_IP, lab.port)
+    ).start()
+    yield forward
+    forward.stop()
+
+
+@pytest.fixture(scope="module")
+def remote_browser(
+    playwright: Any, hosts: Hosts, lab: JupyterServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Any]:
+    """Chromium on the browser's host; both ways to the server count as secure origins, so the
+    camera works over plain http (a real deployment has https)."""
+    origins = f"http://{KERNEL_IP}:{lab.port},http://{ROUTER_BROWSER_SIDE}:{FORWARDED_PORT}"
+    wrapper = chromium_wrapper(hosts.browser, CHROMIUM, tmp_path_factory.mktemp("chromium"))
+    browser = playwright.chromium.launch(
+        executable_path=str(wrapper),
+        args=[*CHROMIUM_ARGS, f"--unsafely-treat-insecure-origin-as-secure={origins}"],
+    )
+    yield browser
+    browser.close()
+
+
+@pytest.fixture
+def remote_page(remote_browser: Any) -> Iterator[Any]:
+    context = remote_browser.new_context(viewport={"width": 1280, "height": 2400})
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def open_notebook(
+    lab: JupyterServer, page: Any, name: str, cells: list[str], until: str
+) -> JupyterPage:
+    """Open and run a notebook of ``cells`` whose last cell prints the widgets' traitlets once
+    they are all ``until`` (see `STATES_CELL`)."""
+    write_notebook(lab.root_dir / name, [*cells, f"UNTIL = {until!r}\n{STATES_CELL}"])
+    ui = JupyterPage(page, lab)
+    ui.open(name)
+    ui.run_all()
+    return ui
+
+
+def widget_cells(kinds: list[str], setup: str = "") -> list[str]:
+    """Cells that make one autostarting widget of each kind (keyword arguments), into
+    ``widgets``, and show it."""
+    cells = [f"import decart_widget as dw\n{setup}widgets = []"]
+    for kind in kinds:
+        cells.append(
+            f"widgets.append(dw.RealtimeWidget(prompt='invert', autostart=True, {kind}))\n"
+            "widgets[-1]"
+        )
+    return cells
+
+
+def kernel_states(ui: JupyterPage) -> list[list[Any]] | None:
+    """What the last cell printed: ``[signaling, transport, source, state, last_error]`` each."""
+    for line in ui.output_text(-1).splitlines():
+        if line.startswith("STATES "):
+            return list(json.loads(line[len("STATES ") :]))
+    return None
+
+
+def states_when_settled(ui: JupyterPage, timeout: float = 150) -> list[list[Any]]:
+    """What the last cell printed once the widgets settled (the cells take their time)."""
+    wait_for(lambda: kernel_states(ui) is not None, timeout, "all cells to run and settle")
+    states = kernel_states(ui)
+    assert states is not None
+    return states
+
+
+def view(page: Any, index: int) -> Any:
+    root = page.locator(".decart-widget").nth(index)
+    root.scroll_into_view_if_needed()  # a user looks at it (Chromium may pause hidden videos)
+    return root
+
+
+def banners_when_ended(page: Any, count: int, timeout: float) -> list[tuple[str, float]]:
+    """Each view's banner text and the seconds it took to appear (from now)."""
+    started = time.monotonic()
+    seen: dict[int, tuple[str, float]] = {}
+
+    def all_ended() -> bool:
+        for index in range(count):
+            if index in seen:
+                continue
+            banner = page.locator(".decart-widget").nth(index).locator(".dw-banner")
+            if banner.is_visible() and banner.inner_text().strip():
+                seen[index] = (banner.inner_text(), time.monotonic() - started)
+        return len(seen) == count
+
+    wait_for(all_ended, timeout, f"all {count} views to show why they ended", every=0.25)
+    return [seen[index] for index in range(count)]
+
+
+# ---- (a) routed: a remote server on your network ------------------------------------------------
+
+
+def test_routed_defaults_show_the_transformed_video_with_both_transports(
+    hosts: Hosts, lab: JupyterServer, remote_page: Any
+) -> None:
+    hosts.route(True)
+    lab.page_base_url = f"http://{KERNEL_IP}:{lab.port}"
+    kinds = [
+        'source="synthetic", transport="webrtc"',  # kernel signaling: the default
+        'source="synthetic", transport="livekit"',
+        'source="synthetic", transport="livekit", signaling="direct"',
+        'source="synthetic", transport="webrtc", signaling="direct"',
+    ]
+    ui = open_notebook(lab, remote_page, "routed.ipynb", widget_cells(kinds), "live")
+    for index in range(len(kinds)):
+        root = view(remote_page, index)
+        pill = root.locator(".dw-pill")
+        wait_for(lambda pill=pill: pill.inner_text() == "Live", 40, f"widget {index} to go Live")
+
+        def output_shows(index: int = index) -> bool:
+            frames = read_frames(remote_page, index)
+            return bool(frames.ready and frames.output and frames.output.peak > 50)
+
+        wait_for(output_shows, 20, f"widget {index}'s transformed video", every=0.2)
+        assert not root.locator(".dw-banner").is_visible(), root.locator(".dw-banner").inner_text()
+    states = states_when_settled(ui)
+    assert all(state[3] == "generating" for state in states), states
+    assert [state[:2] for state in states] == [
+        ["kernel", "webrtc"],
+        ["kernel", "livekit"],
+        ["direct", "livekit"],
+        ["direct", "webrtc"],
+    ]
+
+
+# ---- (b) behind a forwarder, the kernel's host unroutable ---------------------------------------
+
+WAYS_OUT = ("DECART_API_KEY", "Jupyter")
+
+
+def test_behind_a_forwarder_every_widget_says_why_within_the_bounds(
+    hosts: Hosts, lab: JupyterServer, forwarder: TcpForwarder, remote_page: Any
+) -> None:
+    hosts.route(False)
+    lab.page_base_url = f"http://{ROUTER_BROWSER_SIDE}:{FORWARDED_PORT}"
+    kinds = [
+        'source="synthetic", transport="webrtc"',  # kernel signaling: the default
+        'source="camera", transport="webrtc"',
+        'source="synthetic", transport="livekit"',
+        'source="camera", transport="livekit"',
+        'source="synthetic", transport="livekit", signaling="direct"',
+        'source="camera", transport="webrtc", signaling="direct"',
+    ]
+    ui = open_notebook(lab, remote_page, "forwarded.ipynb", widget_cells(kinds), "ended")
+    banners = banners_when_ended(remote_page, len(kinds), FAILURE_WAIT)
+    states = states_when_settled(ui)
+    for (text, seconds), state, kind in zip(banners, states, kinds, strict=True):
+        signaling, transport, source, connection, error = state
+        print(f"{signaling}/{transport}/{source}: {seconds:.1f} s: {error}")
+        assert connection not in ("connecting", "reconnecting", "generating"), (kind, state)
+        assert "emulator" in error and all(way in error for way in WAYS_OUT), (kind, error)
+        assert "connection lost" not in error.lower(), (kind, error)
+        assert "(error)" not in error, (kind, error)
+        assert error.split(".")[0].lower() in text.lower(), (kind, text, error)
+
+
+# ---- (c) a service address that drops every packet ----------------------------------------------
+
+MODES = ("direct", "kernel")
+
+
+def test_an_address_that_drops_everything_fails_within_the_bound_saying_so(
+    hosts: Hosts, lab: JupyterServer, remote_page: Any
+) -> None:
+    hosts.route(True)
+    lab.page_base_url = f"http://{KERNEL_IP}:{lab.port}"
+    setup = (
+        "minter = dw.Emulator().start()  # mints the client tokens; its URL is never used\n"
+        "service = dw.Decart(api_key=minter.api_key, api_url=minter.api_url,\n"
+        f"                   realtime_url='ws://{DROPPED}:8765')\n"
+    )
+    kinds = [f"source='synthetic', backend=service, signaling={mode!r}" for mode in MODES]
+    ui = open_notebook(lab, remote_page, "dropped.ipynb", widget_cells(kinds, setup), "ended")
+    banners = banners_when_ended(remote_page, len(kinds), FAILURE_WAIT)
+    states = states_when_settled(ui)
+    for (_text, seconds), state in zip(banners, states, strict=True):
+        print(f"{state[0]}: {seconds:.1f} s: {state[4]}")
+        assert state[3] not in ("connecting", "reconnecting"), state
+        assert "could not connect" in state[4].lower(), state
+        assert "connection lost" not in state[4].lower(), state
