@@ -18,13 +18,15 @@ the reason otherwise.
 from __future__ import annotations
 
 import json
-import time
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from browser_kit import read_frames, wait_for
 from conftest import CHROMIUM, CHROMIUM_ARGS
+from hub_kit import JupyterHub
+from hub_kit import unavailable as hub_unavailable
 from jupyter_servers import JupyterPage, JupyterServer, write_notebook
 from netns_kit import (
     DROPPED,
@@ -45,26 +47,44 @@ pytestmark = [
 
 #: the port of the forwarder in front of Jupyter, on the router's browser side
 FORWARDED_PORT = 9999
+#: the port of JupyterHub's proxy on the kernel's host
+HUB_PORT = 8000
 #: the kernel's key variables: unset, so the widgets use the automatic emulator
 KEY_VARIABLES = ["DECART_API_KEY", "DECART_API_URL", "DECART_REALTIME_URL"]
 #: a bound the failures must come well within (the front end's are 20 s; see the module doc)
 FAILURE_WAIT = 45.0
 
-#: the last cell: waits (in the kernel, up to 60 s) until every widget is generating
-#: (``"live"``) or has an error (``"ended"``), then prints their traitlets
-STATES_CELL = """\
+#: the first cell: ``add(widget)`` keeps a widget in ``widgets`` and notes when it was made and
+#: when it first settled (the kernel's clock: the figures the tests print). ``UNTIL`` says what
+#: settled means: generating (``"live"``), or ended with an error (``"ended"``: a message and a
+#: state that is no longer trying).
+SETUP_CELL = """\
 import asyncio, json
-async def settle(done, timeout=60.0):
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not all(done(w) for w in widgets) and loop.time() < end:
-        await asyncio.sleep(0.2)  # comm messages from the page are handled meanwhile
-await settle({
+import decart_widget as dw
+loop = asyncio.get_event_loop()
+DONE = {
     "live": lambda w: w.connection_state == "generating",
-    "ended": lambda w: bool(w.last_error),
-}[UNTIL])
+    "ended": lambda w: bool(w.last_error) and w.connection_state in ("disconnected", "error"),
+}[UNTIL]
+widgets, made, seen = [], {}, {}
+def add(w):
+    made[id(w)] = loop.time()
+    def check(change=None, w=w):
+        if id(w) not in seen and DONE(w):
+            seen[id(w)] = loop.time()
+    w.observe(check, names=["last_error", "connection_state"])
+    widgets.append(w)
+    return w
+"""
+
+#: the last cell: waits (in the kernel, up to 60 s) until every widget settled, then prints
+#: their traitlets and seconds to settle
+STATES_CELL = """\
+end = loop.time() + 60
+while not all(DONE(w) for w in widgets) and loop.time() < end:
+    await asyncio.sleep(0.2)  # comm messages from the page are handled meanwhile
 print('STATES', json.dumps([[w.signaling, w.transport, w.source, w.connection_state,
-      w.last_error] for w in widgets]))"""
+      w.last_error, round(seen.get(id(w), loop.time()) - made[id(w)], 1)] for w in widgets]))"""
 
 
 @pytest.fixture(scope="module")
@@ -121,31 +141,28 @@ def remote_page(remote_browser: Any) -> Iterator[Any]:
 
 
 def open_notebook(
-    lab: JupyterServer, page: Any, name: str, cells: list[str], until: str
+    lab: JupyterServer | JupyterHub, page: Any, name: str, cells: list[str]
 ) -> JupyterPage:
-    """Open and run a notebook of ``cells`` whose last cell prints the widgets' traitlets once
-    they are all ``until`` (see `STATES_CELL`)."""
-    write_notebook(lab.root_dir / name, [*cells, f"UNTIL = {until!r}\n{STATES_CELL}"])
-    ui = JupyterPage(page, lab)
+    """Open and run a notebook of ``cells`` (`widget_cells`) and the `STATES_CELL`."""
+    write_notebook(lab.root_dir / name, [*cells, STATES_CELL])
+    ui = JupyterPage(page, lab)  # type: ignore[arg-type]  # a hub offers what it uses
     ui.open(name)
     ui.run_all()
     return ui
 
 
-def widget_cells(kinds: list[str], setup: str = "") -> list[str]:
-    """Cells that make one autostarting widget of each kind (keyword arguments), into
-    ``widgets``, and show it."""
-    cells = [f"import decart_widget as dw\n{setup}widgets = []"]
+def widget_cells(kinds: list[str], until: str, setup: str = "") -> list[str]:
+    """Cells that make one autostarting widget of each kind (keyword arguments) and show it;
+    the last cell waits until they are all ``until`` (`SETUP_CELL`)."""
+    cells = [f"UNTIL = {until!r}\n{SETUP_CELL}{setup}"]
     for kind in kinds:
-        cells.append(
-            f"widgets.append(dw.RealtimeWidget(prompt='invert', autostart=True, {kind}))\n"
-            "widgets[-1]"
-        )
+        cells.append(f"add(dw.RealtimeWidget(prompt='invert', autostart=True, {kind}))")
     return cells
 
 
 def kernel_states(ui: JupyterPage) -> list[list[Any]] | None:
-    """What the last cell printed: ``[signaling, transport, source, state, last_error]`` each."""
+    """What the last cell printed: ``[signaling, transport, source, state, last_error,
+    seconds from the widget's making to generating or its error]`` each."""
     for line in ui.output_text(-1).splitlines():
         if line.startswith("STATES "):
             return list(json.loads(line[len("STATES ") :]))
@@ -166,25 +183,29 @@ def view(page: Any, index: int) -> Any:
     return root
 
 
-def banners_when_ended(page: Any, count: int, timeout: float) -> list[tuple[str, float]]:
-    """Each view's banner text and the seconds it took to appear (from now)."""
-    started = time.monotonic()
-    seen: dict[int, tuple[str, float]] = {}
+def banners_when_ended(page: Any, count: int, timeout: float) -> list[str]:
+    """Each view's banner text, once every view shows one (within ``timeout`` from now)."""
 
-    def all_ended() -> bool:
+    def texts() -> list[str]:
+        found = []
         for index in range(count):
-            if index in seen:
-                continue
             banner = page.locator(".decart-widget").nth(index).locator(".dw-banner")
-            if banner.is_visible() and banner.inner_text().strip():
-                seen[index] = (banner.inner_text(), time.monotonic() - started)
-        return len(seen) == count
+            found.append(banner.inner_text().strip() if banner.is_visible() else "")
+        return found
 
-    wait_for(all_ended, timeout, f"all {count} views to show why they ended", every=0.25)
-    return [seen[index] for index in range(count)]
+    wait_for(lambda: all(texts()), timeout, f"all {count} views to show why they ended", every=0.5)
+    return texts()
 
 
 # ---- (a) routed: a remote server on your network ------------------------------------------------
+
+#: one widget in each signaling mode on each media transport
+ROUTED_KINDS = [
+    'source="synthetic", transport="webrtc"',  # kernel signaling: the default
+    'source="synthetic", transport="livekit"',
+    'source="synthetic", transport="livekit", signaling="direct"',
+    'source="synthetic", transport="webrtc", signaling="direct"',
+]
 
 
 def test_routed_defaults_show_the_transformed_video_with_both_transports(
@@ -192,13 +213,14 @@ def test_routed_defaults_show_the_transformed_video_with_both_transports(
 ) -> None:
     hosts.route(True)
     lab.page_base_url = f"http://{KERNEL_IP}:{lab.port}"
-    kinds = [
-        'source="synthetic", transport="webrtc"',  # kernel signaling: the default
-        'source="synthetic", transport="livekit"',
-        'source="synthetic", transport="livekit", signaling="direct"',
-        'source="synthetic", transport="webrtc", signaling="direct"',
-    ]
-    ui = open_notebook(lab, remote_page, "routed.ipynb", widget_cells(kinds), "live")
+    ui = open_notebook(lab, remote_page, "routed.ipynb", widget_cells(ROUTED_KINDS, "live"))
+    assert_live(ui, remote_page, ROUTED_KINDS)
+
+
+def assert_live(ui: JupyterPage, page: Any, kinds: list[str]) -> None:
+    """Every view shows Live and a transformed video; the kernel sees them generating, in
+    kernel and direct signaling on WebRTC and LiveKit (the order of `ROUTED_KINDS`)."""
+    remote_page = page
     for index in range(len(kinds)):
         root = view(remote_page, index)
         pill = root.locator(".dw-pill")
@@ -211,6 +233,8 @@ def test_routed_defaults_show_the_transformed_video_with_both_transports(
         wait_for(output_shows, 20, f"widget {index}'s transformed video", every=0.2)
         assert not root.locator(".dw-banner").is_visible(), root.locator(".dw-banner").inner_text()
     states = states_when_settled(ui)
+    for state in states:
+        print(f"{state[0]}/{state[1]}: live {state[5]} s after it was made")
     assert all(state[3] == "generating" for state in states), states
     assert [state[:2] for state in states] == [
         ["kernel", "webrtc"],
@@ -218,6 +242,40 @@ def test_routed_defaults_show_the_transformed_video_with_both_transports(
         ["direct", "livekit"],
         ["direct", "webrtc"],
     ]
+
+
+# ---- JupyterHub: its proxy and its own base URL in front of the user's server ------------------
+
+HUB_WHY_NOT = hub_unavailable()
+
+
+@pytest.fixture(scope="module")
+def hub(hosts: Hosts) -> Iterator[JupyterHub]:
+    if HUB_WHY_NOT is not None:
+        pytest.skip(HUB_WHY_NOT)
+    made = JupyterHub(
+        KERNEL_IP,
+        HUB_PORT,
+        command_prefix=hosts.kernel.exec_prefix,
+        fetch=lambda request, timeout: hosts.kernel.call(_open, request, timeout),
+    )
+    with made:
+        yield made
+
+
+def _open(request: Any, timeout: float) -> tuple[int, bytes]:
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return int(response.status), bytes(response.read())
+
+
+def test_through_jupyterhub_the_defaults_show_the_transformed_video(
+    hosts: Hosts, hub: JupyterHub, remote_page: Any
+) -> None:
+    hosts.route(True)
+    hub.log_in(remote_page)
+    ui = open_notebook(hub, remote_page, "hub.ipynb", widget_cells(ROUTED_KINDS, "live"))
+    assert remote_page.url.startswith(f"http://{KERNEL_IP}:{HUB_PORT}/hub-prefix/user/")
+    assert_live(ui, remote_page, ROUTED_KINDS)
 
 
 # ---- (b) behind a forwarder, the kernel's host unroutable ---------------------------------------
@@ -238,12 +296,12 @@ def test_behind_a_forwarder_every_widget_says_why_within_the_bounds(
         'source="synthetic", transport="livekit", signaling="direct"',
         'source="camera", transport="webrtc", signaling="direct"',
     ]
-    ui = open_notebook(lab, remote_page, "forwarded.ipynb", widget_cells(kinds), "ended")
+    ui = open_notebook(lab, remote_page, "forwarded.ipynb", widget_cells(kinds, "ended"))
     banners = banners_when_ended(remote_page, len(kinds), FAILURE_WAIT)
     states = states_when_settled(ui)
-    for (text, seconds), state, kind in zip(banners, states, kinds, strict=True):
-        signaling, transport, source, connection, error = state
-        print(f"{signaling}/{transport}/{source}: {seconds:.1f} s: {error}")
+    for text, state, kind in zip(banners, states, kinds, strict=True):
+        signaling, transport, source, connection, error, seconds = state
+        print(f"{signaling}/{transport}/{source}: {seconds} s: {error}")
         assert connection not in ("connecting", "reconnecting", "generating"), (kind, state)
         assert "emulator" in error and all(way in error for way in WAYS_OUT), (kind, error)
         assert "connection lost" not in error.lower(), (kind, error)
@@ -264,14 +322,15 @@ def test_an_address_that_drops_everything_fails_within_the_bound_saying_so(
     setup = (
         "minter = dw.Emulator().start()  # mints the client tokens; its URL is never used\n"
         "service = dw.Decart(api_key=minter.api_key, api_url=minter.api_url,\n"
-        f"                   realtime_url='ws://{DROPPED}:8765')\n"
+        f"                   realtime_url='ws://{DROPPED}:8765')"
     )
     kinds = [f"source='synthetic', backend=service, signaling={mode!r}" for mode in MODES]
-    ui = open_notebook(lab, remote_page, "dropped.ipynb", widget_cells(kinds, setup), "ended")
+    ui = open_notebook(lab, remote_page, "dropped.ipynb", widget_cells(kinds, "ended", setup))
     banners = banners_when_ended(remote_page, len(kinds), FAILURE_WAIT)
     states = states_when_settled(ui)
-    for (_text, seconds), state in zip(banners, states, strict=True):
-        print(f"{state[0]}: {seconds:.1f} s: {state[4]}")
+    for text, state in zip(banners, states, strict=True):
+        print(f"{state[0]}: {state[5]} s: {state[4]}")
+        assert "could not connect" in text.lower(), text
         assert state[3] not in ("connecting", "reconnecting"), state
         assert "could not connect" in state[4].lower(), state
         assert "connection lost" not in state[4].lower(), state
