@@ -3,7 +3,8 @@
 //   src/webrtc_asset.ts -> webrtc.js   (ESM, the Gen-A media transport)
 //   src/livekit_room.ts -> livekit.js  (ESM with npm livekit-client, the Gen-B one)
 //   src/frames_asset.ts -> frames.js   (ESM, w.snapshot()'s frame capture, on the first request)
-//   src/capture_sources.ts -> sources.js (ESM, the screen and video-file sources, on first use)
+//   src/capture_sources.ts -> sources.js (ESM, the screen, video-file and Python sources, on first use)
+//   src/session_view.ts -> session_view.js (ESM, SessionView's own anywidget module)
 //   src/styles.css      -> widget.css
 // The kernel sends a media transport's asset only when a session of that transport starts
 // (src/asset_loader.ts); widget.js carries their sha-256 prefixes (DW_ASSET_IDS) to key the
@@ -48,6 +49,13 @@ await Promise.all([
     format: "esm",
     platform: "browser",
     define: { DW_ASSET_IDS: JSON.stringify(assetIds) },
+  }),
+  esbuild.build({
+    ...common,
+    entryPoints: [join(here, "src", "session_view.ts")],
+    outfile: join(outdir, "session_view.js"),
+    format: "esm",
+    platform: "browser",
   }),
   esbuild.build({
     ...common,

@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 import websockets
@@ -68,6 +68,9 @@ from ._livekit import RoomLink, livekit_installed, require_livekit
 from ._recording import Recording, SessionRecordings
 from ._sources import FrameSource, RGBFrame, make_track
 from ._webrtc import PeerLink
+
+if TYPE_CHECKING:
+    from ..widget._session_view import SessionView
 
 log = logging.getLogger("decart_widget.client.session")
 
@@ -395,6 +398,18 @@ class RealtimeSession:
         if self._runner is None or self._ended.is_set():
             raise self._final_error or ConnectionLost("the session is not connected")
         return self._recordings.start(target, side, rate, seconds, limit)
+
+    def show(self, fps: float = 15.0) -> SessionView:
+        """The transformed output, live in a notebook: put ``session.show()`` last in a cell.
+
+        A `decart_widget.widget.SessionView` (no camera, no session of its own) fed from
+        `frames` at up to ``fps`` (at most 30) while it is displayed; make it where the session
+        runs (a notebook cell). Raw RGB rides the widget comm, so keep ``fps`` modest for large
+        frames (1088 x 624 at 15 fps is ~30 MB/s). ``view.close()`` stops it.
+        """
+        from ..widget._session_view import SessionView
+
+        return SessionView(self, fps=fps)
 
     async def wait_for_state(self, state: str, timeout: float = 30.0) -> None:
         """Wait until ``connection_state == state`` (raises the session's error if it ends)."""

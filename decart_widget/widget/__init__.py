@@ -1,6 +1,6 @@
 """The notebook widget: `RealtimeWidget` (anywidget), its signaling modes (`Direct`, `Kernel`,
-`Proxy`), the kernel relay's hooks, frames for Python (`frames`), and the front-end bundle in
-``static/``."""
+`Proxy`), the kernel relay's hooks, frames for Python (`frames`), Python frames shown live
+(`SessionView`), and the front-end bundle in ``static/``."""
 
 from ._frames import (
     FrameTimeout,
@@ -25,6 +25,7 @@ __all__ = [
     "Proxy",
     "RealtimeWidget",
     "Reject",
+    "SessionView",
     "SignalingMode",
     "UsageRecord",
     "ViewHidden",

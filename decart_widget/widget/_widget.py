@@ -24,6 +24,8 @@ from ..images import MAX_IMAGE_BYTES, check_image_bytes, image_bytes
 from ..models import DEFAULT_MODEL, RealtimeModel
 from ..models import get as get_model
 from ..protocol._errors import DecartError, InvalidInput
+from ._frame_feed import FrameFeed, check_source
+from ._frame_feed import check_fps as check_source_fps
 from ._assets import asset_messages
 from ._camera import check_camera
 from ._frames import (
@@ -56,6 +58,10 @@ log = logging.getLogger("decart_widget.widget")
 
 STATIC = Path(__file__).parent / "static"
 SOURCES = ("camera", "screen", "video", "synthetic")
+#: The ``source`` traitlet's value when the input is frames from Python (``source=frames``).
+PYTHON_SOURCE = "python"
+#: Frames a second sent from Python by default (raw RGB over the comm: 1088 x 624 is 2 MB each).
+DEFAULT_SOURCE_FPS = 15.0
 #: Media transports: a LiveKit room (Gen-B, what Decart's SDKs use) or WebRTC with SDP over the
 #: control socket (Gen-A). docs/signaling.md, "Media transports". Modes may carry one too.
 TRANSPORTS = MEDIA_TRANSPORTS
@@ -115,7 +121,8 @@ class RealtimeWidget(anywidget.AnyWidget):
     prompt = traitlets.Unicode("").tag(sync=True)
     enhance = traitlets.Bool(True).tag(sync=True)
     image = traitlets.Bytes(None, allow_none=True).tag(sync=True)
-    source = traitlets.Enum(SOURCES, "camera").tag(sync=True)
+    #: ``"python"`` when the input is frames from Python (``RealtimeWidget(source=frames)``)
+    source = traitlets.Enum((*SOURCES, PYTHON_SOURCE), "camera").tag(sync=True)
     video = traitlets.Bytes(None, allow_none=True).tag(sync=True)
     device_id = traitlets.Unicode("").tag(sync=True)
     #: getUserMedia video constraints for ``source="camera"`` (``{"facingMode": "user"}``), checked
@@ -157,7 +164,7 @@ class RealtimeWidget(anywidget.AnyWidget):
         model: str | RealtimeModel = DEFAULT_MODEL,
         prompt: str = "",
         signaling: str | SignalingMode | None = None,
-        source: str = "camera",
+        source: Any = "camera",
         backend: Backend | None = None,
         *,
         image: Any = None,
@@ -175,6 +182,7 @@ class RealtimeWidget(anywidget.AnyWidget):
         transport: str | None = None,
         resolution: str | None = None,
         ice_servers: IceServersSource | None = None,
+        source_fps: float | None = None,
     ) -> None:
         spec = get_model(model)
         # a function is called again before every browser (re)connect: fresh TURN credentials
@@ -194,8 +202,23 @@ class RealtimeWidget(anywidget.AnyWidget):
         if signaling is None:  # no choice made: kernel for the automatic emulator, else direct
             signaling = default_signaling(backend, **keywords)
         mode = resolve(signaling, **keywords)
-        if source not in SOURCES:
-            raise InvalidInput(f"source must be one of {', '.join(SOURCES)}; got {source!r}")
+        #: frames from Python (``source=frames``), sent to the page when it starts
+        self._feed: FrameFeed | None = None
+        if isinstance(source, str) and source not in SOURCES:
+            raise InvalidInput(
+                f"source must be one of {', '.join(SOURCES)}, or frames (an iterable or async "
+                f"iterable of H x W x 3 uint8 arrays); got {source!r}"
+            )
+        if not isinstance(source, str):
+            self._feed = FrameFeed(
+                check_source(source),
+                self._send_source,
+                check_source_fps(DEFAULT_SOURCE_FPS if source_fps is None else source_fps),
+                failed=self._source_failed,
+            )
+            source = PYTHON_SOURCE
+        elif source_fps is not None:
+            raise InvalidInput("source_fps is the rate of frames from Python: give source=frames")
         if transport is not None and transport not in TRANSPORTS:
             raise InvalidInput(
                 f"transport must be one of {', '.join(TRANSPORTS)}; got {transport!r}"
@@ -355,6 +378,9 @@ class RealtimeWidget(anywidget.AnyWidget):
         streams = getattr(self, "_frame_streams", None)
         if streams is not None:
             streams.close()
+        feed = getattr(self, "_feed", None)
+        if feed is not None:
+            feed.close()
         super().close()
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
@@ -396,12 +422,35 @@ class RealtimeWidget(anywidget.AnyWidget):
         with _as_trait_error():
             return check_camera(proposal["value"])
 
+    @traitlets.validate("source")
+    def _check_source(self, proposal: dict[str, Any]) -> str:
+        value = str(proposal["value"])
+        if value == PYTHON_SOURCE and getattr(self, "_feed", None) is None:
+            raise InvalidTrait(
+                "source='python' is for frames given as RealtimeWidget(source=frames)"
+            )
+        return value
+
     @traitlets.validate("prompt")
     def _check_prompt(self, proposal: dict[str, Any]) -> str:
         value = proposal["value"]
         if len(value) > 10_000:
             raise InvalidTrait(f"prompt is {len(value)} characters; keep it under 10,000")
         return str(value)
+
+    # ---- frames from Python --------------------------------------------------------------------
+
+    def _send_source(self, content: dict[str, Any], buffers: list[bytes]) -> None:
+        if self.comm is not None:
+            self.send(content, buffers)
+
+    def _source_failed(self, message: str) -> None:
+        """The Python frames failed (raised, or yielded a non-frame): say so and stop."""
+        with self.hold_trait_notifications():
+            self.last_error = message
+            self.last_error_kind = "invalid_input"
+        if self.comm is not None:
+            self.stop()
 
     # ---- front-end messages --------------------------------------------------------------------
 
@@ -421,6 +470,9 @@ class RealtimeWidget(anywidget.AnyWidget):
             self._frame_streams.frame(content, buffers)
         elif kind in ("frame", "frame_error"):
             self._frames.answer(content, buffers)
+        elif kind in ("source_open", "source_ack", "source_close"):
+            if self._feed is not None:
+                self._feed.message(content)
         elif kind == "report":
             self._apply_report(content, buffers)
         elif kind == "set":

@@ -1,8 +1,10 @@
-// The entry of the capture asset (decart_widget/widget/static/sources.js): the screen and
-// video-file sources, which few widgets use, loaded with the first such source (sources.ts) so
+// The entry of the capture asset (decart_widget/widget/static/sources.js): the screen,
+// video-file and Python-frames (python_source.ts) sources, which few widgets use, loaded with the first such source (sources.ts) so
 // that widget.js, which every notebook loads, stays small (tests/unit/test_bundle_budget.py).
 
 import { InvalidInput } from "./errors";
+import { openPython } from "./python_source";
+import type { KernelChannel } from "./transports";
 import {
   type InputSource,
   type MediaEnvironment,
@@ -12,7 +14,27 @@ import {
   drawCover,
   fromStream,
   hiddenVideo,
+  type SourceKind,
 } from "./sources";
+
+/** The source `kind` (sources.ts opens the camera and the synthetic pattern itself). */
+export async function open(
+  kind: SourceKind,
+  options: SourceOptions,
+  env: MediaEnvironment,
+  kernel?: KernelChannel,
+): Promise<InputSource> {
+  switch (kind) {
+    case "screen":
+      return openScreen(options, env);
+    case "video":
+      return openVideo(options);
+    case "python":
+      return openPython(options, kernel);
+    default:
+      throw new InvalidInput(`Unknown source ${JSON.stringify(kind)}: use camera, screen, video, synthetic or Python frames.`);
+  }
+}
 
 export async function openScreen(options: SourceOptions, env: MediaEnvironment): Promise<InputSource> {
   try {

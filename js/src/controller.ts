@@ -83,8 +83,8 @@ export class Controller {
     const toCore = (input: Input): void => this.loop.feed(input);
     this.sources = new SourceManager({
       clock: deps,
-      // the screen and video-file sources are an asset of their own (capture_sources.ts)
-      open: (kind, options) => deps.openSource(kind, options, (name) => assets.load(name)),
+      // the screen, video-file and Python sources are an asset of their own (capture_sources.ts)
+      open: (kind, options) => deps.openSource(kind, options, (name) => assets.load(name), this.comm.channel()),
       settings: () => this.bridge.source(),
       hasOutput: () => this.media.remoteStream !== null,
       changed: () => this.notify(),

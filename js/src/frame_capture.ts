@@ -71,6 +71,10 @@ interface FrameStream {
   abort: AbortController;
 }
 
+/** How long a request waits for a view of the widget to come before it is refused as hidden. */
+export const VIEW_GRACE_MS = 2000;
+const VIEW_POLL_MS = 100;
+
 /** Upper bound of a request's wait, whatever the kernel asks (the kernel's own limit is lower). */
 export const MAX_FRAME_WAIT_MS = 600_000;
 
@@ -140,7 +144,7 @@ export class FrameCapture {
 
   private async answer(id: number, which: Which, timeoutMs: number): Promise<void> {
     // checked first: a view removed for ORPHAN_GRACE_MS stops the session, and the cause is the view
-    if (this.host.shown?.() === false) {
+    if (this.host.shown?.() === false && !(await this.viewShown())) {
       this.refuse(
         id,
         new FrameRefused("hidden", "No view of the widget is in the page (its output was cleared or closed): display it again."),
@@ -175,6 +179,17 @@ export class FrameCapture {
       this.host.clock.clearTimeout(timer);
       abort.abort();
     }
+  }
+
+  /** Whether a view is in the page, waiting VIEW_GRACE_MS for one being rendered (`display(w)`
+   *  and `await w.snapshot()` in one cell: the request can come before the view). */
+  private async viewShown(): Promise<boolean> {
+    const shown = (): boolean => this.host.shown?.() !== false;
+    for (let waited = 0; !shown() && waited < VIEW_GRACE_MS; waited += VIEW_POLL_MS) {
+      await new Promise<void>((resolve) => this.host.clock.setTimeout(() => resolve(), VIEW_POLL_MS));
+      if (this.disposed) return false;
+    }
+    return shown();
   }
 
   private beginStream(id: number, which: Which, fps: number): void {

@@ -82,6 +82,7 @@ const START_LABELS: Record<SourceKind, string> = {
   screen: "Share screen",
   video: "Play video",
   synthetic: "Start",
+  python: "Start",
 };
 
 const STARTING_LABELS: Record<SourceKind, string> = {
@@ -89,6 +90,7 @@ const STARTING_LABELS: Record<SourceKind, string> = {
   screen: "Choosing a screen…",
   video: "Loading video…",
   synthetic: "Starting…",
+  python: "Starting…",
 };
 
 /** "In line: 3 of 7" while the session waits for the service, else null. */

@@ -1,11 +1,12 @@
 // Where the input video comes from: the camera, a shared screen, a video file sent from Python,
-// or a synthetic animation. Each opener returns one live track and a stop() that releases all
+// frames sent from Python (python_source.ts), or a synthetic animation. Each opener returns one live track and a stop() that releases all
 // it took (tracks, timers, object URLs, elements). Failures come back as typed, actionable errors.
 
 import { DecartError, InvalidInput, MediaError } from "./errors";
 import { drawSynthetic } from "./synthetic";
+import type { KernelChannel } from "./transports";
 
-export type SourceKind = "camera" | "screen" | "video" | "synthetic";
+export type SourceKind = "camera" | "screen" | "video" | "synthetic" | "python";
 
 export interface SourceOptions {
   width: number;
@@ -26,12 +27,16 @@ export interface InputSource {
 
 /** Loads a front-end asset of the page (asset_loader.ts): the screen and video-file sources. */
 export type AssetLoad = (name: string) => Promise<unknown>;
-export type SourceOpener = (kind: SourceKind, options: SourceOptions, loadAsset?: AssetLoad) => Promise<InputSource>;
+export type SourceOpener = (
+  kind: SourceKind,
+  options: SourceOptions,
+  loadAsset?: AssetLoad,
+  kernel?: KernelChannel,
+) => Promise<InputSource>;
 
 /** The capture asset's entry (capture_sources.ts): sources few widgets use, kept out of widget.js. */
 export interface CaptureSources {
-  openScreen(options: SourceOptions, env: MediaEnvironment): Promise<InputSource>;
-  openVideo(options: SourceOptions): Promise<InputSource>;
+  open(kind: SourceKind, options: SourceOptions, env: MediaEnvironment, kernel?: KernelChannel): Promise<InputSource>;
 }
 
 export interface MediaEnvironment {
@@ -202,28 +207,31 @@ async function openCamera(options: SourceOptions, env: MediaEnvironment): Promis
   });
 }
 
-async function captureSources(loadAsset: AssetLoad | undefined): Promise<CaptureSources> {
-  if (!loadAsset) throw new MediaError("camera", "This page cannot load the screen and video sources.");
-  return (await loadAsset("sources")) as CaptureSources;
+/** The sources few widgets use: screen, video file, Python frames (the capture asset). */
+async function openCaptured(
+  kind: SourceKind,
+  options: SourceOptions,
+  env: MediaEnvironment,
+  loadAsset: AssetLoad | undefined,
+  kernel: KernelChannel | undefined,
+): Promise<InputSource> {
+  if (!loadAsset) throw new MediaError("camera", `This page cannot load the ${kind} source.`);
+  return ((await loadAsset("sources")) as CaptureSources).open(kind, options, env, kernel);
 }
 
 /** The opener the widget uses in a browser. */
 export function createSourceOpener(env: () => MediaEnvironment = browserEnvironment): SourceOpener {
-  return async (kind, options, loadAsset) => {
+  return async (kind, options, loadAsset, kernel) => {
     const environment = env();
     const unavailable = captureUnavailable(kind, environment);
     if (unavailable) throw unavailable;
     switch (kind) {
       case "camera":
         return openCamera(options, environment);
-      case "screen":
-        return (await captureSources(loadAsset)).openScreen(options, environment);
-      case "video":
-        return (await captureSources(loadAsset)).openVideo(options);
       case "synthetic":
         return canvasSource(options, drawSynthetic, () => {});
-      default:
-        throw new InvalidInput(`Unknown source ${JSON.stringify(kind)}: use camera, screen, video or synthetic.`);
+      default: // an unknown kind is refused there
+        return openCaptured(kind, options, environment, loadAsset, kernel);
     }
   };
 }

@@ -1,5 +1,13 @@
 import { describe, expect, it } from "vitest";
-import { type Frame, FrameCapture, type FrameReader, MAX_STREAM_FPS, STREAM_WINDOW, type Which } from "../src/frame_capture";
+import {
+  type Frame,
+  FrameCapture,
+  type FrameReader,
+  MAX_STREAM_FPS,
+  STREAM_WINDOW,
+  VIEW_GRACE_MS,
+  type Which,
+} from "../src/frame_capture";
 import { KernelComm } from "../src/kernel_comm";
 import { rgbaToRgb } from "../src/video_frames";
 import { clockOf, FakeClock, FakeModel, flush } from "./fakes";
@@ -82,11 +90,32 @@ describe("FrameCapture", () => {
     w.active = false;
     w.model.fromKernel({ type: "frame_request", id: 4, which: "input", timeout_ms: 5000 });
     await flush();
+    expect(w.model.fromFront).toEqual([]); // a view may be on its way (display(w) in the same cell)
+    for (let i = 0; i < VIEW_GRACE_MS / 100; i++) {
+      w.clock.advance(0.1);
+      await flush();
+    }
     expect(w.model.fromFront).toEqual([
       { type: "frame_error", id: 3, kind: "hidden", message: expect.stringContaining("display it again") },
       { type: "frame_error", id: 4, kind: "hidden", message: expect.stringContaining("display it again") },
     ]);
     expect(w.readers.size).toBe(0);
+  });
+
+  it("answers a request that came just before the view was rendered", async () => {
+    const w = setup();
+    w.shown = false;
+    w.active = true;
+    w.streams.output = stream("out");
+    w.model.fromKernel({ type: "frame_request", id: 5, which: "output", timeout_ms: 5000 });
+    w.clock.advance(0.3);
+    await flush();
+    w.shown = true; // the view rendered
+    w.clock.advance(0.1);
+    await flush();
+    w.readers.get(w.streams.output)!.give(2, 1, 9);
+    await flush();
+    expect(w.model.fromFront).toEqual([{ type: "frame", id: 5, which: "output", width: 2, height: 1 }]);
   });
 
   it("waits for the stream and its first frame, then answers with the RGB pixels as one buffer", async () => {
