@@ -24,10 +24,10 @@ from ..images import MAX_IMAGE_BYTES, check_image_bytes, image_bytes
 from ..models import DEFAULT_MODEL, RealtimeModel
 from ..models import get as get_model
 from ..protocol._errors import DecartError, InvalidInput
-from ._frame_feed import FrameFeed, check_source
-from ._frame_feed import check_fps as check_source_fps
 from ._assets import asset_messages
 from ._camera import check_camera
+from ._frame_feed import FrameFeed, check_source
+from ._frame_feed import check_fps as check_source_fps
 from ._frames import (
     DEFAULT_FPS,
     DEFAULT_TIMEOUT,
