@@ -24,7 +24,7 @@ import fractions
 import logging
 from collections.abc import Iterable
 from types import ModuleType
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -32,9 +32,10 @@ from av import VideoFrame
 
 from .._ice import IceServersSource, resolve_ice_servers
 from ..models import RealtimeModel
+from ..protocol import JoinRoom
 from ..protocol._constants import WEBSOCKET_OPEN_TIMEOUT
 from ..protocol._errors import MissingDependency
-from ._media import MediaHost
+from ._media import MediaAction, MediaHost
 
 log = logging.getLogger("decart_widget.client.livekit")
 
@@ -117,7 +118,7 @@ class RoomLink:
     """The session's LiveKit room (Gen-B); events of a room already left are dropped."""
 
     #: what did not come up when a connect times out after the service answered
-    MEDIA_NAME = "the room"
+    MEDIA_NAME: ClassVar[str] = "the room"
 
     def __init__(
         self,
@@ -144,6 +145,11 @@ class RoomLink:
         await asyncio.sleep(SERVER_END_GRACE)
         if room is self._room:  # the control socket did not end the session meanwhile
             self._host.media_state("disconnected")
+
+    async def handle(self, action: MediaAction) -> None:
+        """Gen-B's one media action: join the room the service named (in the background)."""
+        if isinstance(action, JoinRoom):
+            self._host.spawn(self.join(action.url, action.token))
 
     async def join(self, url: str, token: str) -> None:
         """Connect, publish, and report ``connected`` (or ``failed``)."""

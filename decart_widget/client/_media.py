@@ -10,9 +10,14 @@ the core through a `MediaHost`.
 from __future__ import annotations
 
 from collections.abc import Coroutine
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from av import VideoFrame
+
+from ..protocol import AddRemoteCandidate, ApplyAnswer, JoinRoom, RestartIce, StartPeer
+
+#: The session core's actions that a media link carries out.
+MediaAction = StartPeer | RestartIce | ApplyAnswer | AddRemoteCandidate | JoinRoom
 
 
 class MediaHost(Protocol):
@@ -27,3 +32,16 @@ class MediaHost(Protocol):
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run a task that the session cancels when it shuts down."""
+
+
+class MediaLink(Protocol):
+    """One media transport for `RealtimeSession`; the session never asks which one it holds."""
+
+    #: what did not come up when a connect times out after the service answered
+    MEDIA_NAME: ClassVar[str]
+
+    async def handle(self, action: MediaAction) -> None:
+        """Carry out one media action of the core (actions of the other transport are ignored)."""
+
+    async def close(self) -> None:
+        """Leave the room or close the peer connection; the source track stays open."""

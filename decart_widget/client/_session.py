@@ -5,8 +5,9 @@ A thin adapter around the sans-I/O `SessionCore`: one task feeds it events (sock
 state changes, user requests, deadlines) in order and carries out the actions it returns.
 Slow actions (opening the socket, joining the room, building the peer) run as tasks that post
 their outcome back as events, so timers keep firing while they run. The media actions go to the
-session's media link: `RoomLink` (``transport="livekit"``, Gen-B, ``_livekit.py``) or `PeerLink`
-(``transport="webrtc"``, Gen-A, ``_webrtc.py``).
+session's media link, built once from ``_links.MEDIA_LINKS`` by the transport's name: `RoomLink`
+(``transport="livekit"``, Gen-B, ``_livekit.py``) or `PeerLink` (``transport="webrtc"``, Gen-A,
+``_webrtc.py``); the session only calls the `MediaLink` protocol (``_media.py``).
 """
 
 from __future__ import annotations
@@ -64,10 +65,11 @@ from ..protocol._session import (
     StateChanged,
 )
 from ..protocol._urls import build_stream_url, check_resolution, redact
-from ._livekit import RoomLink, livekit_installed, require_livekit
+from ._links import MEDIA_LINKS, require
+from ._livekit import livekit_installed
+from ._media import MediaAction, MediaLink
 from ._recording import Recording, SessionRecordings
 from ._sources import FrameSource, RGBFrame, make_track
-from ._webrtc import PeerLink
 
 if TYPE_CHECKING:
     from ..widget._session_view import SessionView
@@ -103,18 +105,16 @@ def default_transport() -> str:
 
 def _choose_transport(transport: object) -> str:
     if transport is None:
-        chosen = default_transport()
-        if chosen == "webrtc":
+        if not livekit_installed():
             log.info(
                 "LiveKit's Python SDK is not installed: using transport='webrtc' "
                 "(pip install 'decart-widget[livekit]' for Decart's current transport)"
             )
-        return chosen
+        return default_transport()
     if transport not in MEDIA_TRANSPORTS:
         known = " or ".join(repr(name) for name in MEDIA_TRANSPORTS)
         raise InvalidInput(f"transport must be {known} (or None: the default), got {transport!r}")
-    if transport == "livekit":
-        require_livekit()  # before anything (a video file, a track) is opened
+    require(str(transport))  # before anything (a video file, a track) is opened
     return str(transport)
 
 
@@ -157,14 +157,11 @@ class RealtimeSession:
         )
         # the media link reads the source through a tap: recordings of the input see what is sent
         sent = self._recordings.tap_input(self._track)
-        self._media: RoomLink | PeerLink
         if ice_servers is None:
             ice_servers = list(getattr(self.backend, "ice_servers", ()))
-        if self.transport == "livekit":
-            fps_sent = float(fps or self.model.fps)
-            self._media = RoomLink(self, sent, self.model, fps_sent, ice_servers)
-        else:
-            self._media = PeerLink(self, sent, ice_servers)
+        self._media: MediaLink = MEDIA_LINKS[self.transport](
+            self, sent, self.model, float(fps or self.model.fps), ice_servers
+        )
         self._core = SessionCore(
             prompt=prompt,
             image=encoded,
@@ -594,21 +591,8 @@ class RealtimeSession:
         elif isinstance(action, Emit):
             self._emit(action)
 
-    async def _media_action(
-        self, action: StartPeer | RestartIce | ApplyAnswer | AddRemoteCandidate | JoinRoom
-    ) -> None:
-        media = self._media
-        if isinstance(media, RoomLink):
-            if isinstance(action, JoinRoom):
-                self._spawn(media.join(action.url, action.token))
-        elif isinstance(action, StartPeer):
-            self._spawn(media.start(None))
-        elif isinstance(action, RestartIce):
-            self._spawn(media.start(action.turn_config))
-        elif isinstance(action, ApplyAnswer):
-            await media.apply_answer(action.sdp)
-        elif isinstance(action, AddRemoteCandidate):
-            await media.add_candidate(action.candidate)
+    async def _media_action(self, action: MediaAction) -> None:
+        await self._media.handle(action)
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)

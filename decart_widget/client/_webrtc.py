@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 from aiortc import (
     RTCConfiguration,
@@ -25,7 +25,8 @@ from aiortc.sdp import candidate_from_sdp
 from av import VideoFrame
 
 from .._ice import IceServersSource, resolve_ice_servers
-from ._media import MediaHost
+from ..protocol import AddRemoteCandidate, ApplyAnswer, RestartIce, StartPeer
+from ._media import MediaAction, MediaHost
 from ._sources import BorrowedTrack
 
 log = logging.getLogger("decart_widget.client.webrtc")
@@ -35,7 +36,7 @@ class PeerLink:
     """The session's peer connection (Gen-A); events of a replaced one are dropped."""
 
     #: what did not come up when a connect times out after the service answered
-    MEDIA_NAME = "the video connection"
+    MEDIA_NAME: ClassVar[str] = "the video connection"
 
     def __init__(
         self,
@@ -49,6 +50,17 @@ class PeerLink:
         self._ice_source = ice_servers if callable(ice_servers) else list(ice_servers)
         self._ice_servers: list[dict[str, Any]] = []
         self._peer: RTCPeerConnection | None = None
+
+    async def handle(self, action: MediaAction) -> None:
+        """Gen-A's media actions: start (or restart) the peer, apply the answer, add candidates."""
+        if isinstance(action, StartPeer):
+            self._host.spawn(self.start(None))
+        elif isinstance(action, RestartIce):
+            self._host.spawn(self.start(action.turn_config))
+        elif isinstance(action, ApplyAnswer):
+            await self.apply_answer(action.sdp)
+        elif isinstance(action, AddRemoteCandidate):
+            await self.add_candidate(action.candidate)
 
     async def start(self, turn_config: dict[str, Any] | None) -> None:
         """Create the peer connection (again, after an ``ice-restart``) and make its offer."""
