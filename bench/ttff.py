@@ -1,30 +1,47 @@
-"""Time to first transformed frame: the widget's front end vs a minimal reference page.
+"""Time to first transformed frame: the widget's front end vs minimal reference pages, on both
+media transports.
 
-Run ``python bench/ttff.py [--runs 20] [--phases] [--baseline DIR] [--chromium /usr/bin/chromium]``.
-Not part of the test run; it prints figures and goals, and never fails on them. ``--baseline``
-measures another build's ``widget.js`` (e.g. an older commit's) in the same runs, interleaved.
+Run ``python bench/ttff.py [--runs 20] [--phases] [--each] [--skip-gen-a] [--baseline DIR]
+[--chromium /usr/bin/chromium]``. Not part of the test run; it prints figures and goals, and never
+fails on them. ``--baseline`` measures another build's ``widget.js`` and assets (e.g. an older
+commit's) on Gen-B in the same runs, interleaved.
 
 How it measures:
 
 * One local emulator and one static HTTP server on loopback; Debian's Chromium (headless, fake
-  media flags) through Playwright. Each run opens a fresh page; runs alternate widget/reference.
-* Widget page: imports the built ``decart_widget/widget/static/widget.js`` (the very bundle the
-  kernel ships) and drives it with a small fake anywidget model in JS: ``source="synthetic"``,
+  media flags) through Playwright. Each run opens a fresh page; runs alternate between the kinds:
+  ``widget-b`` (the widget, ``transport="livekit"``), ``reference-b`` (a hand-written
+  livekit-client page), ``widget-a`` (``transport="webrtc"``) and ``reference-a`` (a hand-written
+  RTCPeerConnection page).
+* Widget pages: import the built ``decart_widget/widget/static/widget.js`` (the very bundle the
+  kernel ships) and drive it with a small fake anywidget model in JS: ``source="synthetic"``,
   ``prompt="invert"``, ``autostart``. Its ``token_request`` is answered at once with a client token
   minted beforehand, so the kernel round trip and the token HTTP call are left out (as they are
-  for the reference page).
-* Reference page: written for this benchmark, the least a browser needs (docs/protocol.md): a canvas
-  ``captureStream`` of the same size and fps, a WebSocket, the ``prompt`` and its ack, an
-  ``RTCPeerConnection`` with VP8 preferred, trickled ICE ending with ``candidate:null``. Its canvas
-  shows the widget's own synthetic pattern (``js/src/synthetic.ts``, built with esbuild for the
-  run), so both pages feed the encoder, the emulator and the decoder the same pictures.
-* Both pages carry the same host chrome before the start call (a button, a text input, a select, a
-  checkbox, text): any notebook page has these, and the first of each in a page costs style work
-  once that a widget in a notebook does not pay.
+  for the reference pages). Its ``asset_request`` (the media transport's code: ``livekit.js``,
+  ``webrtc.js``) is answered with the file fetched from the loopback HTTP server, in one chunk
+  with the hash the kernel would send: every run is a fresh page, so every run pays for loading
+  the transport, as the first session of a notebook page does (there over the comm).
+* Gen-A reference: the least a browser needs (docs/protocol.md): a canvas ``captureStream`` of
+  the same size and fps, a WebSocket, the ``prompt`` and its ack, an ``RTCPeerConnection`` with
+  VP8 preferred, trickled ICE ending with ``candidate:null``.
+* Gen-B reference: the same canvas and WebSocket, ``livekit_join`` then the ``prompt``, and on
+  ``livekit_room_info`` a livekit-client ``Room`` (npm ``livekit-client``, bundled with esbuild
+  for the run) joined with the room token, the canvas track published as Decart's JS SDK does
+  (H.264, simulcast, 3.5 Mbps, 30 fps; the widget publishes the same way), and the video of the
+  ``inference-server-*`` participant shown.
+* Both references' canvases show the widget's own synthetic pattern (``js/src/synthetic.ts``,
+  built with esbuild for the run), so every page feeds the encoder, the emulator and the decoder
+  the same pictures.
+* Every page carries the same host chrome before the start call (a button, a text input, a
+  select, a checkbox, text): any notebook page has these, and the first of each in a page costs
+  style work once that a widget in a notebook does not pay.
 * Time to first frame: from the start call (``initialize``+``render`` for the widget; the first
-  line of ``start()`` for the reference) to the first ``requestVideoFrameCallback`` of the output
-  <video>, i.e. the first transformed frame decoded and presented; ``performance.now()`` in page.
-* Bundle: bytes of the minified ``widget.js`` (and ``widget.css``), raw and gzip -9.
+  line of ``start()`` for a reference) to the first *transformed* frame presented by the output
+  <video>: the first ``requestVideoFrameCallback`` whose picture is not flat (the emulator's room
+  sends flat grey placeholder frames until the camera reaches its "model"); ``performance.now()``
+  in the page.
+* Bundle: bytes of the minified ``widget.js`` (and ``widget.css``) every notebook loads, and of
+  the assets loaded on demand (``livekit.js``, ``webrtc.js``, ...), raw and gzip -9.
 * Kernel memory per live widget: 50 ``RealtimeWidget`` objects (each with its comm) created in
   this process before anything else runs; tracemalloc's net allocation and the RSS growth, / 50.
 """
@@ -35,6 +52,7 @@ import argparse
 import functools
 import gc
 import gzip
+import hashlib
 import http.server
 import os
 import statistics
@@ -58,6 +76,20 @@ MODEL = {"name": "lucy-2.1", "width": 1088, "height": 624, "fps": 30}
 GOAL_RATIO = 1.1
 GOAL_MEDIAN_S = 1.0
 GOAL_BUNDLE_KB = 60
+#: The kinds of page measured, interleaved: (page, transport) for each.
+KINDS = {
+    "widget-b": ("widget", "livekit"),
+    "reference-b": ("reference-b", "livekit"),
+    "widget-a": ("widget", "webrtc"),
+    "reference-a": ("reference-a", "webrtc"),
+}
+#: The assets loaded on demand, by the name the front end asks for (decart_widget/widget/assets.py).
+ASSETS = {
+    "webrtc": "webrtc.js",
+    "livekit": "livekit.js",
+    "sources": "sources.js",
+    "frames": "frames.js",
+}
 
 #: What any notebook page shows before a widget renders (JupyterLab, Notebook 7 and VS Code draw
 #: toolbars, text inputs, selects, buttons and checkboxes): the first of each in a page costs style
@@ -69,19 +101,56 @@ HOST_CHROME = (
     "<span>Idle</span></div>"
 )
 
+#: In every page: resolves with the time of the output <video>'s first presented frame that is not
+#: flat (the room's placeholder frames are one grey; the inverted pattern is colourful).
+FIRST_TRANSFORMED_JS = """
+window.firstTransformed = (video) => new Promise((resolve) => {
+  const canvas = document.createElement("canvas");
+  canvas.width = 32; canvas.height = 18;
+  const ctx = canvas.getContext("2d", { willReadFrequently: true });
+  const check = () => {
+    const now = performance.now();
+    ctx.drawImage(video, 0, 0, 32, 18);
+    const data = ctx.getImageData(0, 0, 32, 18).data;
+    let low = 255, high = 0;
+    for (let i = 0; i < data.length; i += 4) {
+      const value = Math.max(data[i], data[i + 1], data[i + 2]);
+      if (value < low) low = value;
+      if (value > high) high = value;
+    }
+    if (high - low > 40) resolve(now);
+    else video.requestVideoFrameCallback(check);
+  };
+  video.requestVideoFrameCallback(check);
+});
+"""
+
 WIDGET_HTML = """<!doctype html>
 <html><head><meta charset="utf-8"><link rel="stylesheet" href="/widget.css"></head>
 <body>HOST_CHROME<div id="cell" style="width:900px"></div>
+<script>FIRST_TRANSFORMED</script>
 <script type="module">
 window.ttff = async (config) => {
   const mod = await import(config.bundle || "/widget.js");
   const def = typeof mod.default === "function" ? await mod.default() : mod.default;
   const state = {
     model: config.model.name, model_spec: config.model, prompt: "invert", enhance: true,
-    image: null, source: "synthetic", video: null, device_id: "", mirror: false,
-    signaling: "direct", realtime_url: config.realtimeUrl, ice_servers: [], autostart: true,
+    image: null, source: "synthetic", video: null, device_id: "", camera: {}, mirror: false,
+    signaling: "direct", transport: config.transport, resolution: null,
+    realtime_url: config.realtimeUrl, ice_servers: [], remote_page_help: "", autostart: true,
     note: "", connection_state: "disconnected", generation_seconds: 0, session_id: "",
-    last_error: "", last_error_kind: "", stats: {},
+    last_error: "", last_error_kind: "", stats: {}, queue_position: null, queue_size: null,
+  };
+  // the kernel's answer to an asset_request (decart_widget/widget/assets.py), from this server
+  const sendAsset = async (name) => {
+    const asset = config.assets[name];
+    if (!asset) {
+      emit("msg:custom", { type: "asset_error", name, kind: "invalid_input", message: name }, []);
+      return;
+    }
+    const bytes = await (await fetch(config.assetBase + asset.file)).arrayBuffer();
+    if (window.__marks) window.__marks["asset " + name] = performance.now();
+    emit("msg:custom", { type: "asset", name, hash: asset.hash, index: 0, count: 1 }, [bytes]);
   };
   const handlers = new Map();
   const emit = (name, ...args) => (handlers.get(name) || []).slice().forEach((h) => h(...args));
@@ -99,6 +168,7 @@ window.ttff = async (config) => {
       handlers.set(name, (handlers.get(name) || []).filter((h) => handler && h !== handler));
     },
     send: (message) => {
+      if (message && message.type === "asset_request") sendAsset(message.name);
       if (message && message.type === "token_request") {
         setTimeout(() => emit("msg:custom", {
           type: "token", id: message.id, api_key: config.token, realtime_url: config.realtimeUrl,
@@ -111,7 +181,7 @@ window.ttff = async (config) => {
   const firstFrame = new Promise((resolve) => {
     const watch = () => {
       const video = el.querySelector(".dw-output video");
-      if (video) video.requestVideoFrameCallback(() => resolve(performance.now()));
+      if (video) window.firstTransformed(video).then(resolve);
       else requestAnimationFrame(watch);
     };
     watch();
@@ -133,14 +203,16 @@ window.ttff = async (config) => {
   };
 };
 </script></body></html>
-""".replace("HOST_CHROME", HOST_CHROME)
+"""
 
-REFERENCE_HTML = """<!doctype html>
+REFERENCE_A_HTML = """<!doctype html>
 <html><head><meta charset="utf-8"></head>
 <body>HOST_CHROME<video id="out" autoplay muted playsinline width="544" height="312"></video>
+<script>FIRST_TRANSFORMED</script>
 <script type="module">
 import { drawSynthetic } from "/synthetic.js";
 window.drawSynthetic = drawSynthetic;
+window.pageReady = true;
 </script>
 <script>
 window.ttff = (config) => new Promise((resolve, reject) => {
@@ -156,9 +228,9 @@ window.ttff = (config) => new Promise((resolve, reject) => {
   const timer = setInterval(draw, 1000 / fps);
   const track = canvas.captureStream(fps).getVideoTracks()[0];
   const video = document.getElementById("out");
-  video.requestVideoFrameCallback(() => {
+  window.firstTransformed(video).then((t1) => {
     clearInterval(timer);
-    resolve({ ms: performance.now() - t0, state: "generating", error: "" });
+    resolve({ ms: t1 - t0, state: "generating", error: "" });
   });
   const url = `${config.realtimeUrl}/v1/stream?api_key=${encodeURIComponent(config.token)}` +
     `&model=${encodeURIComponent(config.model.name)}`;
@@ -193,7 +265,80 @@ window.ttff = (config) => new Promise((resolve, reject) => {
   };
 });
 </script></body></html>
-""".replace("HOST_CHROME", HOST_CHROME)
+"""
+
+REFERENCE_B_HTML = """<!doctype html>
+<html><head><meta charset="utf-8"></head>
+<body>HOST_CHROME<video id="out" autoplay muted playsinline width="544" height="312"></video>
+<script>FIRST_TRANSFORMED</script>
+<script type="module">
+import { drawSynthetic } from "/synthetic.js";
+import { Room, RoomEvent, Track } from "/livekit-client.js";
+window.drawSynthetic = drawSynthetic;
+window.LK = { Room, RoomEvent, Track };
+window.pageReady = true;
+</script>
+<script>
+window.ttff = (config) => new Promise((resolve, reject) => {
+  const t0 = performance.now();
+  window.__t0 = t0;
+  const { Room, RoomEvent, Track } = window.LK;
+  const { width, height, fps } = config.model;
+  const canvas = document.createElement("canvas");
+  canvas.width = width; canvas.height = height;
+  const canvasContext = canvas.getContext("2d", { alpha: false });
+  const draw = () => window.drawSynthetic(canvasContext, (performance.now() - t0) / 1000);
+  draw();
+  const timer = setInterval(draw, 1000 / fps);
+  const track = canvas.captureStream(fps).getVideoTracks()[0];
+  const video = document.getElementById("out");
+  window.firstTransformed(video).then((t1) => {
+    clearInterval(timer);
+    resolve({ ms: t1 - t0, state: "generating", error: "" });
+  });
+  const url = `${config.realtimeUrl}/v1/stream?api_key=${encodeURIComponent(config.token)}` +
+    `&model=${encodeURIComponent(config.model.name)}`;
+  const ws = new WebSocket(url);
+  const send = (message) => ws.send(JSON.stringify(message));
+  const join = async (info) => {
+    const room = new Room({ adaptiveStream: false, dynacast: false });
+    window.__room = room;
+    room.on(RoomEvent.TrackSubscribed, (remote, publication, participant) => {
+      const output = participant.identity.startsWith("inference-server-");
+      if (output && remote.kind === Track.Kind.Video) {
+        video.srcObject = new MediaStream([remote.mediaStreamTrack]);
+      }
+    });
+    await room.connect(info.livekit_url, info.token, { autoSubscribe: true });
+    await room.localParticipant.publishTrack(track, {
+      source: Track.Source.Camera, videoCodec: "h264", simulcast: true,
+      videoEncoding: { maxBitrate: 3500000, maxFramerate: 30 },
+    });
+  };
+  ws.onopen = () => {
+    send({ type: "livekit_join", passthrough: false });
+    send({ type: "prompt", prompt: "invert", enhance_prompt: true });
+  };
+  ws.onerror = () => reject(new Error("websocket error"));
+  ws.onmessage = (event) => {
+    const message = JSON.parse(event.data);
+    if (message.type === "livekit_room_info") join(message).catch(reject);
+    else if (message.type === "error") reject(new Error(message.error));
+  };
+});
+</script></body></html>
+"""
+
+PAGES = {
+    name: html.replace("HOST_CHROME", HOST_CHROME).replace(
+        "FIRST_TRANSFORMED", FIRST_TRANSFORMED_JS
+    )
+    for name, html in (
+        ("widget", WIDGET_HTML),
+        ("reference-a", REFERENCE_A_HTML),
+        ("reference-b", REFERENCE_B_HTML),
+    )
+}
 
 
 #: Injected in both pages before their scripts: timestamps of the handshake's steps, so the runs
@@ -205,7 +350,7 @@ const NativeWebSocket = window.WebSocket;
 window.WebSocket = class extends NativeWebSocket {
   constructor(...args) {
     super(...args);
-    mark("socket");
+    mark(String(args[0]).includes("/rtc") ? "rtc socket" : "socket");
     this.addEventListener("open", () => mark("open"));
     this.addEventListener("message", (event) => {
       try { mark("rx " + JSON.parse(event.data).type); } catch (error) {}
@@ -238,6 +383,10 @@ PHASES = [
     ("socket", "socket created"),
     ("open", "socket open"),
     ("rx prompt_ack", "prompt acked"),
+    ("asset webrtc", "webrtc.js loaded"),
+    ("asset livekit", "livekit.js loaded"),
+    ("rx livekit_room_info", "room info received"),
+    ("rtc socket", "room signal socket"),
     ("peer", "peer created"),
     ("tx offer", "offer sent"),
     ("rx answer", "answer received"),
@@ -251,8 +400,9 @@ PHASES = [
 
 
 def bundle_sizes() -> list[tuple[str, int, int]]:
+    """(file, raw bytes, gzip -9 bytes) of widget.js, widget.css and each on-demand asset."""
     out = []
-    for name in ("widget.js", "widget.css"):
+    for name in ("widget.js", "widget.css", *ASSETS.values()):
         path = STATIC / name
         if path.exists():
             data = path.read_bytes()
@@ -306,20 +456,44 @@ def serve(directory: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
     return server, f"http://127.0.0.1:{server.server_address[1]}"
 
 
-def build_pattern(out: Path) -> None:
-    """The widget's synthetic source pattern (js/src/synthetic.ts) as a module for the reference."""
-    esbuild = ROOT / "js" / "node_modules" / ".bin" / "esbuild"
+def esbuild(args: list[str], stdin: str | None = None) -> None:
     subprocess.run(
-        [str(esbuild), "src/synthetic.ts", "--format=esm", "--minify", f"--outfile={out}"],
+        [str(ROOT / "js" / "node_modules" / ".bin" / "esbuild"), *args],
         cwd=ROOT / "js",
+        input=stdin,
+        text=True,
         check=True,
         capture_output=True,
     )
 
 
+def build_pattern(out: Path) -> None:
+    """The widget's synthetic pattern (js/src/synthetic.ts) as a module for the references."""
+    esbuild(["src/synthetic.ts", "--format=esm", "--minify", f"--outfile={out}"])
+
+
+def build_livekit_client(out: Path) -> None:
+    """npm livekit-client as one ES module for the Gen-B reference page."""
+    esbuild(
+        ["--bundle", "--format=esm", "--minify", f"--outfile={out}"],
+        stdin='export { Room, RoomEvent, Track } from "livekit-client";',
+    )
+
+
+def asset_table(static: Path) -> dict[str, dict[str, str]]:
+    """What the fake kernel of the widget page answers an asset_request with: file and hash."""
+    table = {}
+    for name, file in ASSETS.items():
+        path = static / file
+        if path.exists():
+            table[name] = {"file": file, "hash": hashlib.sha256(path.read_bytes()).hexdigest()}
+    return table
+
+
 def measure(
     runs: int,
     chromium: str,
+    kinds: list[str],
     phases: dict[str, dict[str, list[float]]] | None = None,
     baseline: Path | None = None,
 ) -> dict[str, list[float]]:
@@ -327,20 +501,26 @@ def measure(
 
     import decart_widget as dw
 
-    kinds = ["widget", "reference"] + (["baseline"] if baseline else [])
+    if baseline:
+        kinds = [*kinds, "baseline-b"]
     results: dict[str, list[float]] = {kind: [] for kind in kinds}
     with tempfile.TemporaryDirectory(prefix="ttff-") as tmp, dw.Emulator() as emu:
         site = Path(tmp)
-        for name in ("widget.js", "widget.css"):
-            (site / name).write_bytes((STATIC / name).read_bytes())
+        for name in ("widget.js", "widget.css", *ASSETS.values()):
+            if (STATIC / name).exists():
+                (site / name).write_bytes((STATIC / name).read_bytes())
         if baseline:
             (site / "baseline").mkdir()
-            (site / "baseline" / "widget.js").write_bytes((baseline / "widget.js").read_bytes())
+            for name in ("widget.js", *ASSETS.values()):
+                if (baseline / name).exists():
+                    (site / "baseline" / name).write_bytes((baseline / name).read_bytes())
         build_pattern(site / "synthetic.js")
-        (site / "widget.html").write_text(WIDGET_HTML)
-        (site / "reference.html").write_text(REFERENCE_HTML)
+        build_livekit_client(site / "livekit-client.js")
+        for name, html in PAGES.items():
+            (site / f"{name}.html").write_text(html)
         server, base = serve(site)
         minter = dw.TokenMinter(emu)
+        assets = {"": asset_table(STATIC), "baseline/": asset_table(baseline) if baseline else {}}
         try:
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
@@ -352,18 +532,21 @@ def measure(
                 for _ in range(runs):
                     plan += [(kind, False) for kind in kinds]
                 for kind, warm_up in plan:
+                    page_name, transport = KINDS.get(kind, ("widget", "livekit"))
+                    prefix = "baseline/" if kind == "baseline-b" else ""
                     token = minter.mint(expires_in=120, allowed_models=[MODEL["name"]], reuse=False)
                     page = context.new_page()
-                    page.goto(f"{base}/{'reference' if kind == 'reference' else 'widget'}.html")
-                    page.wait_for_function(
-                        "typeof window.ttff === 'function' && "
-                        f"{'Boolean(window.drawSynthetic)' if kind == 'reference' else 'true'}"
-                    )
+                    page.goto(f"{base}/{page_name}.html")
+                    ready = "true" if page_name == "widget" else "window.pageReady === true"
+                    page.wait_for_function(f"typeof window.ttff === 'function' && {ready}")
                     config = {
                         "token": token.api_key,
                         "realtimeUrl": emu.realtime_url,
                         "model": MODEL,
-                        "bundle": "/baseline/widget.js" if kind == "baseline" else "/widget.js",
+                        "transport": transport,
+                        "bundle": f"/{prefix}widget.js",
+                        "assetBase": f"/{prefix}",
+                        "assets": assets[prefix],
                     }
                     result = page.evaluate("(config) => window.ttff(config)", config)
                     marks = page.evaluate(
@@ -387,11 +570,27 @@ def measure(
     return results
 
 
+def _ratio_line(label: str, results: dict[str, list[float]], top: str, bottom: str) -> None:
+    if results.get(top) and results.get(bottom):
+        ratio = statistics.median(results[top]) / statistics.median(results[bottom])
+        print(f"  {label:<28} {ratio:.2f}", end="")
+        if top.startswith("widget") and bottom.startswith("reference"):
+            print(f"  (goal <= {GOAL_RATIO}: {'met' if ratio <= GOAL_RATIO else 'NOT met'})")
+        else:
+            print()
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument(
         "--phases", action="store_true", help="also print the median time of each handshake step"
+    )
+    parser.add_argument("--each", action="store_true", help="also print every run's time")
+    parser.add_argument(
+        "--skip-gen-a",
+        action="store_true",
+        help="measure Gen-B (LiveKit, the default transport) only",
     )
     parser.add_argument(
         "--chromium", default=os.environ.get("DECART_WIDGET_CHROMIUM", "/usr/bin/chromium")
@@ -399,12 +598,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--baseline",
         type=Path,
-        help="a directory holding another build's widget.js (e.g. of an older commit): measured "
-        "in the same runs, interleaved, and compared with the current bundle",
+        help="a directory holding another build's widget.js and assets (e.g. of an older "
+        "commit): measured on Gen-B in the same runs, interleaved, and compared",
     )
     args = parser.parse_args(argv)
 
-    print("bundle (minified):")
+    print(
+        "bundle (minified): widget.js and widget.css load with every notebook, the rest on demand"
+    )
     for name, raw, packed in bundle_sizes():
         print(f"  {name:<11} {raw / 1024:6.1f} KB raw  {packed / 1024:6.1f} KB gzip")
     js = next((raw for name, raw, _ in bundle_sizes() if name == "widget.js"), 0)
@@ -417,42 +618,39 @@ def main(argv: list[str]) -> int:
     print("kernel memory per live RealtimeWidget (50 widgets, comm included):")
     print(f"  tracemalloc {traced:.1f} KB   RSS {rss:.1f} KB")
 
+    kinds = ["widget-b", "reference-b"] + ([] if args.skip_gen_a else ["widget-a", "reference-a"])
     print(f"time to first transformed frame, {args.runs} runs each (Chromium, loopback emulator):")
     print(f"  load average at the start: {load_average()}")
-    phases: dict[str, dict[str, list[float]]] | None = (
-        {"widget": {}, "reference": {}} if args.phases else None
-    )
-    if phases is not None and args.baseline:
-        phases["baseline"] = {}
-    results = measure(args.runs, args.chromium, phases, args.baseline)
-    widget, reference = results["widget"], results["reference"]
+    phases: dict[str, dict[str, list[float]]] | None = None
+    if args.phases:
+        phases = {kind: {} for kind in [*kinds, "baseline-b"]}
+    results = measure(args.runs, args.chromium, kinds, phases, args.baseline)
     print(f"  load average at the end:   {load_average()}  (other work inflates the figures)")
     for kind, values in results.items():
         if values:
             print(
-                f"  {kind:<9} median {statistics.median(values) * 1000:6.0f} ms   "
+                f"  {kind:<11} median {statistics.median(values) * 1000:6.0f} ms   "
                 f"min {min(values) * 1000:5.0f}   max {max(values) * 1000:5.0f}   "
                 f"(n={len(values)})"
             )
-    if widget and reference:
-        ratio = statistics.median(widget) / statistics.median(reference)
-        median = statistics.median(widget)
-        print(
-            f"  ratio widget/reference {ratio:.2f}  (goal <= {GOAL_RATIO}: "
-            f"{'met' if ratio <= GOAL_RATIO else 'NOT met'})"
-        )
-        print(
-            f"  widget median {median:.2f} s  (goal < {GOAL_MEDIAN_S} s: "
-            f"{'met' if median < GOAL_MEDIAN_S else 'NOT met'})"
-        )
-    if results.get("baseline") and widget and reference:
-        base = statistics.median(results["baseline"])
-        print(
-            f"  baseline/reference {base / statistics.median(reference):.2f}   "
-            f"widget - baseline {(statistics.median(widget) - base) * 1000:+.0f} ms"
-        )
+            if args.each:
+                print("    each: " + " ".join(f"{v * 1000:.0f}" for v in values))
+    _ratio_line("widget-b / reference-b", results, "widget-b", "reference-b")
+    _ratio_line("widget-a / reference-a", results, "widget-a", "reference-a")
+    _ratio_line("widget-b / widget-a", results, "widget-b", "widget-a")
+    _ratio_line("reference-b / reference-a", results, "reference-b", "reference-a")
+    for kind in ("widget-b", "widget-a"):
+        if results.get(kind):
+            median = statistics.median(results[kind])
+            print(
+                f"  {kind} median {median:.2f} s  (goal < {GOAL_MEDIAN_S} s: "
+                f"{'met' if median < GOAL_MEDIAN_S else 'NOT met'})"
+            )
+    if results.get("baseline-b") and results.get("widget-b"):
+        delta = statistics.median(results["widget-b"]) - statistics.median(results["baseline-b"])
+        print(f"  widget-b - baseline-b {delta * 1000:+.0f} ms")
     if phases is not None:
-        shown = [kind for kind in ("widget", "reference", "baseline") if kind in phases]
+        shown = [kind for kind in results if results[kind]]
         print(f"  median ms from the start call ({' / '.join(shown)}):")
         for key, label in [*PHASES, ("", "first frame")]:
             cells = []
