@@ -69,14 +69,14 @@ class EmulatorConfig:
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ValueError(f"{name} must not be negative (0: no cap)")
+        if self.media_connect_seconds is not None and self.media_connect_seconds <= 0:
+            raise ValueError("media_connect_seconds must be None or positive")
 
     def connection_cap(self) -> int | None:
         """The total connection cap in force (None: none)."""
         if self.max_connections is None:
             return default_max_connections(descriptor_limit())
         return self.max_connections or None
-        if self.media_connect_seconds is not None and self.media_connect_seconds <= 0:
-            raise ValueError("media_connect_seconds must be None or positive")
 
     @property
     def max_message_bytes(self) -> int:
