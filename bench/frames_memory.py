@@ -7,9 +7,12 @@ Debian's Chromium, and runs one notebook: a widget (``lucy-2.1``, 1088 x 624, ``
 window with a callback that counts and drops each frame. Every ``step`` seconds the kernel prints
 its resident memory (``VmRSS``) and the frames delivered; the bench samples the page's JavaScript
 heap (Chrome DevTools Protocol ``Runtime.getHeapUsage``, after no forced GC) and the resident
-memory of all Chromium processes (``/proc``). It prints the samples and the growth from the first
+memory of its Chromium's processes (``/proc``: the ones descending from the bench, so other
+browsers on a shared machine do not count). It prints the samples and the growth from the first
 sample after the warm-up (``--warmup``, default 10 s) to the last: bounded memory shows as a flat
 line, a leak as growth in proportion to the frames (1088 x 624 x 3 = 2 MB a frame).
+``--no-stream`` runs the same session without the stream: Chromium's own drift (video decoding,
+WebRTC buffers) to compare with.
 """
 
 from __future__ import annotations
@@ -47,7 +50,8 @@ count = 0
 def drop(frame):
     global count
     count += 1
-w.on_frame(drop, fps=30)
+if {stream}:
+    w.on_frame(drop, fps=30)
 start = time.monotonic()
 while (elapsed := time.monotonic() - start) <= {seconds}:
     print("SAMPLE", json.dumps({{"t": round(elapsed, 1), "rss": rss_mb(), "frames": count}}),
@@ -58,14 +62,36 @@ print("DONE", json.dumps({{"frames": count, "shape": list(first.shape)}}))
 w.close()"""
 
 
-def chromium_rss_mb() -> float:
-    """Resident memory of every Chromium process of this user, in MB."""
-    total = 0
+def _processes() -> dict[int, tuple[int, bytes]]:
+    """Every process's parent and command, by pid."""
+    found = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            if b"chromium" not in cmdline.split(b"\0")[0]:
-                continue
+            parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            found[int(pid)] = (parent, Path(f"/proc/{pid}/cmdline").read_bytes())
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def chromium_rss_mb() -> float:
+    """Resident memory of this bench's Chromium (the Chromium processes descending from this
+    process: other Chromiums on a shared machine are not counted), in MB."""
+    processes = _processes()
+    ours = {os.getpid()}
+    grew = True
+    while grew:  # the descendants of this process
+        grew = False
+        for pid, (parent, _) in processes.items():
+            if parent in ours and pid not in ours:
+                ours.add(pid)
+                grew = True
+    total = 0
+    for pid in ours:
+        command = processes.get(pid, (0, b""))[1]
+        if b"chromium" not in command.split(b"\0")[0]:
+            continue
+        try:
             status = Path(f"/proc/{pid}/status").read_text()
         except OSError:
             continue
@@ -86,6 +112,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--step", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=10.0)
+    parser.add_argument(
+        "--no-stream",
+        action="store_true",
+        help="the same session without the on_frame stream: the baseline the stream adds to",
+    )
     args = parser.parse_args()
     page_samples: list[tuple[float, float, float]] = []  # (time, JS heap MB, Chromium RSS MB)
     with dw.Emulator() as emulator:
@@ -103,7 +134,7 @@ def main() -> None:
                 cdp = page.context.new_cdp_session(page)
                 write_notebook(
                     server.root_dir / "memory.ipynb",
-                    [CELL.format(seconds=args.seconds, step=args.step)],
+                    [CELL.format(seconds=args.seconds, step=args.step, stream=not args.no_stream)],
                 )
                 ui = JupyterPage(page, server)
                 ui.open("memory.ipynb")
