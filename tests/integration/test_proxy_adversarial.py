@@ -213,3 +213,43 @@ async def test_an_upstream_handshake_refusing_the_key_is_a_server_error(
         assert row.end_reason == "upstream_key_refused"
     finally:
         await runner.cleanup()
+
+
+# ---- second pass: hostile frames through the proxy to the emulator ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("frame", "outcome"),
+    [
+        # valid JSON, but no text: the emulator refuses the prompt; the session carries on
+        ('{"type": "prompt", "prompt": "a\\ud800\\nb", "enhance_prompt": false}', "refused"),
+        ('{"type": "set_image", "image_data": null, "prompt": "\\udfff"}', "refused"),
+        ('{"type": "prompt", "prompt": ' + "[" * 100_000 + "]" * 100_000 + "}", 4008),
+        ('{"type": "prompt", "prompt": "x", "enhance_prompt": ' + "9" * 5000 + "}", 4008),
+        ('{"type": "prompt", "prompt": "x", "enhance_prompt": false, "n": 1e400}', "acked"),
+    ],
+    ids=["lone-surrogate-prompt", "lone-surrogate-image-prompt", "nested-100000", "int-5000-digits",
+         "float-1e400"],
+)  # fmt: skip
+async def test_hostile_frames_never_end_in_an_internal_error(
+    proxy_factory: ProxyFactory, emulator: Emulator, frame: str, outcome: object
+) -> None:
+    proxy = await proxy_factory()
+    with captured_logs() as logs:
+        ws = await connect(proxy.stream_url(proxy.issue_token("alice")))
+        try:
+            await ws.send(frame)
+            if outcome == 4008:
+                code, _ = await closed_with(ws)
+                assert code == codes.MALFORMED_FRAME
+            else:
+                reply = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                assert reply["success"] is (outcome == "acked"), reply
+                assert (await prompt_round_trip(ws, "Anime"))["success"] is True
+        finally:
+            await ws.close()
+        await wait_for(lambda: all(s.end_reason is not None for s in emulator.sessions))
+    assert "Traceback" not in logs.getvalue() and '"level":"error"' not in logs.getvalue()
+    assert all(s.end_reason != "error" for s in emulator.sessions)
+    ends = [row.end_reason for row in await proxy.ledger.sessions()]
+    assert "internal_error" not in ends, ends
