@@ -4,9 +4,10 @@ For several proxy instances behind a load balancer: they all point ``--ledger`` 
 and keep no state of their own. One connection per proxy carries the writes: operations queued
 while a commit is in flight go into the next transaction (each in a savepoint, except tick
 updates, which cannot fail on their own). A session start takes a transaction-scoped advisory
-lock on its user, so the per-user concurrency limit holds across instances; a batch takes the
-locks of all its starts first, in one global order, so two instances' batches never deadlock, and
-a reap skips rows another transaction holds.
+lock on its user, so the per-user concurrency limit holds across instances; each start runs in its
+own short transaction ahead of its batch's, so a user's lock is held for a count and an insert
+only and instances never wait on each other's batches, nor deadlock; a reap skips rows another
+transaction holds.
 
 If the connection drops, the operations in flight fail with `LedgerError` (the relay then ends
 those sessions rather than serve unmetered time) and the next operation reconnects.
@@ -98,16 +99,8 @@ class _Tick:
 
 
 #: An operation, whether it runs in its own savepoint, its future, and the user whose advisory
-#: lock it takes (a session start), if any.
+#: lock it takes (a session start: run in its own transaction), if any.
 _Item = tuple["Op | _Tick", bool, "asyncio.Future[Any]", "str | None"]
-
-# The user locks of a batch's session starts, all taken first, in one global order (by key): two
-# instances' batches locking users in different orders deadlocked (issue 14's scale-out run).
-_LOCK_USERS_SQL = """
-SELECT COUNT(pg_advisory_xact_lock(%s, key)) FROM (
-    SELECT DISTINCT hashtext(user_id) AS key FROM unnest(%s::text[]) AS t(user_id) ORDER BY key
-) AS ordered
-"""
 
 # Several ticks of one session may share a batch: aggregate them before the update.
 _TICKS_SQL = f"""
@@ -189,21 +182,34 @@ class PostgresLedger(Ledger):
     async def _run_batch(self, batch: list[_Item]) -> None:
         import psycopg
 
-        outcomes: list[tuple[Any, BaseException | None]] = []
+        outcomes: list[tuple[Any, BaseException | None] | None] = [None] * len(batch)
         ticks: list[_Tick] = []
         try:
             conn = await self._ensure_conn()
+            # Session starts first, each in its own short transaction: its user's advisory lock
+            # is held for its count and insert only. Held to the end of a whole batch, the locks
+            # queued every instance behind the others' batches (and, taken in batch order,
+            # deadlocked them): issue 14's scale-out run.
+            for index, (op, _guarded, _future, user) in enumerate(batch):
+                if user is None or isinstance(op, _Tick):
+                    continue
+                try:
+                    async with conn.transaction():
+                        outcomes[index] = (await op(conn), None)
+                except psycopg.OperationalError:
+                    raise
+                except psycopg.Error as exc:
+                    outcomes[index] = (None, LedgerError(str(exc)))
             async with conn.transaction():
-                users = sorted({user for *_, user in batch if user is not None})
-                if users:
-                    await conn.execute(_LOCK_USERS_SQL, (LOCK_CLASS, users))
-                for op, guarded, _future, _user in batch:
+                for index, (op, guarded, _future, user) in enumerate(batch):
+                    if user is not None:
+                        continue
                     if isinstance(op, _Tick):
                         ticks.append(op)
-                        outcomes.append((None, None))
+                        outcomes[index] = (None, None)
                         continue
                     if not guarded:
-                        outcomes.append((await op(conn), None))
+                        outcomes[index] = (await op(conn), None)
                         continue
                     try:
                         async with conn.transaction():
@@ -211,9 +217,9 @@ class PostgresLedger(Ledger):
                     except psycopg.OperationalError:
                         raise
                     except psycopg.Error as exc:
-                        outcomes.append((None, LedgerError(str(exc))))
+                        outcomes[index] = (None, LedgerError(str(exc)))
                     else:
-                        outcomes.append((result, None))
+                        outcomes[index] = (result, None)
                 if ticks:  # every tick of the batch in one statement, one round trip
                     await conn.execute(
                         _TICKS_SQL,
@@ -234,10 +240,16 @@ class PostgresLedger(Ledger):
                 self._conn = None
             self._committed_at = None
             error = exc if isinstance(exc, LedgerError) else LedgerError(f"ledger failed: {exc}")
-            outcomes = [(None, error)] * len(batch)
-        for (_op, _guarded, future, _user), (result, error_) in zip(batch, outcomes, strict=True):
+            # what the failed group transaction held is lost; starts already committed stand
+            outcomes = [
+                (None, error) if outcome is None or batch[index][3] is None
+                else outcome
+                for index, outcome in enumerate(outcomes)
+            ]  # fmt: skip
+        for (_op, _guarded, future, _user), outcome in zip(batch, outcomes, strict=True):
             if future.done():
                 continue
+            result, error_ = outcome if outcome is not None else (None, LedgerError("not run"))
             if error_ is not None:
                 future.set_exception(error_)
             else:
@@ -326,7 +338,6 @@ class PostgresLedger(Ledger):
             # The lease starts when the row is written: a busy queue may have held the op for
             # seconds, and a row born stale would be reaped by another instance at once.
             at = now + max(0.0, time.monotonic() - submitted)
-            # held already (the batch takes its starts' user locks first, in order): re-entrant
             await conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (LOCK_CLASS, user))
             cursor = await conn.execute(
                 f"SELECT COUNT(*) FROM {SESSIONS} WHERE user_id = %s AND ended_at IS NULL "
