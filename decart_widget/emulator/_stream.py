@@ -542,6 +542,9 @@ class StreamSession:
 
     async def _expect_media(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
+        room = self._room_link.room if self._room_link is not None else None
+        if room is not None and getattr(room, "media_path_up", False):
+            return  # Gen-B: the path is up, the first frame is on its way
         if not self._generating:
             log.info("session %s: no media connection within %g s", self.id, seconds)
             self.end(media_not_connected(seconds))

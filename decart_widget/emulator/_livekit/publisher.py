@@ -89,6 +89,11 @@ class PublisherPeer:
     def _video_attached(self) -> bool:
         return self._effect_track._reader is not None
 
+    @property
+    def connected(self) -> bool:
+        """Whether the user's publishing peer connection is connected (the media path is up)."""
+        return bool(self._pc.connectionState == "connected")
+
     async def answer(self, offer_sdp: str, tracks: PublishedTracks | None = None) -> str:
         """Apply an offer (the first or a renegotiation) and return the answer SDP, with the
         codec and the simulcast layer the user's ``add_track`` requests described."""

@@ -165,6 +165,13 @@ class Room:
         if state == "failed" and not self.closed:
             self._on_state("failed")
 
+    @property
+    def media_path_up(self) -> bool:
+        """Whether the user's publishing peer connection is connected (its first frame, which
+        says ``"connected"``, may still be decoding on a busy machine)."""
+        connection = self._connection
+        return connection is not None and connection.publisher.connected
+
     def publisher_negotiated(self, publisher: PublisherPeer) -> None:
         self.publisher_codec = publisher.video_codec or self.publisher_codec
         self.simulcast_layer = publisher.simulcast_layer or self.simulcast_layer
