@@ -8,7 +8,9 @@ through unchanged in both directions; the relay only looks at them:
 
 * client frames must be JSON objects with a string ``type`` (else close 4008) and within the
   frame and image limits (else 4009); ``prompt``/``set_image`` count against the prompt rate
-  (else 4029) and are logged (prompts cut to 80 characters);
+  (else 4029) and are logged (prompts cut to 80 characters; a prompt's line is written when
+  its ``prompt_ack`` arrives, matched by text, with the ack's ``success``/``error`` and
+  ``ack_ms``: one line a prompt, not two; prompts never acked are logged at the session's end);
 * ``generation_tick`` and ``generation_ended`` are written to the ledger, durably, **before** they
   are forwarded; the user's quota is checked after each (close 4002 when exhausted);
 * ``session_id`` (Gen-A) or ``livekit_room_info``'s ``session_id`` (Gen-B) renames the session in
@@ -52,6 +54,8 @@ TO_CLIENT = "upstream_to_client"
 #: How often a session re-reads its user's usage from the ledger (other sessions' seconds).
 QUOTA_REFRESH_SECONDS = 5.0
 USER_AGENT = "decart-widget-proxy"
+#: Prompt texts awaiting their ack at most; beyond, the oldest is logged without one.
+MAX_UNACKED_PROMPTS = 32
 #: A tick the ledger has not committed within this many seconds ends the session (1011).
 LEDGER_TIMEOUT = 10.0
 
@@ -141,6 +145,8 @@ class Relay:
         self._generation_ended: str | None = None
         self._quota_base: float | None = None
         self._quota_checked = 0.0
+        #: Prompts forwarded and not yet acknowledged, by text: (when, enhance_prompt) each.
+        self._unacked: dict[str, list[tuple[float, object]]] = {}
 
     # ---- running ------------------------------------------------------------------------------
 
@@ -224,6 +230,9 @@ class Relay:
                     self.log.event("close_failed", logging.DEBUG, error=repr(result))
 
     async def _record_end(self, ending: Ending) -> None:
+        for text, sent in self._unacked.items():  # prompts the session ended before an ack of
+            self._log_prompt(text, sent, None)
+        self._unacked.clear()
         metrics = self.ctx.metrics
         metrics.ends[ending.reason] += 1
         try:
@@ -319,11 +328,7 @@ class Relay:
                 return
             if kind == "prompt":
                 self.ctx.metrics.prompts += 1
-                self.log.event(
-                    "prompt",
-                    prompt=cut_prompt(obj.get("prompt")),
-                    enhance=obj.get("enhance_prompt"),
-                )
+                self._prompt_sent(obj.get("prompt"), obj.get("enhance_prompt"))
             else:
                 size = _image_bytes(obj.get("image_data"))
                 if size > MAX_IMAGE_BYTES:
@@ -509,14 +514,7 @@ class Relay:
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)
         elif kind == "prompt_ack":
-            self.log.event(
-                "prompt_ack",
-                prompt=cut_prompt(
-                    obj.get("prompt") if isinstance(obj.get("prompt"), str) else None
-                ),
-                success=obj.get("success"),
-                error=obj.get("error"),
-            )
+            self._prompt_acked(obj)
         elif kind == "set_image_ack":
             self.log.event("set_image_ack", success=obj.get("success"), error=obj.get("error"))
         elif kind == "generation_started":
@@ -533,6 +531,47 @@ class Relay:
         await self._to_client(text)
         if kind == "generation_tick" and self.quota is not None:
             await self._check_quota()
+
+    # ---- a prompt and its ack: one log line --------------------------------------------------
+
+    def _prompt_sent(self, prompt: object, enhance: object) -> None:
+        """Hold the prompt's log line until its ack (matched by text, as clients match them)."""
+        text = prompt if isinstance(prompt, str) else ""
+        if len(self._unacked) >= MAX_UNACKED_PROMPTS:  # an upstream that never acks
+            oldest = next(iter(self._unacked))
+            self._log_prompt(oldest, self._unacked.pop(oldest), None)
+        self._unacked.setdefault(text, []).append((time.monotonic(), enhance))
+
+    def _prompt_acked(self, ack: dict[str, Any]) -> None:
+        prompt = ack.get("prompt")
+        text = prompt if isinstance(prompt, str) else None
+        waiting = self._unacked.get(text) if text is not None else None
+        if text is None or not waiting:  # an ack for no prompt of this session's client
+            self.log.event(
+                "prompt_ack",
+                prompt=cut_prompt(text),
+                success=ack.get("success"),
+                error=ack.get("error"),
+            )
+            return
+        first = waiting.pop(0)
+        if not waiting:
+            del self._unacked[text]
+        self._log_prompt(text, [first], ack)
+
+    def _log_prompt(
+        self, text: str, sent: list[tuple[float, object]], ack: dict[str, Any] | None
+    ) -> None:
+        now = time.monotonic()
+        for started, enhance in sent:
+            self.log.event(
+                "prompt",
+                prompt=cut_prompt(text),
+                enhance=enhance,
+                success=None if ack is None else ack.get("success"),
+                error=None if ack is None else ack.get("error"),
+                ack_ms=None if ack is None else round((now - started) * 1000, 1),
+            )
 
     async def _key_refused(self, detail: str) -> None:
         """The service refused the proxy's own key: a platform problem, never the user's."""

@@ -7,6 +7,7 @@ import base64
 import contextlib
 import io
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -105,6 +106,30 @@ async def test_frames_are_forwarded_unchanged_and_buffered_until_upstream_opens(
         second = await receive_type(ws, "prompt_ack")
         assert (first["prompt"], second["prompt"]) == ("Sketch é", "Invert")
     assert emulator.sessions[-1].prompts_applied == ["Sketch é", "Invert"]
+
+
+async def test_a_prompt_and_its_ack_are_one_log_line(
+    proxy_factory: ProxyFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="decart_widget.proxy.session")
+    proxy = await proxy_factory()
+    async with await connect(proxy.stream_url(proxy.issue_token("erin"))) as ws:
+        assert (await prompt_round_trip(ws, "Noir"))["success"] is True
+        assert (await prompt_round_trip(ws, "Noir"))["success"] is True  # the same text twice
+    await wait_for(lambda: not proxy.service or not proxy.service.relays, what="relay end")
+    events = [
+        (record.getMessage(), getattr(record, "fields", {}))
+        for record in caplog.records
+        if record.name == "decart_widget.proxy.session"
+    ]
+    prompts = [fields for name, fields in events if name == "prompt"]
+    assert [(f["prompt"], f["success"], f["user"]) for f in prompts] == [
+        ("Noir", True, "erin"),
+        ("Noir", True, "erin"),
+    ]
+    assert all(isinstance(f["ack_ms"], float) and f["ack_ms"] >= 0 for f in prompts)
+    assert "prompt_ack" not in [name for name, _ in events]  # folded into the prompt's line
+    assert [name for name, _ in events][-1] == "session_closed"
 
 
 async def test_model_is_url_encoded_and_only_model_and_resolution_are_forwarded(
