@@ -6,7 +6,10 @@ permanent key; they share how they open it (`open_upstream`: frame limit, timeou
 no compression), how a refused or failed open is put into words the session cores classify
 (`connect_failure`), and how a failed ack the kernel settles itself becomes a typed error
 (`ack_error`). The signaling proxy reaches the same upstream with aiohttp
-(`decart_widget.proxy._relay`); moving it here, onto one WebSocket library, is still to do.
+(`decart_widget.proxy._relay`), deliberately: its upstream leg carries every frame of every
+session, and websockets' pure-Python frame handling measured 1.2-1.5x aiohttp's CPU per prompt
+round trip on that leg (200 connections on loopback, 4 interleaved rounds; docs/proxy.md,
+Performance), against issue 14's goal of a proxy no costlier than Decart's reference.
 """
 
 from __future__ import annotations
