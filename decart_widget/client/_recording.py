@@ -5,29 +5,25 @@ frames the session receives), of the input (the frames it sends, read through `I
 both side by side, at a constant rate, from its first frame on: a file of ``seconds`` at ``fps``
 holds ``seconds * fps`` frames, whatever rate the service sends at. While the session is not
 live (a reconnect) or its frames stop coming, the recording shows black, so a gap is visible and
-the timeline stays true. Encoding (VP8 for ``.webm``/``.mkv``, H.264 for ``.mp4``) runs on a
-worker thread, one frame at a time; a tick it cannot keep up with is skipped, never queued.
+the timeline stays true. Encoding (`decart_widget._video_file`) runs on a worker thread, one
+frame at a time; ticks it cannot keep up with (a second's worth queued) are skipped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fractions
 import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import av
 import numpy as np
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 from av import VideoFrame
 
 from .._recording import (
-    CONTAINERS,
     AlreadyRecording,
     NotRecording,
     RecordingError,
@@ -35,18 +31,12 @@ from .._recording import (
     RecordWhich,
     size_words,
 )
+from .._video_file import VideoFile
 
 log = logging.getLogger("decart_widget.client.recording")
 
 #: A frame older than this no longer stands for its stream: the recording shows black.
 STALE_SECONDS = 1.0
-#: Encoders by container, the first one this PyAV build has wins (with its options).
-ENCODERS: dict[str, list[tuple[str, dict[str, str]]]] = {
-    "webm": [("libvpx", {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"})],
-    "matroska": [("libvpx", {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"})],
-    "mp4": [("libx264", {"preset": "ultrafast"}), ("h264", {}), ("mpeg4", {})],
-}
-BITS_PER_SECOND = 2_500_000
 #: How far behind its clock a recording's ticks may fall before it skips frames to catch up.
 CATCH_UP_SECONDS = 0.5
 
@@ -69,13 +59,6 @@ class InputTap(MediaStreamTrack):
             raise MediaStreamError
         self._listener(frame)
         return frame
-
-
-def _encoder(container: str) -> tuple[str, dict[str, str]]:
-    for name, options in ENCODERS[container]:
-        if name in av.codecs_available:
-            return name, options
-    raise RecordingError(f"this PyAV build has no encoder for {container} files")
 
 
 def _even(value: float) -> int:
@@ -111,48 +94,6 @@ class _Layout:
                 rgb = frame.to_ndarray(format="rgb24", width=width, height=height)
                 picture[:height, left : left + width] = rgb
         return picture
-
-
-class _Encoder:
-    """One output file, fed one picture at a time (on a worker thread)."""
-
-    def __init__(self, path: Path, fps: float, width: int, height: int) -> None:
-        container = CONTAINERS[path.suffix.lower()]
-        codec, options = _encoder(container)
-        self.rate = fractions.Fraction(fps).limit_denominator(1001)
-        self.output = av.open(str(path), mode="w", format=container)
-        try:
-            stream = self.output.add_stream(codec, rate=self.rate, options=options)
-            assert isinstance(stream, av.video.stream.VideoStream)
-            stream.width, stream.height = width, height
-            stream.pix_fmt = "yuv420p"
-            stream.bit_rate = BITS_PER_SECOND
-        except Exception:
-            self.output.close()
-            raise
-        self.stream = stream
-        self.written = 0
-        self.frames = 0
-
-    def encode(self, picture: np.ndarray, index: int) -> int:
-        """Encode ``picture`` as frame ``index``; the bytes written so far."""
-        frame = VideoFrame.from_ndarray(picture, format="rgb24")
-        frame.pts = index
-        frame.time_base = 1 / self.rate
-        self._mux(self.stream.encode(frame))
-        self.frames += 1
-        return self.written
-
-    def close(self) -> None:
-        try:
-            self._mux(self.stream.encode(None))
-        finally:
-            self.output.close()
-
-    def _mux(self, packets: Any) -> None:
-        for packet in packets:
-            self.written += packet.size
-            self.output.mux(packet)
 
 
 class Recording:
@@ -203,7 +144,7 @@ class Recording:
         return ("input", "output") if self.which == "both" else (self.which,)
 
     async def _run(self) -> None:
-        encoder: _Encoder | None = None
+        encoder: VideoFile | None = None
         encoding: asyncio.Task[None] | None = None
         # at most a second of pictures waits for the encoder; a tick that finds it full is skipped
         queue: asyncio.Queue[tuple[int, dict[str, VideoFrame | None]] | None] = asyncio.Queue(
@@ -226,7 +167,7 @@ class Recording:
                     }
                     layout = _Layout(self.which, sizes)
                     encoder = await asyncio.to_thread(
-                        _Encoder, self.path, self.fps, layout.width, layout.height
+                        VideoFile, self.path, self.fps, layout.width, layout.height
                     )
                     encoding = asyncio.create_task(self._encode_all(encoder, layout, queue))
                     started = now
@@ -273,7 +214,7 @@ class Recording:
 
     async def _encode_all(
         self,
-        encoder: _Encoder,
+        encoder: VideoFile,
         layout: _Layout,
         queue: asyncio.Queue[tuple[int, dict[str, VideoFrame | None]] | None],
     ) -> None:
@@ -301,7 +242,7 @@ class Recording:
 
     @staticmethod
     def _encode(
-        encoder: _Encoder, layout: _Layout, frames: dict[str, VideoFrame | None], index: int
+        encoder: VideoFile, layout: _Layout, frames: dict[str, VideoFrame | None], index: int
     ) -> int:
         return encoder.encode(layout.compose(frames), index)
 

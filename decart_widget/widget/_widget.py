@@ -20,6 +20,14 @@ import traitlets
 
 from .._backends import Backend, Decart, is_emulator
 from .._ice import IceServersSource, resolve_ice_servers_now
+from .._recording import (
+    DEFAULT_MAX_BYTES,
+    check_max_bytes,
+    check_record_fps,
+    check_record_path,
+    check_record_which,
+    check_seconds,
+)
 from ..images import MAX_IMAGE_BYTES, check_image_bytes, image_bytes
 from ..models import DEFAULT_MODEL, RealtimeModel
 from ..models import get as get_model
@@ -52,6 +60,8 @@ from ._modes import (
     resolve,
 )
 from ._reach import remote_page_help
+from ._recording import END_GRACE as RECORDING_END_GRACE
+from ._recording import Take, WidgetRecordings
 from ._updates import WidgetState
 
 log = logging.getLogger("decart_widget.widget")
@@ -264,6 +274,9 @@ class RealtimeWidget(anywidget.AnyWidget):
         self._displayed = False
         self._frames = FrameRequests(lambda message: self.send(message))
         self._frame_streams = FrameStreams(lambda message: self.send(message))
+        self._recordings = WidgetRecordings(
+            lambda message: self.send(message), self._show_recording
+        )
         self.on_msg(self._on_frontend_message)
 
     # ---- public API ----------------------------------------------------------------------------
@@ -347,6 +360,77 @@ class RealtimeWidget(anywidget.AnyWidget):
             raise WidgetClosed("the widget is closed")
         return self._frame_streams.iterate(rate, side)
 
+    async def record(
+        self,
+        seconds: float = 5.0,
+        path: str | Path = "recording.webm",
+        which: str = "output",
+        fps: float | None = None,
+        max_bytes: int | None = DEFAULT_MAX_BYTES,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> Path:
+        """Record ``seconds`` of the output (or ``which="input"``, or ``"both"`` side by side) into
+        ``path`` in the kernel's working directory; returns its absolute path.
+
+        The page records (the browser's MediaRecorder) at ``fps`` (default: the model's rate) and
+        streams the file to the kernel as it is made. ``.webm`` works in every browser; ``.mp4``
+        and ``.mkv`` where the browser records them. Waits up to ``timeout`` seconds for the
+        first frames. A reconnect shows as black frames; the file stays valid. Raises
+        `decart_widget.RecordingTooLarge` at ``max_bytes`` (the file holds what came before),
+        `decart_widget.AlreadyRecording`, a `decart_widget.RecordingError` when the recording
+        stops early, and `NotDisplayed`, `NotStarted`, `ViewHidden` or `WidgetClosed` (as
+        `snapshot`) when there is nothing to record.
+        """
+        take = self._begin_recording(path, which, fps, check_seconds(seconds), max_bytes, timeout)
+        try:
+            await self._recordings.started(take, check_timeout(timeout))
+            return await self._recordings.ended(take, seconds + RECORDING_END_GRACE)
+        finally:
+            self._recordings.forget(take)
+
+    def start_recording(
+        self,
+        path: str | Path = "recording.webm",
+        which: str = "output",
+        fps: float | None = None,
+        max_bytes: int | None = DEFAULT_MAX_BYTES,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        """Start an open-ended recording (as `record`); ``await w.stop_recording()`` ends it and
+        returns the file's path, or raises why the recording could not start or stopped early
+        (the view's header shows it meanwhile). It also ends when the widget stops."""
+        self._begin_recording(path, which, fps, None, max_bytes, timeout)
+
+    async def stop_recording(self) -> Path:
+        """End the recording `start_recording` began; the path of its file. Raises
+        `decart_widget.NotRecording` when none was started."""
+        return await self._recordings.stop()
+
+    def _begin_recording(
+        self,
+        path: str | Path,
+        which: str,
+        fps: float | None,
+        seconds: float | None,
+        max_bytes: int | None,
+        timeout: float,
+    ) -> Take:
+        target = check_record_path(path)
+        side = check_record_which(which)
+        rate = check_record_fps(fps if fps is not None else self.model_spec.get("fps", 30))
+        limit = check_max_bytes(max_bytes)
+        wait = check_timeout(timeout)
+        if self.comm is None:
+            raise WidgetClosed("the widget is closed")
+        if not self._displayed:
+            raise NotDisplayed("display the widget first (put `w` last in a cell, or display(w))")
+        return self._recordings.begin(target, side, rate, seconds, limit, wait)
+
+    def _show_recording(self, text: str | None) -> None:
+        """A recording's state in the view's header (None: back to the widget's own note)."""
+        base = self._default_note()
+        self.note = base if text is None else f"{base} · {text}" if base else text
+
     def on_signal(self, callback: SignalHook, remove: bool = False) -> SignalHook:
         """Kernel signaling (``signaling=dw.Kernel()``): call ``callback(frame, direction)`` for
         every relayed frame.
@@ -375,6 +459,9 @@ class RealtimeWidget(anywidget.AnyWidget):
         frames = getattr(self, "_frames", None)
         if frames is not None:
             frames.close()
+        recordings = getattr(self, "_recordings", None)
+        if recordings is not None:
+            recordings.close()
         streams = getattr(self, "_frame_streams", None)
         if streams is not None:
             streams.close()
@@ -466,6 +553,8 @@ class RealtimeWidget(anywidget.AnyWidget):
         elif kind == "asset_request":
             for message, buffers in asset_messages(STATIC, content.get("name")):
                 self.send(message, buffers)
+        elif isinstance(kind, str) and kind.startswith("record_"):
+            self._recordings.message(content, buffers)
         elif kind == "frame" and "stream" in content:
             self._frame_streams.frame(content, buffers)
         elif kind in ("frame", "frame_error"):

@@ -1,5 +1,6 @@
-// w.snapshot()'s and w.on_frame()'s frame capture (frame_capture.ts over video_frames.ts) is an
-// asset the page loads with the first `frame_request` or `frame_stream` (asset_loader.ts), like the media transports: widget.js, which
+// w.snapshot()'s and w.on_frame()'s frame capture (frame_capture.ts over video_frames.ts) and
+// w.record()'s recorder (recorder.ts) are an asset the page loads with the first `frame_request`,
+// `frame_stream` or `record_start` (asset_loader.ts), like the media transports: widget.js, which
 // every notebook loads, stays small (tests/unit/test_bundle_budget.py). The requests that arrive
 // while it loads are handed to it once it runs; if it cannot load, they are answered with a
 // `frame_error` saying why (a stream, which has no one to answer, is logged), and a later request
@@ -18,8 +19,9 @@ interface Request {
   id?: unknown;
 }
 
-/** The messages that need the capture: a snapshot's request, a stream's start or end. */
-const LOADING_MESSAGES = new Set<unknown>(["frame_request", "frame_stream"]);
+/** The messages that need the asset: a snapshot's request, a stream's start or end, a recording's
+ * start (recorder.ts; a start the asset cannot answer times out in the kernel). */
+const LOADING_MESSAGES = new Set<unknown>(["frame_request", "frame_stream", "record_start"]);
 
 /** The frame capture of the asset `frames` (its `open(host)`), loaded on the first request. */
 export const lazyFrames: FramesFactory = (host) => {
