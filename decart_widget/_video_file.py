@@ -6,6 +6,7 @@ frame rate, and `constant_rate`, which re-times a file the browser recorded to o
 from __future__ import annotations
 
 import fractions
+import itertools
 import logging
 import os
 from pathlib import Path
@@ -83,50 +84,89 @@ class VideoFile:
 
 
 def constant_rate(path: Path, fps: float, seconds: float | None = None) -> int:
-    """Re-time the video of ``path`` to ``fps`` frames a second, in place; the frames written.
+    """Make the video of ``path`` run at ``fps`` frames a second, in place; the frames written.
 
     A browser's MediaRecorder stamps each frame with when it was drawn, so a busy page leaves
-    uneven gaps and its WebM has no duration. Here every slot ``i / fps`` gets the latest picture
-    drawn by then, for ``seconds`` (default: up to the last frame), and the file gets a duration
-    and an index. The file is replaced only once the new one is complete.
+    uneven gaps, and its WebM has no duration. A file whose frames already come at ``fps`` is
+    only copied into a new container (which gives it a duration and an index); any other is
+    re-encoded, every slot ``i / fps`` getting the latest picture drawn by then, for ``seconds``
+    (default: up to its last frame). The file is replaced only once the new one is complete.
     """
     staging = path.with_name(f".{path.name}.retimed{path.suffix}")
-    written = 0
     try:
-        with av.open(str(path)) as source:
-            stream = source.streams.video[0]
-            frames = source.decode(stream)
-            current = next(frames, None)
-            if current is None:
-                raise RecordingError(f"{path} holds no video frame")
-            start = float(current.time or 0.0)
-            upcoming = next(frames, None)
-            output = VideoFile(
-                staging, fps, current.width - current.width % 2, current.height - current.height % 2
-            )
-            try:
-                index = 0
-                while True:
-                    slot = start + index / fps
-                    if seconds is not None and index >= round(seconds * fps):
-                        break
-                    while upcoming is not None and float(upcoming.time or 0.0) <= slot:
-                        current, upcoming = upcoming, next(frames, None)
-                    if (
-                        seconds is None
-                        and upcoming is None
-                        and slot > float(current.time or 0.0) + 1 / fps
-                    ):
-                        break
-                    output.encode(
-                        current.reformat(output.width, output.height, format="yuv420p"), index
-                    )
-                    index += 1
-            finally:
-                output.close()
-            written = output.frames
+        times = _frame_times(path)
+        if not times:
+            raise RecordingError(f"{path} holds no video frame")
+        written = (
+            _copy(path, staging)
+            if _steady(times, fps, seconds)
+            else _retime(path, staging, fps, seconds)
+        )
         os.replace(staging, path)
     finally:
         if staging.exists():
             staging.unlink()
     return written
+
+
+def _frame_times(path: Path) -> list[float]:
+    with av.open(str(path)) as source:
+        stream = source.streams.video[0]
+        base = stream.time_base or fractions.Fraction(1, 1000)
+        return sorted(float(p.pts * base) for p in source.demux(stream) if p.pts is not None)
+
+
+def _steady(times: list[float], fps: float, seconds: float | None) -> bool:
+    """Whether frames at ``times`` already are a ``fps`` stream (of ``seconds``, if given)."""
+    expected = round((seconds if seconds is not None else times[-1] - times[0] + 1 / fps) * fps)
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    return abs(len(times) - expected) <= max(2, expected // 20) and max(gaps, default=0) < 2.5 / fps
+
+
+def _copy(path: Path, staging: Path) -> int:
+    with (
+        av.open(str(path)) as source,
+        av.open(str(staging), "w", format=CONTAINERS[path.suffix.lower()]) as target,
+    ):
+        stream = source.streams.video[0]
+        copy = target.add_stream_from_template(stream)
+        count = 0
+        for packet in source.demux(stream):
+            if packet.dts is None:
+                continue
+            packet.stream = copy
+            target.mux(packet)
+            count += 1
+    return count
+
+
+def _retime(path: Path, staging: Path, fps: float, seconds: float | None) -> int:
+    with av.open(str(path)) as source:
+        frames = source.decode(source.streams.video[0])
+        current = next(frames, None)
+        if current is None:
+            raise RecordingError(f"{path} holds no video frame")
+        start = float(current.time or 0.0)
+        upcoming = next(frames, None)
+        output = VideoFile(
+            staging, fps, current.width - current.width % 2, current.height - current.height % 2
+        )
+        try:
+            index = 0
+            while seconds is None or index < round(seconds * fps):
+                slot = start + index / fps
+                while upcoming is not None and float(upcoming.time or 0.0) <= slot:
+                    current, upcoming = upcoming, next(frames, None)
+                if (
+                    seconds is None
+                    and upcoming is None
+                    and slot > float(current.time or 0.0) + 1 / fps
+                ):
+                    break
+                output.encode(
+                    current.reformat(output.width, output.height, format="yuv420p"), index
+                )
+                index += 1
+        finally:
+            output.close()
+    return output.frames

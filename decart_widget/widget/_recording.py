@@ -314,6 +314,11 @@ class WidgetRecordings:
                 f"{take.chunks} arrived)",
                 take.path,
             )
+        elif take.bytes == 0:
+            error = RecordingError(
+                f"the page recorded nothing ({content.get('message') or reason}); "
+                f"{take.path} is empty"
+            )
         elif reason == "too_large":
             error = self._too_large(take)
         elif reason == "failed":

@@ -190,7 +190,7 @@ class Take {
       const due = started + this.frames / request.fps;
       this.tick = host.clock.setTimeout(next, Math.max(0, (due - host.clock.now()) * 1000));
     };
-    this.tick = host.clock.setTimeout(next, 1000 / request.fps);
+    next(); // the first frame at once: a recorder whose track never delivered one writes nothing
     if (request.seconds !== null) {
       this.limit = host.clock.setTimeout(() => this.stop("seconds"), request.seconds * 1000);
     }
@@ -234,7 +234,13 @@ class Take {
   private send(data: Blob): void {
     const { id } = this.request;
     this.sending = this.sending.then(async () => {
-      const buffer = await data.arrayBuffer();
+      let buffer: ArrayBuffer;
+      try {
+        buffer = await data.arrayBuffer();
+      } catch (error) {
+        this.stop("failed", `A recorded chunk could not be read: ${(error as Error)?.message ?? error}`);
+        return;
+      }
       this.host.kernel.send({ type: "record_chunk", id, page: this.page, seq: this.seq++ }, [buffer]);
       this.bytes += buffer.byteLength;
       const { maxBytes } = this.request;
@@ -246,12 +252,13 @@ class Take {
     await this.sending;
     await Promise.resolve(); // the final dataavailable precedes stop; its send is chained by now
     await this.sending;
+    const empty = this.bytes === 0 && this.reason !== "failed";
     this.host.kernel.send({
       type: "record_end",
       id: this.request.id,
       page: this.page,
-      reason: this.reason,
-      message: this.failure,
+      reason: empty ? "failed" : this.reason,
+      message: empty ? "The browser's recorder produced no data." : this.failure,
       chunks: this.seq,
       bytes: this.bytes,
       frames: this.frames,

@@ -66,7 +66,7 @@ path = await w.record(seconds=2, path="both.webm", which="both")
 report("BOTH", path=str(path), fps=w.model_spec["fps"], inp=inp.shape, out=out.shape)"""
 
 LIMITS = """\
-too_large = await failure(w.record(seconds=20, path="big.webm", max_bytes=100_000))
+too_large = await failure(w.record(seconds=10, path="big.webm", max_bytes=20_000))
 w.start_recording("open.webm")
 twice = "no error"
 try:
@@ -134,7 +134,7 @@ def colourfulness(frame: np.ndarray) -> float:
     return float((pixels.max(2) - pixels.min(2)).mean())
 
 
-@pytest.mark.timeout(480)  # one notebook, one kernel: eight cells, three recordings, a reconnect
+@pytest.mark.timeout(900)  # one notebook, one kernel: eight cells, three recordings, a reconnect
 def test_recordings_decode_with_the_effect_and_fail_typed(
     jupyter: JupyterServer, page: Any, emulator: dw.Emulator
 ) -> None:
@@ -150,7 +150,7 @@ def test_recordings_decode_with_the_effect_and_fail_typed(
     assert run(ui, 1, "BEFORE", 30) == {"error": "NotStarted"}
 
     # 3 s at 30 fps: about 90 frames, grey (noir) while the fake camera is colourful
-    noir = run(ui, 2, "NOIR", 120)
+    noir = run(ui, 2, "NOIR", 180)
     assert Path(noir["path"]) == jupyter.root_dir / "noir.webm"
     frames, times = decode(jupyter.root_dir / "noir.webm")
     assert 85 <= len(frames) <= 92, len(frames)
@@ -167,7 +167,7 @@ def test_recordings_decode_with_the_effect_and_fail_typed(
     assert "Recording" not in noir["note"]  # the view's header says so only while it records
 
     # both side by side: the input on the left, its negative on the right
-    both = run(ui, 3, "BOTH", 90)
+    both = run(ui, 3, "BOTH", 180)
     frames, _ = decode(Path(both["path"]))
     assert 40 <= len(frames) <= 2 * both["fps"] + 2, len(frames)
     # the input scaled to the output's height, then the output
@@ -182,13 +182,13 @@ def test_recordings_decode_with_the_effect_and_fail_typed(
     assert np.abs(right_mean - (255 - left_mean)).max() < 40, (left_mean, right_mean)
 
     # the size limit: a typed error, the file valid up to where it stopped
-    limits = run(ui, 4, "LIMITS", 90)
+    limits = run(ui, 4, "LIMITS", 180)
     assert limits["too_large"] == "RecordingTooLarge", limits
     assert limits["twice"] == "AlreadyRecording" and limits["stopped_twice"] == "NotRecording"
     big = jupyter.root_dir / "big.webm"
-    assert 100_000 <= big.stat().st_size < 100_000 + 2_000_000
+    assert 20_000 <= big.stat().st_size < 20_000 + 2_000_000
     big_frames, big_times = decode(big)
-    assert big_frames and big_times[-1] < 15
+    assert big_frames and big_times[-1] < 8
     open_frames, _ = decode(Path(limits["path"]))
     assert 25 <= len(open_frames) <= 80, len(open_frames)
     assert not (jupyter.root_dir / "second.webm").exists()
@@ -204,7 +204,7 @@ def test_recordings_decode_with_the_effect_and_fail_typed(
     wait_for(lambda: pill.inner_text() != "Live", 15, "the view to see the drop")
     wait_for(lambda: pill.inner_text() == "Live", 60, "the session to come back")
     page.wait_for_timeout(2000)  # and a stretch after it
-    gap = run(ui, 6, "GAP", 60)
+    gap = run(ui, 6, "GAP", 120)
     frames, times = decode(Path(gap["path"]))
     brightness = [float(frame.mean()) for frame in frames]
     dark = [i for i, value in enumerate(brightness) if value < 8]
