@@ -6,7 +6,7 @@ both side by side, at a constant rate, from its first frame on: a file of ``seco
 holds ``seconds * fps`` frames, whatever rate the service sends at. While the session is not
 live (a reconnect) or its frames stop coming, the recording shows black, so a gap is visible and
 the timeline stays true. Encoding (`decart_widget._video_file`) runs on a worker thread, one
-frame at a time; ticks it cannot keep up with (a second's worth queued) are skipped.
+frame at a time; ticks it cannot keep up with (two seconds' worth queued) are skipped.
 """
 
 from __future__ import annotations
@@ -146,9 +146,9 @@ class Recording:
     async def _run(self) -> None:
         encoder: VideoFile | None = None
         encoding: asyncio.Task[None] | None = None
-        # at most a second of pictures waits for the encoder; a tick that finds it full is skipped
+        # at most two seconds of pictures wait for the encoder; a tick that finds it full is skipped
         queue: asyncio.Queue[tuple[int, dict[str, VideoFrame | None]] | None] = asyncio.Queue(
-            maxsize=max(2, round(self.fps))
+            maxsize=max(2, round(2 * self.fps))
         )
         started = 0.0
         index = -1

@@ -78,7 +78,7 @@ async def test_a_timed_recording_decodes_at_its_rate_with_the_effect(
     frames, rate, times = decode(path)
     assert rate == pytest.approx(15, abs=0.5)
     # two seconds at 15 fps from the first frame on; a tick the encoder missed may be skipped
-    assert 24 <= len(frames) <= 30, len(frames)
+    assert 22 <= len(frames) <= 30, len(frames)
     assert times == sorted(times) and times[-1] == pytest.approx(2, abs=0.2)
     assert frames[0].shape == (192, 320, 3)
     assert np.allclose(mean(frames[-1]), INVERTED_RED, atol=15), mean(frames[-1])
