@@ -121,6 +121,13 @@ class RealtimeWidget(anywidget.AnyWidget):
     ``w.prompt``, ``w.image`` or ``w.enhance`` at any time. ``connection_state``,
     ``generation_seconds``, ``session_id``, ``last_error`` and ``stats`` are kept up to date by
     the front end.
+
+    ``source`` is ``"camera"``, ``"screen"``, ``"video"`` (with ``video=``), ``"synthetic"``, or
+    frames made in Python: an iterable or async iterable of H x W x 3 uint8 RGB arrays, a
+    function returning one, or a `decart_widget.RealtimeSession` (its output). Those are sent to
+    the page at up to ``source_fps`` a second (default 15, at most 30; at most two on their way,
+    the iterator not advanced meanwhile) and published at the model's size; ``w.source`` is then
+    ``"python"``. See docs/widget.md, "Python frames as the source".
     """
 
     _esm = _bundle("widget.js")

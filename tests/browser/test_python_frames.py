@@ -1,7 +1,7 @@
 """Frames from Python into the page, in real JupyterLab with Chromium and the test emulator:
 ``RealtimeWidget(source=frames)`` publishes numpy frames as its camera (they come back
-transformed: checked with `w.snapshot()`), and ``session.show()`` shows a headless
-`RealtimeSession`'s output live with no camera at all (checked on the page's canvas).
+transformed: checked with `w.snapshot()`; in each signaling mode), and ``session.show()`` shows
+a headless `RealtimeSession`'s output live with no camera at all (checked on the page's canvas).
 
 The source picture is two known colours side by side, so the emulator's ``invert`` is a known
 pair of colours, robust to the codec's small shifts.
@@ -10,6 +10,7 @@ pair of colours, robust to the codec's small shifts.
 from __future__ import annotations
 
 import json
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +19,10 @@ from browser_kit import wait_for
 from jupyter_servers import JupyterPage, JupyterServer, write_notebook
 
 import decart_widget as dw
+from decart_widget.proxy import ProxyServer
+
+#: each test starts a session (and the first, JupyterLab and Chromium) on a loaded machine
+pytestmark = pytest.mark.timeout(240)
 
 LEFT, RIGHT = (200, 40, 40), (30, 60, 220)
 INVERTED_LEFT = [255 - c for c in LEFT]
@@ -120,6 +125,18 @@ def jupyter(emulator: dw.Emulator) -> Iterator[JupyterServer]:
         yield server
 
 
+@pytest.fixture(autouse=True)
+def shut_kernels(jupyter: JupyterServer) -> Iterator[None]:
+    """Each test's kernel (its sessions and pumps) ends with it, not all at the server's stop."""
+    yield
+    base = f"{jupyter.base_url}/api/sessions"
+    with urllib.request.urlopen(f"{base}?token={jupyter.token}", timeout=10) as response:
+        sessions = json.load(response)
+    for session in sessions:
+        url = f"{base}/{session['id']}?token={jupyter.token}"
+        urllib.request.urlopen(urllib.request.Request(url, method="DELETE"), timeout=30).close()
+
+
 def printed(ui: JupyterPage, index: int, tag: str) -> dict[str, Any] | None:
     for line in ui.output_text(index).splitlines():
         if line.startswith(tag + " "):
@@ -143,16 +160,33 @@ def near(seen: list[float], expected: list[int]) -> bool:
     return max(abs(a - b) for a, b in zip(seen, expected, strict=True)) < 40
 
 
-#: direct signaling on Gen-A, and kernel signaling on Gen-B: the page's input is the same canvas
-MODES = [("direct", "webrtc"), ("kernel", "livekit")]
+#: each signaling mode once, each transport at least once: the page's input is the same canvas
+MODES = [("direct", "webrtc"), ("kernel", "livekit"), ("proxy", "livekit")]
+
+
+@pytest.fixture
+def proxy(emulator: dw.Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyServer]:
+    ledger = tmp_path_factory.mktemp("ledger") / "usage.sqlite"
+    server = ProxyServer(upstream=emulator, secret="pyframes-test-secret", ledger=str(ledger))
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.mark.parametrize(("signaling", "transport"), MODES, ids=["-".join(m) for m in MODES])
 def test_python_frames_come_back_transformed(
-    jupyter: JupyterServer, page: Any, signaling: str, transport: str
+    jupyter: JupyterServer,
+    page: Any,
+    request: pytest.FixtureRequest,
+    signaling: str,
+    transport: str,
 ) -> None:
     name = f"python_source_{signaling}_{transport}.ipynb"
-    widget = WIDGET.replace("{kwargs}", f'signaling="{signaling}", transport="{transport}"')
+    kwargs = f'signaling="{signaling}", transport="{transport}"'
+    if signaling == "proxy":
+        proxy: ProxyServer = request.getfixturevalue("proxy")
+        kwargs += f", proxy_url={proxy.realtime_url!r}, proxy_token={proxy.issue_token('py')!r}"
+    widget = WIDGET.replace("{kwargs}", kwargs)
     write_notebook(jupyter.root_dir / name, [SETUP, widget, TRANSFORMED])
     ui = JupyterPage(page, jupyter)
     ui.open(name)
