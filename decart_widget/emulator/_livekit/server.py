@@ -38,6 +38,10 @@ log = logging.getLogger("decart_widget.emulator.livekit.server")
 ROOM_NOT_FOUND = "requested room does not exist"
 #: Largest signal frame accepted (a client offer with many candidates is a few kB).
 MAX_SIGNAL_BYTES = 1024 * 1024
+#: Seconds a closing signal socket waits for the client's close frame before dropping the
+#: connection (aiohttp waits 10 s by default): a page torn down may never answer, and the room,
+#: and with it the session's end, would wait for it.
+SIGNAL_CLOSE_WAIT = 1.0
 
 
 def livekit_url(host: str, port: int, *, secure: bool = False) -> str:
@@ -149,7 +153,12 @@ class RoomServer:
         if isinstance(admitted, web.Response):
             return admitted
         room, grant = admitted
-        ws = web.WebSocketResponse(max_msg_size=MAX_SIGNAL_BYTES, compress=False, heartbeat=None)
+        ws = web.WebSocketResponse(
+            max_msg_size=MAX_SIGNAL_BYTES,
+            compress=False,
+            heartbeat=None,
+            timeout=SIGNAL_CLOSE_WAIT,
+        )
         if not ws.can_prepare(request).ok:
             return web.Response(status=400, text="expected a WebSocket upgrade")
         await ws.prepare(request)
