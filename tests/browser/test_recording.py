@@ -73,6 +73,9 @@ try:
     w.start_recording("second.webm")
 except dw.AlreadyRecording as exc:
     twice = type(exc).__name__
+deadline = loop.time() + 60
+while "Recording" not in w.note and loop.time() < deadline:  # the page has begun
+    await asyncio.sleep(0.1)
 await asyncio.sleep(1.5)
 path = await w.stop_recording()
 report("LIMITS", too_large=too_large, twice=twice, path=str(path),
