@@ -1,10 +1,11 @@
 """Time to first transformed frame: the widget's front end vs minimal reference pages, on both
 media transports.
 
-Run ``python bench/ttff.py [--runs 20] [--phases] [--each] [--skip-gen-a] [--baseline DIR]
-[--chromium /usr/bin/chromium]``. Not part of the test run; it prints figures and goals, and never
-fails on them. ``--baseline`` measures another build's ``widget.js`` and assets (e.g. an older
-commit's) on Gen-B in the same runs, interleaved.
+Run ``python bench/ttff.py [--runs 20] [--phases] [--each] [--skip-gen-a] [--baseline DIR
+[--baseline-transport webrtc]] [--chromium /usr/bin/chromium]``. Not part of the test run; it
+prints figures and goals, and never fails on them. ``--baseline`` measures another build's
+``widget.js`` and assets (e.g. an older commit's) in the same runs, interleaved: on Gen-B, or on
+Gen-A with ``--baseline-transport webrtc`` (a build older than Gen-B).
 
 How it measures:
 
@@ -82,6 +83,8 @@ KINDS = {
     "reference-b": ("reference-b", "livekit"),
     "widget-a": ("widget", "webrtc"),
     "reference-a": ("reference-a", "webrtc"),
+    "baseline-b": ("widget", "livekit"),
+    "baseline-a": ("widget", "webrtc"),
 }
 #: The assets loaded on demand, by the name the front end asks for (decart_widget/widget/assets.py).
 ASSETS = {
@@ -496,13 +499,14 @@ def measure(
     kinds: list[str],
     phases: dict[str, dict[str, list[float]]] | None = None,
     baseline: Path | None = None,
+    baseline_kind: str = "baseline-b",
 ) -> dict[str, list[float]]:
     from playwright.sync_api import sync_playwright
 
     import decart_widget as dw
 
     if baseline:
-        kinds = [*kinds, "baseline-b"]
+        kinds = [*kinds, baseline_kind]
     results: dict[str, list[float]] = {kind: [] for kind in kinds}
     with tempfile.TemporaryDirectory(prefix="ttff-") as tmp, dw.Emulator() as emu:
         site = Path(tmp)
@@ -533,7 +537,7 @@ def measure(
                     plan += [(kind, False) for kind in kinds]
                 for kind, warm_up in plan:
                     page_name, transport = KINDS.get(kind, ("widget", "livekit"))
-                    prefix = "baseline/" if kind == "baseline-b" else ""
+                    prefix = "baseline/" if kind.startswith("baseline") else ""
                     token = minter.mint(expires_in=120, allowed_models=[MODEL["name"]], reuse=False)
                     page = context.new_page()
                     page.goto(f"{base}/{page_name}.html")
@@ -599,7 +603,13 @@ def main(argv: list[str]) -> int:
         "--baseline",
         type=Path,
         help="a directory holding another build's widget.js and assets (e.g. of an older "
-        "commit): measured on Gen-B in the same runs, interleaved, and compared",
+        "commit): measured in the same runs, interleaved, and compared",
+    )
+    parser.add_argument(
+        "--baseline-transport",
+        choices=("livekit", "webrtc"),
+        default="livekit",
+        help="the transport the baseline is measured on (webrtc for a build older than Gen-B)",
     )
     args = parser.parse_args(argv)
 
@@ -622,9 +632,10 @@ def main(argv: list[str]) -> int:
     print(f"time to first transformed frame, {args.runs} runs each (Chromium, loopback emulator):")
     print(f"  load average at the start: {load_average()}")
     phases: dict[str, dict[str, list[float]]] | None = None
+    baseline_kind = "baseline-b" if args.baseline_transport == "livekit" else "baseline-a"
     if args.phases:
-        phases = {kind: {} for kind in [*kinds, "baseline-b"]}
-    results = measure(args.runs, args.chromium, kinds, phases, args.baseline)
+        phases = {kind: {} for kind in [*kinds, baseline_kind]}
+    results = measure(args.runs, args.chromium, kinds, phases, args.baseline, baseline_kind)
     print(f"  load average at the end:   {load_average()}  (other work inflates the figures)")
     for kind, values in results.items():
         if values:
@@ -646,9 +657,11 @@ def main(argv: list[str]) -> int:
                 f"  {kind} median {median:.2f} s  (goal < {GOAL_MEDIAN_S} s: "
                 f"{'met' if median < GOAL_MEDIAN_S else 'NOT met'})"
             )
-    if results.get("baseline-b") and results.get("widget-b"):
-        delta = statistics.median(results["widget-b"]) - statistics.median(results["baseline-b"])
-        print(f"  widget-b - baseline-b {delta * 1000:+.0f} ms")
+    for ours, theirs in (("widget-b", "baseline-b"), ("widget-a", "baseline-a")):
+        if results.get(theirs) and results.get(ours):
+            delta = statistics.median(results[ours]) - statistics.median(results[theirs])
+            print(f"  {ours} - {theirs} {delta * 1000:+.0f} ms")
+            _ratio_line(f"{ours} / {theirs}", results, ours, theirs)
     if phases is not None:
         shown = [kind for kind in results if results[kind]]
         print(f"  median ms from the start call ({' / '.join(shown)}):")
