@@ -1,5 +1,6 @@
 """Recording in the page (`await w.record()`, `w.start_recording()` / `await w.stop_recording()`),
-in real JupyterLab with Chromium's fake camera and the test emulator (direct signaling).
+in real JupyterLab with Chromium's fake camera and the test emulator (direct signaling; a timed
+take in kernel and proxy signaling too).
 
 The notebook's cells record into the kernel's working directory (the server's root) and print
 what they got as JSON lines; the test decodes the files with PyAV and checks their frames: how
@@ -20,11 +21,13 @@ from browser_kit import wait_for
 from jupyter_servers import JupyterPage, JupyterServer, write_notebook
 
 import decart_widget as dw
+from decart_widget.proxy import ProxyServer
 
 SETUP = """\
 import asyncio, json
 import numpy as np
 import decart_widget as dw
+from decart_widget.proxy import ProxyServer
 
 def report(tag, **values):
     print(tag, json.dumps(values))
@@ -218,3 +221,67 @@ def test_recordings_decode_with_the_effect_and_fail_typed(
     assert times == sorted(times)
 
     assert run(ui, 7, "AFTER", 30) == {"stopped": "NotStarted", "closed": "WidgetClosed"}
+
+
+#: Recording through the other signaling modes: the page records its own streams whatever carries
+#: the signaling, and the chunks always reach the kernel over the widget's comm; one transport each
+#: (the page's recorder reads a <video> whatever the transport).
+MODES = [("kernel", "livekit"), ("proxy", "webrtc")]
+
+MODE_TAKE = """\
+w.start()
+await w.snapshot(timeout=60)
+loop = asyncio.get_running_loop()
+deadline = loop.time() + 30
+while loop.time() < deadline:  # until the output is grey (the prompt's ack and the next frames)
+    out = (await w.snapshot(timeout=10)).astype(float)
+    if (out.max(2) - out.min(2)).mean() < 12:
+        break
+path = await w.record(seconds=2, path=NAME, fps=30)
+w.close()
+report("TAKE", path=str(path), out=out.shape)"""
+
+
+@pytest.fixture
+def proxy(emulator: dw.Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyServer]:
+    ledger = tmp_path_factory.mktemp("ledger") / "usage.sqlite"
+    server = ProxyServer(upstream=emulator, secret="recording-secret", ledger=str(ledger)).start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize(("signaling", "transport"), MODES, ids=["-".join(m) for m in MODES])
+def test_a_recording_in_every_signaling_mode(
+    jupyter: JupyterServer,
+    page: Any,
+    request: pytest.FixtureRequest,
+    signaling: str,
+    transport: str,
+) -> None:
+    args = [f"transport={transport!r}", f"signaling={signaling!r}"]
+    if signaling == "proxy":
+        proxy: ProxyServer = request.getfixturevalue("proxy")
+        args += [f"proxy_url={proxy.realtime_url!r}", f"proxy_token={proxy.issue_token('rec')!r}"]
+    name = f"take_{signaling}_{transport}.webm"
+    setup = SETUP.replace(
+        'dw.RealtimeWidget(prompt="noir")', f'dw.RealtimeWidget(prompt="noir", {", ".join(args)})'
+    )
+    notebook = f"recording_{signaling}_{transport}.ipynb"
+    write_notebook(jupyter.root_dir / notebook, [setup, MODE_TAKE.replace("NAME", repr(name))])
+    ui = JupyterPage(page, jupyter)
+    ui.open(notebook)
+    ui.run_cell(0)
+    page.locator(".decart-widget").first.wait_for(timeout=30_000)
+
+    take = run(ui, 1, "TAKE", 240)
+    assert Path(take["path"]) == jupyter.root_dir / name
+    frames, times = decode(jupyter.root_dir / name)
+    # 2 s at 30 fps: about 60 frames (the kernel re-times an uneven take to exactly its rate)
+    assert 55 <= len(frames) <= 62, len(frames)
+    assert times == sorted(times) and 1.6 <= times[-1] - times[0] <= 2.2, times[-1:]
+    height, width = frames[0].shape[:2]
+    out_h, out_w = take["out"][:2]
+    assert abs(width / height - out_w / out_h) < 0.03, (frames[0].shape, take["out"])
+    for frame in frames[::10]:  # grey (noir) pictures of the colourful fake camera, not black
+        assert colourfulness(frame) < 15 and frame.std() > 30, (colourfulness(frame), frame.std())
