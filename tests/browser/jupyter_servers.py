@@ -322,3 +322,26 @@ class JupyterPage:
         cells = self.cells()
         cell = cells.nth(cells.count() + index if index < 0 else index)
         return str(cell.locator(".jp-OutputArea").inner_text())
+
+
+def printed(ui: JupyterPage, index: int, tag: str) -> dict[str, Any] | None:
+    """The JSON that cell ``index`` printed after ``tag`` (a ``report(tag, ...)`` line), if any."""
+    for line in ui.output_text(index).splitlines():
+        if line.startswith(tag + " "):
+            return dict(json.loads(line[len(tag) + 1 :]))
+    return None
+
+
+def run(ui: JupyterPage, index: int, tag: str, timeout: float) -> dict[str, Any]:
+    """Run cell ``index`` and wait until it prints its ``tag`` line; that line's JSON."""
+    from browser_kit import wait_for
+
+    ui.run_cell(index)
+    return dict(
+        wait_for(
+            lambda: printed(ui, index, tag),
+            timeout,
+            f"cell {index} to print {tag}; it shows: {ui.output_text(index)!r}",
+            every=0.2,
+        )
+    )

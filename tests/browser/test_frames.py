@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from browser_kit import wait_for
-from jupyter_servers import JupyterPage, JupyterServer, write_notebook
+from jupyter_servers import JupyterPage, JupyterServer, run, write_notebook
 
 import decart_widget as dw
 from decart_widget.proxy import ProxyServer
@@ -155,25 +155,6 @@ def jupyter(emulator: dw.Emulator) -> Iterator[JupyterServer]:
     }
     with JupyterServer("lab", env=env) as server:
         yield server
-
-
-def printed(ui: JupyterPage, index: int, tag: str) -> dict[str, Any] | None:
-    for line in ui.output_text(index).splitlines():
-        if line.startswith(tag + " "):
-            return dict(json.loads(line[len(tag) + 1 :]))
-    return None
-
-
-def run(ui: JupyterPage, index: int, tag: str, timeout: float) -> dict[str, Any]:
-    ui.run_cell(index)
-    return dict(
-        wait_for(
-            lambda: printed(ui, index, tag),
-            timeout,
-            f"cell {index} to print {tag}; it shows: {ui.output_text(index)!r}",
-            every=0.2,
-        )
-    )
 
 
 def video_size(page: Any, pane: str) -> tuple[int, int]:

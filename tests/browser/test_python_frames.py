@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from browser_kit import wait_for
-from jupyter_servers import JupyterPage, JupyterServer, write_notebook
+from jupyter_servers import JupyterPage, JupyterServer, run, write_notebook
 
 import decart_widget as dw
 from decart_widget.proxy import ProxyServer
@@ -135,25 +135,6 @@ def shut_kernels(jupyter: JupyterServer) -> Iterator[None]:
     for session in sessions:
         url = f"{base}/{session['id']}?token={jupyter.token}"
         urllib.request.urlopen(urllib.request.Request(url, method="DELETE"), timeout=30).close()
-
-
-def printed(ui: JupyterPage, index: int, tag: str) -> dict[str, Any] | None:
-    for line in ui.output_text(index).splitlines():
-        if line.startswith(tag + " "):
-            return dict(json.loads(line[len(tag) + 1 :]))
-    return None
-
-
-def run(ui: JupyterPage, index: int, tag: str, timeout: float) -> dict[str, Any]:
-    ui.run_cell(index)
-    return dict(
-        wait_for(
-            lambda: printed(ui, index, tag),
-            timeout,
-            f"cell {index} to print {tag}; it shows: {ui.output_text(index)!r}",
-            every=0.2,
-        )
-    )
 
 
 def near(seen: list[float], expected: list[int]) -> bool:

@@ -9,7 +9,6 @@ many, at what rate, and that they show the effect.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ import av
 import numpy as np
 import pytest
 from browser_kit import wait_for
-from jupyter_servers import JupyterPage, JupyterServer, write_notebook
+from jupyter_servers import JupyterPage, JupyterServer, run, write_notebook
 
 import decart_widget as dw
 from decart_widget.proxy import ProxyServer
@@ -104,25 +103,6 @@ def jupyter(emulator: dw.Emulator) -> Iterator[JupyterServer]:
     }
     with JupyterServer("lab", env=env) as server:
         yield server
-
-
-def printed(ui: JupyterPage, index: int, tag: str) -> dict[str, Any] | None:
-    for line in ui.output_text(index).splitlines():
-        if line.startswith(tag + " "):
-            return dict(json.loads(line[len(tag) + 1 :]))
-    return None
-
-
-def run(ui: JupyterPage, index: int, tag: str, timeout: float) -> dict[str, Any]:
-    ui.run_cell(index)
-    return dict(
-        wait_for(
-            lambda: printed(ui, index, tag),
-            timeout,
-            f"cell {index} to print {tag}; it shows: {ui.output_text(index)!r}",
-            every=0.2,
-        )
-    )
 
 
 def decode(path: Path) -> tuple[list[np.ndarray], list[float]]:
