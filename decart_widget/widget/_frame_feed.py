@@ -41,16 +41,8 @@ Send = Callable[[dict[str, Any], list[bytes]], None]
 
 #: Frames sent and not yet acknowledged by the page.
 WINDOW = 2
-#: The highest rate a feed sends at (the models run at 20-30 fps).
-MAX_FPS = 30.0
 #: Largest side of a frame sent at its own size (`SessionView`): bigger frames are scaled down.
 MAX_SIDE = 1920
-
-
-def check_fps(fps: Any) -> float:
-    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps <= MAX_FPS:
-        raise InvalidInput(f"source_fps must be a number in (0, {MAX_FPS:g}]; got {fps!r}")
-    return float(fps)
 
 
 def is_session(source: Any) -> bool:

@@ -207,17 +207,19 @@ class FrameRequests:
             request.settle(WidgetClosed("the widget was closed while waiting for a frame"))
 
 
-#: The highest ``fps`` a frame stream takes (the page reads, packs and sends every frame on its
-#: main thread; js/src/frame_capture.ts caps at the same rate).
+#: The highest rate of a frame stream (``fps``) and of a feed (``source_fps``, `SessionView`'s
+#: ``fps``): the page reads, packs and sends every frame on its main thread
+#: (js/src/frame_capture.ts caps at the same rate), and the models run at 20-30 fps.
 MAX_FPS = 30.0
 DEFAULT_FPS = 2.0
 
 FrameCallback = Callable[[Frame], Any]
 
 
-def check_fps(fps: Any) -> float:
+def check_fps(fps: Any, name: str = "fps") -> float:
+    """``fps`` as a float; `InvalidInput` naming the argument (``name``) when it is not a rate."""
     if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps <= MAX_FPS:
-        raise InvalidInput(f"fps must be a number in (0, {MAX_FPS:g}]")
+        raise InvalidInput(f"{name} must be a number in (0, {MAX_FPS:g}]; got {fps!r}")
     return float(fps)
 
 

@@ -17,7 +17,8 @@ from typing import Any
 import anywidget
 import traitlets
 
-from ._frame_feed import FrameFeed, check_fps, check_source
+from ._frame_feed import FrameFeed, check_source
+from ._frames import check_fps
 
 log = logging.getLogger("decart_widget.widget.session_view")
 

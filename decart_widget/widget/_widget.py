@@ -35,7 +35,6 @@ from ..protocol._errors import DecartError, InvalidInput
 from ._assets import asset_messages
 from ._camera import check_camera
 from ._frame_feed import FrameFeed, check_source
-from ._frame_feed import check_fps as check_source_fps
 from ._frames import (
     DEFAULT_FPS,
     DEFAULT_TIMEOUT,
@@ -230,7 +229,7 @@ class RealtimeWidget(anywidget.AnyWidget):
             self._feed = FrameFeed(
                 check_source(source),
                 self._send_source,
-                check_source_fps(DEFAULT_SOURCE_FPS if source_fps is None else source_fps),
+                check_fps(DEFAULT_SOURCE_FPS if source_fps is None else source_fps, "source_fps"),
                 failed=self._source_failed,
             )
             source = PYTHON_SOURCE
@@ -338,7 +337,7 @@ class RealtimeWidget(anywidget.AnyWidget):
     ) -> FrameCallback:
         """Call ``callback(frame)`` with frames of the output (or input) at up to ``fps`` a second.
 
-        ``fps`` is at most `decart_widget.widget._frames.MAX_FPS` (30). Frames are numpy arrays as
+        ``fps`` is at most 30. Frames are numpy arrays as
         `snapshot` gives. The page sends a frame only while fewer than two are unhandled, so when
         the callback is slower than ``fps`` frames are skipped, never queued. The callback runs
         where the comm's messages are handled (the kernel's thread, between cells or while a cell

@@ -19,22 +19,9 @@ from test_emulator_kit import ColorTrack, StreamClient, strip_candidates
 from test_relay import FakeFront
 
 import decart_widget as dw
-from decart_widget import _backends
 from decart_widget._backends import shared_emulator
 from decart_widget.emulator import DEFAULT_API_KEY
 from decart_widget.widget._kernel_relay import as_the_browser_sees_it
-
-
-@pytest.fixture
-def no_key(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No key in the environment; the automatic emulator a test starts is stopped after it."""
-    monkeypatch.delenv("DECART_API_KEY", raising=False)
-    before = _backends._shared_emulator
-    yield
-    started = _backends._shared_emulator
-    if started is not None and started is not before:
-        started.stop()
-        _backends._shared_emulator = before
 
 
 @pytest.fixture(scope="module")

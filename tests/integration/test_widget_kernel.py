@@ -143,10 +143,7 @@ def test_start_stop_and_error_property(
     assert isinstance(w.error, dw.ModerationError)
 
 
-def test_default_backend_is_the_shared_emulator_without_a_key(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.delenv("DECART_API_KEY", raising=False)
+def test_default_backend_is_the_shared_emulator_without_a_key(no_key: None) -> None:
     first = dw.RealtimeWidget()
     second = dw.RealtimeWidget()
     assert first.backend is second.backend

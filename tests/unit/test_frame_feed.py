@@ -20,10 +20,10 @@ from decart_widget.protocol import InvalidInput
 from decart_widget.widget._frame_feed import (
     WINDOW,
     FrameFeed,
-    check_fps,
     check_source,
     fit,
 )
+from decart_widget.widget._frames import check_fps
 
 
 class Page:
@@ -213,8 +213,10 @@ def test_bad_sources_are_refused_with_what_is_accepted(source: Any, words: str) 
 
 
 @pytest.mark.parametrize("fps", [0, -1, 31, True, "5"])
-def test_bad_rates_are_refused(fps: Any) -> None:
-    with pytest.raises(InvalidInput, match="source_fps"):
+def test_bad_rates_are_refused_naming_the_argument(fps: Any) -> None:
+    with pytest.raises(InvalidInput, match=r"^source_fps must be a number in \(0, 30\]; got "):
+        check_fps(fps, "source_fps")
+    with pytest.raises(InvalidInput, match=r"^fps must be"):
         check_fps(fps)
 
 
