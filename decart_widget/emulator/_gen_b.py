@@ -24,8 +24,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import models
 from ..protocol._urls import url_host
@@ -68,6 +68,7 @@ class RoomHost(Protocol):
         on_state: Callable[[str], None],
         ttl_seconds: float = 600,
         frame_size: tuple[int, int] = ...,
+        ice_servers: Sequence[Mapping[str, Any]] = (),
     ) -> Room: ...
 
 
@@ -124,6 +125,7 @@ class RoomLink:
             on_frame_sent=session.log.frame_sent,
             on_state=self._room_state,
             frame_size=(model.width, model.height),  # the placeholder's, until the camera's
+            ice_servers=session.ice_servers,
         )
         self.room = room
         session.log.room(room.name)

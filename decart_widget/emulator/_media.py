@@ -171,6 +171,11 @@ class RemoteCandidates:
             await self.add(candidate)
 
 
+def rtc_ice_servers(servers: Sequence[Mapping[str, Any]]) -> list[RTCIceServer]:
+    """aiortc's form of checked RTCIceServer-like dicts (`decart_widget._ice`)."""
+    return [RTCIceServer(**server) for server in servers]
+
+
 class MediaPeer:
     """One RTCPeerConnection answering one offer."""
 
@@ -183,8 +188,7 @@ class MediaPeer:
         on_state: StateCallback,
         ice_servers: Sequence[Mapping[str, Any]] = (),
     ) -> None:
-        servers = [RTCIceServer(**server) for server in ice_servers]
-        self._pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
+        self._pc = RTCPeerConnection(RTCConfiguration(iceServers=rtc_ice_servers(ice_servers)))
         self._track = EffectTrack(effect, on_frame_received, on_frame_sent)
         self._blackholes: list[MediaBlackhole] = []
         self._candidates = RemoteCandidates(self._pc, "remote")

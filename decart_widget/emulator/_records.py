@@ -26,6 +26,9 @@ class EmulatedSession:
     #: "webrtc" (Gen-A: offer/answer) or "livekit" (Gen-B: livekit_join), set by the first media
     #: message; None before it.
     transport: str | None = None
+    #: The URLs of the ICE servers its media peers use (no credentials): those bound to its
+    #: client token (`Emulator.bind_ice_servers`), else the emulator's ``ice_servers=``.
+    ice_server_urls: list[str] = field(default_factory=list)
     #: Gen-B: the session's LiveKit room, once opened.
     room_name: str | None = None
     #: Gen-B: every ``queue_position`` sent, in order (empty when it never waited).
@@ -87,6 +90,7 @@ class Recorder:
         origin: str | None,
         resolution: str | None,
         user_agent: str | None,
+        ice_server_urls: list[str] | None = None,
     ) -> SessionRecorder:
         record = EmulatedSession(
             id=session_id,
@@ -95,6 +99,7 @@ class Recorder:
             origin=origin,
             resolution=resolution,
             user_agent=user_agent,
+            ice_server_urls=list(ice_server_urls or []),
             started_at=time.time(),
         )
         with self._cond:

@@ -25,6 +25,7 @@ from .._ice import validate_ice_servers
 from .._logging import add_secret, guard_library_loggers
 from .._loop_thread import LoopThread
 from ..protocol._constants import MAX_IMAGE_BYTES
+from ..protocol._errors import InvalidInput
 from ..protocol._urls import redact_key, url_host
 from ._app import EmulatorApp, PathOnlyAccessLogger, access_log
 from ._config import DEFAULT_API_KEY, EmulatorConfig, Services
@@ -32,6 +33,7 @@ from ._faults import Faults
 from ._livekit import RoomServer
 from ._moderation import DEFAULT_BLOCKLIST
 from ._records import EmulatedSession, Rejection
+from ._tokens import CredentialError
 
 log = logging.getLogger("decart_widget.emulator.server")
 
@@ -256,6 +258,21 @@ class Emulator:
     def advance_time(self, seconds: float) -> None:
         """Move the emulator's token clock forward: client tokens expire without waiting."""
         self._services.tokens.advance(seconds)
+
+    def bind_ice_servers(self, client_token: str, ice_servers: Iterable[Mapping[str, Any]]) -> None:
+        """Give the emulator's own peers ``ice_servers`` in the sessions opened with
+        ``client_token`` (one this emulator minted), instead of the emulator's ``ice_servers=``.
+
+        How a widget hands its ICE servers (the list it gave its page, TURN credentials and all)
+        to the automatic emulator in its process: they stay in the process, and go with the
+        token's sessions only (docs/where-it-works.md). Raises `InvalidInput` for a list that is
+        not ICE servers, or a token that is not a live client token of this emulator.
+        """
+        servers = validate_ice_servers(list(ice_servers))
+        try:
+            self._services.tokens.bind_ice_servers(client_token, servers)
+        except CredentialError as exc:
+            raise InvalidInput(f"bind_ice_servers: {exc.message}") from None
 
     # ---- inspection -----------------------------------------------------------------------------
 

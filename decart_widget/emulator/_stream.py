@@ -187,6 +187,13 @@ class StreamSession:
         self.account_key = admission.credential.account_key
         grant = admission.credential.grant
         self.max_seconds = grant.max_session_duration if grant is not None else None
+        #: the ICE servers of this session's media peers: those bound to its client token
+        #: (`Emulator.bind_ice_servers`), else the emulator's own
+        self.ice_servers = (
+            grant.ice_servers
+            if grant is not None and grant.ice_servers is not None
+            else services.config.ice_servers
+        )
         self.log = services.recorder.open(
             session_id,
             model=admission.model,
@@ -194,6 +201,7 @@ class StreamSession:
             origin=admission.origin,
             resolution=admission.resolution,
             user_agent=admission.user_agent,
+            ice_server_urls=[url for server in self.ice_servers for url in server["urls"]],
         )
         self._prompt: str | None = None
         self._reference: ReferenceImage | None = None
@@ -504,7 +512,7 @@ class StreamSession:
             on_frame_received=self.log.frame_received,
             on_frame_sent=self.log.frame_sent,
             on_state=self.media_state,
-            ice_servers=self.services.config.ice_servers,
+            ice_servers=self.ice_servers,
         )
         self._peer = peer
         early, self._early_candidates = self._early_candidates, []

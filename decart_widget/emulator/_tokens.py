@@ -15,7 +15,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Literal
 
@@ -78,6 +78,9 @@ class ClientTokenGrant:
     allowed_origins: tuple[str, ...] | None
     max_session_duration: int | None
     metadata: dict[str, Any] | None
+    #: ICE servers for the emulator's own peers in sessions opened with this token (None: the
+    #: emulator's ``ice_servers=``); bound in-process (`TokenStore.bind_ice_servers`), never sent.
+    ice_servers: tuple[dict[str, Any], ...] | None = field(default=None, repr=False)
 
     def expires_at_iso(self) -> str:
         moment = datetime.fromtimestamp(self.expires_at, tz=timezone.utc).replace(microsecond=0)
@@ -332,6 +335,15 @@ class TokenStore:
                 del self._grants[key]
             self._grants[grant.api_key] = grant
         return grant
+
+    def bind_ice_servers(self, key: str, servers: Iterable[dict[str, Any]]) -> None:
+        """Sessions opened with client token ``key`` give the emulator's peers ``servers``;
+        `CredentialError` for a key that is not a live client token of this store."""
+        with self._lock:
+            grant = self._grants.get(key)
+            if grant is None or self.now() >= grant.expires_at:
+                raise CredentialError("not a live client token of this emulator")
+            self._grants[key] = replace(grant, ice_servers=tuple(servers))
 
     def authenticate(self, key: str | None) -> Credential:
         """Resolve a key (permanent or client token); raise `CredentialError` when refused."""

@@ -44,6 +44,7 @@ from .._upstream import ack_error, connect_failure, open_upstream
 from ..protocol._constants import MAX_IMAGE_BYTES
 from ..protocol._errors import ModerationError
 from ..protocol._urls import build_stream_url, redact
+from ._emulator_ice import relay_key
 from ._hooks import (
     TO_BROWSER,
     TO_SERVICE,
@@ -89,6 +90,8 @@ def relay_loop() -> asyncio.AbstractEventLoop:
 class RelayHost(Protocol):
     """What the relay needs from its widget (called on the relay thread)."""
 
+    @property
+    def ice_servers(self) -> list[dict[str, Any]] | None: ...
     def send_to_browser(self, content: dict[str, Any]) -> None: ...
     def revert(self, settings: WidgetState) -> None: ...
     def show_error(self, kind: str, message: str) -> None: ...
@@ -275,14 +278,12 @@ class KernelRelay:
     # ---- the upstream connection (relay thread) --------------------------------------------------
 
     async def _run(self, conn: _Connection) -> None:
-        url = build_stream_url(
-            self._backend.realtime_url,
-            self._backend.api_key,
-            conn.model,
-            resolution=conn.resolution,
-        )
-        log.info("[%s] opening %s", conn.session, redact(url))
         try:
+            key = await relay_key(self._backend, conn.model, self._host.ice_servers)
+            url = build_stream_url(
+                self._backend.realtime_url, key, conn.model, resolution=conn.resolution
+            )
+            log.info("[%s] opening %s", conn.session, redact(url))
             socket = await open_upstream(url, user_agent=USER_AGENT)
         except Exception as exc:
             reason = connect_failure(exc)

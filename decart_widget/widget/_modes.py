@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 from .._backends import Backend, browser_url, default_backend, is_shared_emulator
 from .._tokens import TokenMinter
 from ..protocol._errors import DecartError, InvalidInput
+from ._emulator_ice import bind_to_token
 from ._hooks import SignalHook, UsageRecord
 
 if TYPE_CHECKING:
@@ -59,6 +60,10 @@ class WidgetPort(Protocol):
     def model(self) -> str: ...
     @property
     def resolution(self) -> str | None: ...
+    @property
+    def ice_servers(self) -> list[dict[str, Any]] | None:
+        """The ICE servers the page has now; None when the widget was given none."""
+
     def desired(self) -> WidgetState: ...
     def send_to_browser(self, content: dict[str, Any]) -> None: ...
     def revert(self, settings: WidgetState) -> None: ...
@@ -196,6 +201,7 @@ class _AttachedDirect(AttachedMode):
                 max_session_duration=mode.max_session_seconds,
                 reuse=False,
             )
+            bind_to_token(self._backend, token.api_key, self._widget.ice_servers)
         except DecartError as exc:
             log.warning("could not mint a client token: %s", exc)
             return {"type": "token_error", "kind": exc.kind, "message": str(exc)}

@@ -552,6 +552,8 @@ class RealtimeWidget(anywidget.AnyWidget):
             return
         kind = content.get("type")
         if kind in ("signal_open", "signal", "signal_close"):
+            if kind == "signal_open":  # kernel signaling's (re)connect, as a token request
+                self._refresh_ice_servers()
             self._attached.signal_message(kind, content, buffers)
         elif kind == "token_request":
             self._refresh_ice_servers()
@@ -660,6 +662,13 @@ class _WidgetPort:
     def resolution(self) -> str | None:
         widget = self._widget()
         return widget.resolution if widget is not None else None
+
+    @property
+    def ice_servers(self) -> list[dict[str, Any]] | None:
+        widget = self._widget()
+        if widget is None or widget._ice_source is None:
+            return None
+        return list(widget.ice_servers)
 
     def desired(self) -> WidgetState:
         widget = self._widget()

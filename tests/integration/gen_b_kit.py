@@ -59,6 +59,7 @@ class StandInRooms:
         on_state: Callable[[str], None],
         ttl_seconds: float = 600,
         frame_size: tuple[int, int] = (1280, 720),
+        ice_servers: object = (),
     ) -> StandInRoom:
         room = StandInRoom(f"room-{session_id}", on_state, effect)
         self.rooms[session_id] = room

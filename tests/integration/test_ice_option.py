@@ -7,9 +7,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import gen_b_kit
 import pytest
+import websockets
+from livekit.protocol import rtc as proto
+from stun_kit import StunServer
 
 import decart_widget as dw
+from decart_widget._tokens import TokenMinter
 from decart_widget.client import _session as client_session
 from decart_widget.emulator._media import MediaPeer
 from decart_widget.protocol._errors import InvalidInput
@@ -110,3 +115,127 @@ def test_an_emulator_on_every_interface_gives_the_browser_its_wildcard_url(
         assert sent[-1]["realtime_url"] == f"ws://0.0.0.0:{emu.port}"
     with dw.Emulator() as emu:
         assert emu.browser_realtime_url == emu.realtime_url
+
+
+# ---- the widget's servers for the emulator's own peers -----------------------------------------
+
+
+def mint(emulator: dw.Emulator) -> str:
+    return TokenMinter(emulator).mint(expires_in=60, reuse=False).api_key
+
+
+async def test_a_token_bound_to_servers_gives_the_emulators_gen_a_peer_them(
+    emulator: dw.Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The emulator's answering peer asks the STUN server bound to the session's token; the
+    client is given none, so every request comes from the emulator."""
+    monkeypatch.setattr(client_session, "default_transport", lambda: "webrtc")
+    with StunServer() as stun:
+        token = mint(emulator)
+        emulator.bind_ice_servers(token, [{"urls": stun.url}])
+        service = dw.Decart(
+            api_key=token, api_url=emulator.api_url, realtime_url=emulator.realtime_url
+        )
+        session = await dw.RealtimeSession.connect(model=SMALL, backend=service, ice_servers=[])
+        try:
+            assert stun.requests
+        finally:
+            await session.disconnect()
+    assert emulator.sessions[-1].ice_server_urls == [stun.url]
+    assert emulator.sessions[-1].key_kind == "client"
+
+
+async def test_a_rooms_join_response_offers_the_bound_servers_and_its_peers_use_them(
+    emulator: dw.Emulator,
+) -> None:
+    """Gen-B: LiveKit's join response carries the ICE servers (as LiveKit's server offers its
+    TURN servers), and the room's subscriber peer gathers from them before its first offer."""
+    turn = {"urls": ["turn:turn.example.org:3478"], "username": "u", "credential": "p"}
+    with StunServer() as stun:
+        token = mint(emulator)
+        emulator.bind_ice_servers(token, [{"urls": stun.url}, turn])
+        control = await gen_b_kit.connect(emulator, early=True, api_key=token)
+        try:
+            info = await gen_b_kit.join(control)
+            signal_url = f"{info['livekit_url']}/rtc?access_token={info['token']}"
+            async with websockets.connect(signal_url, proxy=None) as signal:
+                first = proto.SignalResponse.FromString(await signal.recv())
+                offered = [
+                    (list(server.urls), server.username, server.credential)
+                    for server in first.join.ice_servers
+                ]
+                assert offered == [([stun.url], "", ""), (turn["urls"], "u", "p")]
+                second = proto.SignalResponse.FromString(await signal.recv())
+                assert second.WhichOneof("message") in ("offer", "refresh_token")
+                assert stun.requests  # gathered before the subscriber's offer was sent
+        finally:
+            await control.ws.close()
+    with pytest.raises(InvalidInput, match="not a live client token"):
+        emulator.bind_ice_servers("ek_not_minted_here", [{"urls": stun.url}])
+
+
+def test_an_emulator_given_servers_offers_them_without_a_binding() -> None:
+    with dw.Emulator(ice_servers=[{"urls": "stun:127.0.0.1:3478"}]) as emu:
+        token = mint(emu)
+        auth = emu._services.tokens.authenticate(token)
+        assert auth.grant is not None and auth.grant.ice_servers is None
+        assert emu._services.config.ice_servers == ({"urls": ["stun:127.0.0.1:3478"]},)
+
+
+def test_a_direct_widget_binds_what_its_page_has_to_each_token(
+    emulator: dw.Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    issued = iter(range(1, 100))
+    w = dw.RealtimeWidget(
+        backend=emulator,
+        signaling="direct",
+        ice_servers=lambda: [{**TURN, "credential": f"p{next(issued)}"}],
+    )
+    sent: list[dict[str, Any]] = []
+    monkeypatch.setattr(w, "send", lambda content, buffers=None: sent.append(content))
+    for request in (1, 2):
+        w._on_frontend_message(w, {"type": "token_request", "id": request}, [])
+        grant = emulator._services.tokens.authenticate(sent[-1]["api_key"]).grant
+        assert grant is not None
+        assert list(grant.ice_servers or ()) == w.ice_servers  # the page's own, fresh each time
+        assert w.ice_servers[0]["credential"] == f"p{request + 1}"
+    plain = dw.RealtimeWidget(backend=emulator, signaling="direct")
+    monkeypatch.setattr(plain, "send", lambda content, buffers=None: sent.append(content))
+    plain._on_frontend_message(plain, {"type": "token_request", "id": 3}, [])
+    grant = emulator._services.tokens.authenticate(sent[-1]["api_key"]).grant
+    assert grant is not None and grant.ice_servers is None  # the emulator's own apply
+
+
+def test_a_kernel_signaling_widget_opens_the_emulator_with_a_token_bound_to_its_servers(
+    emulator: dw.Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The relay connects with a client token bound to the widget's servers (the permanent key
+    is every widget's); a function is called again for every connection, as for a token."""
+    issued = iter(range(1, 100))
+    w = dw.RealtimeWidget(
+        backend=emulator,
+        signaling="kernel",
+        ice_servers=lambda: [{"urls": f"stun:127.0.0.{next(issued)}:3478"}],
+    )
+    plain = dw.RealtimeWidget(backend=emulator, signaling="kernel")
+    for widget in (w, plain):
+        monkeypatch.setattr(widget, "send", lambda content, buffers=None: None)
+    seen = len(emulator.sessions)
+    try:
+        w._on_frontend_message(w, {"type": "signal_open", "id": 1, "model": w.model}, [])
+        emulator.wait_until(lambda: len(emulator.sessions) > seen)
+        opened = emulator.sessions[seen]
+        assert (opened.key_kind, opened.ice_server_urls) == ("client", ["stun:127.0.0.2:3478"])
+        assert w.ice_servers == [{"urls": ["stun:127.0.0.2:3478"]}]
+        plain._on_frontend_message(plain, {"type": "signal_open", "id": 1, "model": w.model}, [])
+        emulator.wait_until(lambda: len(emulator.sessions) > seen + 1)
+        assert (
+            emulator.sessions[seen + 1].key_kind,
+            emulator.sessions[seen + 1].ice_server_urls,
+        ) == (
+            "permanent",
+            [],
+        )
+    finally:
+        w.close()
+        plain.close()

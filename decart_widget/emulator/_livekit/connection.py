@@ -2,8 +2,8 @@
 
 On join the room sends ``join`` (the room, the user, the inference participant with its video
 track, ``subscriber_primary`` as LiveKit does for a participant that may subscribe, ping
-interval and timeout, server info) and at once an ``offer`` on the subscriber peer connection
-carrying the inference track. Then, in order, as the client sends them:
+interval and timeout, server info, the ICE servers of its peers) and at once an ``offer`` on the
+subscriber peer connection carrying the inference track. Then, in order, as the client sends them:
 
 ===================  ==================================================================
 request              answer
@@ -84,12 +84,13 @@ class UserConnection:
         self.effect_track = EffectTrack(room.effect, room.frame_received, room.frame_sent)
         width, height = room.frame_size
         self.inference_track = InferenceTrack(self.effect_track, width, height)
-        self.publisher = PublisherPeer(self.effect_track, room.media_state)
+        self.publisher = PublisherPeer(self.effect_track, room.media_state, room.ice_servers)
         self.subscriber = SubscriberPeer(
             self.inference_track,
             participant_sid=room.inference.sid,
             track_sid=room.inference_track_sid,
             on_state=room.media_state,
+            ice_servers=room.ice_servers,
         )
         self.outcome: str | None = None
         self._closed = False
@@ -159,6 +160,16 @@ class UserConnection:
             participant=self.participant.info(),
             other_participants=[room.inference.info()],
             server_version=SERVER_VERSION,
+            # as LiveKit's server offers its TURN servers: a client given none of its own uses
+            # these (livekit-client and the Rust SDK both do)
+            ice_servers=[
+                proto.ICEServer(
+                    urls=server["urls"],
+                    username=server.get("username", ""),
+                    credential=server.get("credential", ""),
+                )
+                for server in room.ice_servers
+            ],
             subscriber_primary=self.participant.can_subscribe,
             ping_interval=PING_INTERVAL_SECONDS,
             ping_timeout=PING_TIMEOUT_SECONDS,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +26,7 @@ from aiortc import (
 )
 from aiortc.contrib.media import MediaBlackhole
 
-from .._media import EffectTrack, RemoteCandidates
+from .._media import EffectTrack, RemoteCandidates, rtc_ice_servers
 from .bitrate import with_bitrate_floor
 from .codecs import prefer_codecs
 from .simulcast import narrow_offer
@@ -49,11 +49,18 @@ class PublishedTracks:
 class PublisherPeer:
     """Receives what the user publishes."""
 
-    def __init__(self, effect_track: EffectTrack, on_state: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        effect_track: EffectTrack,
+        on_state: Callable[[str], None],
+        ice_servers: Sequence[Mapping[str, Any]] = (),
+    ) -> None:
         # LiveKit's offers carry several sections per kind (receive-only ones included); with
         # aiortc's default "balanced" policy the later ones keep a transport BUNDLE discards.
         self._pc = RTCPeerConnection(
-            RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+            RTCConfiguration(
+                iceServers=rtc_ice_servers(ice_servers), bundlePolicy=RTCBundlePolicy.MAX_BUNDLE
+            )
         )
         self._effect_track = effect_track
         self._blackholes: list[MediaBlackhole] = []

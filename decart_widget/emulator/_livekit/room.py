@@ -20,7 +20,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from livekit.protocol import models as lk
@@ -57,6 +57,7 @@ class Room:
         on_state: Callable[[str], None],
         ttl_seconds: float = 600,
         frame_size: tuple[int, int] = DEFAULT_FRAME_SIZE,
+        ice_servers: Sequence[Mapping[str, Any]] = (),
         on_closed: Callable[[Room], None] | None = None,
     ) -> None:
         self.name = name
@@ -65,6 +66,8 @@ class Room:
         self.created_at = time.time()
         self.effect = effect
         self.frame_size = frame_size
+        #: for the room's peer connections, and offered to the user in its join response
+        self.ice_servers = tuple(dict(server) for server in ice_servers)
         self.user_identity = "user-" + secrets.token_hex(4)
         self.inference = Participant(
             identity="inference-server-" + secrets.token_hex(4), state=lk.ParticipantInfo.ACTIVE

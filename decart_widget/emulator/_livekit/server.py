@@ -23,7 +23,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from aiohttp import web
 from livekit.protocol import rtc as proto
@@ -93,8 +94,10 @@ class RoomServer:
         on_state: Callable[[str], None],
         ttl_seconds: float = 600,
         frame_size: tuple[int, int] = DEFAULT_FRAME_SIZE,
+        ice_servers: Sequence[Mapping[str, Any]] = (),
     ) -> Room:
-        """Open the room of one session (call on the emulator's loop)."""
+        """Open the room of one session (call on the emulator's loop); ``ice_servers`` go to
+        the room's peers and to the user in its join response."""
         name = f"room-{session_id}"
         if name in self.rooms:
             raise ValueError(f"session {session_id!r} already has a room")
@@ -108,6 +111,7 @@ class RoomServer:
             on_state=on_state,
             ttl_seconds=ttl_seconds,
             frame_size=frame_size,
+            ice_servers=ice_servers,
             on_closed=self._forget,
         )
         self.rooms[name] = room

@@ -9,7 +9,7 @@ client picks. The client's trickled candidates may come before or after its answ
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from aiortc import (
@@ -20,7 +20,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 
-from .._media import RemoteCandidates
+from .._media import RemoteCandidates, rtc_ice_servers
 
 log = logging.getLogger("decart_widget.emulator.livekit.subscriber")
 
@@ -35,9 +35,12 @@ class SubscriberPeer:
         participant_sid: str,
         track_sid: str,
         on_state: Callable[[str], None],
+        ice_servers: Sequence[Mapping[str, Any]] = (),
     ) -> None:
         self._pc = RTCPeerConnection(
-            RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+            RTCConfiguration(
+                iceServers=rtc_ice_servers(ice_servers), bundlePolicy=RTCBundlePolicy.MAX_BUNDLE
+            )
         )
         transceiver = self._pc.addTransceiver(track, direction="sendonly")
         # aiortc writes a=msid from these two; LiveKit's clients parse the stream id.
