@@ -2,12 +2,18 @@
 
 For several proxy instances behind a load balancer: they all point ``--ledger`` at one database
 and keep no state of their own. One connection per proxy carries the writes: operations queued
-while a commit is in flight go into the next transaction (each in a savepoint, except tick
-updates, which cannot fail on their own). A session start takes a transaction-scoped advisory
-lock on its user, so the per-user concurrency limit holds across instances; each start runs in its
-own short transaction ahead of its batch's, so a user's lock is held for a count and an insert
-only and instances never wait on each other's batches, nor deadlock; a reap skips rows another
-transaction holds.
+while a batch is in flight go into the next one, and a batch costs a few statements whatever the
+number of sessions in it. The per-session operations (session starts, the service's ids, ticks,
+ends, quota and usage reads) run as one statement per kind over arrays (``unnest``); the rest
+(lease renewal, reaping, administration) run each in a savepoint.
+
+A batch's session starts commit first, in their own short transaction: it takes their users'
+advisory locks in one global order (so the per-user concurrency limit holds across instances and
+two instances never deadlock), counts those users' live sessions once, admits the starts in the
+order they came and inserts the admitted ones. The locks are held for that transaction only, so
+instances never wait on each other's writes; a reap skips rows another transaction holds.
+Everything else of the batch then commits in one transaction, and every caller's future is
+settled after the commit that holds its operation: a tick is durable before the relay forwards it.
 
 If the connection drops, the operations in flight fail with `LedgerError` (the relay then ends
 those sessions rather than serve unmetered time) and the next operation reconnects.
@@ -98,9 +104,51 @@ class _Tick:
     now: float
 
 
-#: An operation, whether it runs in its own savepoint, its future, and the user whose advisory
-#: lock it takes (a session start: run in its own transaction), if any.
-_Item = tuple["Op | _Tick", bool, "asyncio.Future[Any]", "str | None"]
+@dataclass(frozen=True)
+class _Start:
+    session_id: str
+    user: str
+    model: str
+    instance: str
+    now: float
+    #: When (monotonic) the start was submitted: the lease starts when the row is written.
+    submitted: float
+    max_concurrent: int | None
+    lease: float
+
+
+@dataclass(frozen=True)
+class _SetUpstream:
+    session_id: str
+    upstream_session_id: str
+
+
+@dataclass(frozen=True)
+class _End:
+    session_id: str
+    reason: str
+    now: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class _GetQuota:
+    user: str
+
+
+@dataclass(frozen=True)
+class _Usage:
+    user: str
+    since: float | None
+    exclude: str | None
+
+
+#: The per-session operations: a batch runs each kind as one statement, whatever their number.
+_Batched = _Tick | _Start | _SetUpstream | _End | _GetQuota | _Usage
+
+#: An operation (a batched one, or a function run in the batch's transaction), whether a
+#: function runs in its own savepoint, and its future.
+_Item = tuple["Op | _Batched", bool, "asyncio.Future[Any]"]
 
 # Several ticks of one session may share a batch: aggregate them before the update.
 _TICKS_SQL = f"""
@@ -114,6 +162,67 @@ FROM (
 ) AS v
 WHERE s.id = v.id
 """
+
+# A batch's session starts: its users' advisory locks in one global order (hashtext's), so two
+# instances' start transactions queue behind each other but never deadlock.
+_LOCK_USERS_SQL = """
+SELECT pg_advisory_xact_lock(%s, h)
+FROM (SELECT DISTINCT hashtext(u) AS h FROM unnest(%s::text[]) AS u ORDER BY h) AS users
+"""
+_OPEN_ROWS_SQL = (
+    f"SELECT user_id, extract(epoch FROM last_seen) FROM {SESSIONS} "
+    "WHERE user_id = ANY(%s) AND ended_at IS NULL"
+)
+_INSERT_SQL = f"""
+INSERT INTO {SESSIONS} (id, user_id, model, instance, started_at, last_seen)
+SELECT id, user_id, model, instance, to_timestamp(started), to_timestamp(seen)
+FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::float8[], %s::float8[])
+    AS v(id, user_id, model, instance, started, seen)
+"""
+_UPSTREAM_IDS_SQL = f"""
+UPDATE {SESSIONS} AS s SET upstream_session_id = v.upstream
+FROM unnest(%s::text[], %s::text[]) AS v(id, upstream)
+WHERE s.id = v.id
+"""
+# The first end of a session wins, except over a reap's guess.
+_ENDS_SQL = f"""
+UPDATE {SESSIONS} AS s
+SET seconds = GREATEST(s.seconds, v.seconds), ended_at = to_timestamp(v.now),
+    end_reason = v.reason, last_seen = to_timestamp(v.now)
+FROM unnest(%s::text[], %s::text[], %s::float8[], %s::float8[]) AS v(id, reason, now, seconds)
+WHERE s.id = v.id AND (s.ended_at IS NULL OR s.end_reason = '{REAPED}')
+"""
+_QUOTAS_SQL = f"SELECT user_id, seconds FROM {QUOTAS} WHERE user_id = ANY(%s)"
+# One sum per request, in the requests' order; a null ``since`` (no period) is -infinity.
+_USAGE_SQL = f"""
+SELECT v.n, (
+    SELECT COALESCE(SUM(s.seconds), 0) FROM {SESSIONS} AS s
+    WHERE s.user_id = v.user_id AND s.started_at >= to_timestamp(v.since) AND s.id <> v.exclude
+)
+FROM unnest(%s::text[], %s::float8[], %s::text[]) WITH ORDINALITY AS v(user_id, since, exclude, n)
+"""
+
+
+def admit(
+    starts: Sequence[_Start], open_rows: Sequence[tuple[str, float]], at: float
+) -> list[StartResult]:
+    """Each start's outcome, in order, as if they ran one after the other: a start counts its
+    user's open rows whose lease (``last_seen`` within ``lease`` of its own start time, ``at``
+    seconds after its submission) still runs, plus the ones admitted before it in the batch."""
+    seen: dict[str, list[float]] = {}
+    for user, last_seen in open_rows:
+        seen.setdefault(user, []).append(float(last_seen))
+    admitted: dict[str, int] = {}
+    results = []
+    for start in starts:
+        born = start.now + max(0.0, at - start.submitted)
+        active = sum(1 for last in seen.get(start.user, ()) if last >= born - start.lease)
+        active += admitted.get(start.user, 0)
+        ok = start.max_concurrent is None or active < start.max_concurrent
+        if ok:
+            admitted[start.user] = admitted.get(start.user, 0) + 1
+        results.append(StartResult(ok=ok, active=active))
+    return results
 
 
 def safe_dsn(dsn: str) -> str:
@@ -180,55 +289,22 @@ class PostgresLedger(Ledger):
                 return
 
     async def _run_batch(self, batch: list[_Item]) -> None:
+        """One batch, whatever its size: its session starts in one short transaction (a few
+        statements), then everything else in one more, each per-session kind as one statement
+        (functions each in their own savepoint); every future is settled after its commit."""
         import psycopg
 
-        outcomes: list[tuple[Any, BaseException | None] | None] = [None] * len(batch)
-        ticks: list[_Tick] = []
+        outcomes: dict[int, tuple[Any, BaseException | None]] = {}
+        starts = [(i, op) for i, (op, _g, _f) in enumerate(batch) if isinstance(op, _Start)]
         try:
             conn = await self._ensure_conn()
-            # Session starts first, each in its own short transaction: its user's advisory lock
-            # is held for its count and insert only. Held to the end of a whole batch, the locks
-            # queued every instance behind the others' batches (and, taken in batch order,
-            # deadlocked them): issue 14's scale-out run.
-            for index, (op, _guarded, _future, user) in enumerate(batch):
-                if user is None or isinstance(op, _Tick):
-                    continue
-                try:
-                    async with conn.transaction():
-                        outcomes[index] = (await op(conn), None)
-                except psycopg.OperationalError:
-                    raise
-                except psycopg.Error as exc:
-                    outcomes[index] = (None, LedgerError(str(exc)))
+            if starts:
+                # Committed ahead of the rest: a user's lock is held for a count and an insert,
+                # not for a whole batch of writes (issue 14's scale-out run: instances queued
+                # behind each other's batches and, taking locks in batch order, deadlocked).
+                await self._run_starts(conn, starts, outcomes)
             async with conn.transaction():
-                for index, (op, guarded, _future, user) in enumerate(batch):
-                    if user is not None:
-                        continue
-                    if isinstance(op, _Tick):
-                        ticks.append(op)
-                        outcomes[index] = (None, None)
-                        continue
-                    if not guarded:
-                        outcomes[index] = (await op(conn), None)
-                        continue
-                    try:
-                        async with conn.transaction():
-                            result = await op(conn)
-                    except psycopg.OperationalError:
-                        raise
-                    except psycopg.Error as exc:
-                        outcomes[index] = (None, LedgerError(str(exc)))
-                    else:
-                        outcomes[index] = (result, None)
-                if ticks:  # every tick of the batch in one statement, one round trip
-                    await conn.execute(
-                        _TICKS_SQL,
-                        (
-                            [tick.session_id for tick in ticks],
-                            [tick.seconds for tick in ticks],
-                            [tick.now for tick in ticks],
-                        ),
-                    )
+                await self._run_writes(conn, batch, outcomes)
             self._committed_at = time.monotonic()
         except (psycopg.Error, LedgerError, OSError) as exc:
             log.error("ledger transaction failed: %s", redact(str(exc)))
@@ -240,38 +316,154 @@ class PostgresLedger(Ledger):
                 self._conn = None
             self._committed_at = None
             error = exc if isinstance(exc, LedgerError) else LedgerError(f"ledger failed: {exc}")
-            # what the failed group transaction held is lost; starts already committed stand
-            outcomes = [
-                (None, error) if outcome is None or batch[index][3] is None
-                else outcome
-                for index, outcome in enumerate(outcomes)
-            ]  # fmt: skip
-        for (_op, _guarded, future, _user), outcome in zip(batch, outcomes, strict=True):
+            # what the failed transaction held is lost; starts already committed stand
+            outcomes = {i: outcomes[i] for i, _op in starts if i in outcomes}
+            for index in range(len(batch)):
+                outcomes.setdefault(index, (None, error))
+        for index, (_op, _guarded, future) in enumerate(batch):
             if future.done():
                 continue
-            result, error_ = outcome if outcome is not None else (None, LedgerError("not run"))
+            result, error_ = outcomes.get(index, (None, LedgerError("not run")))
             if error_ is not None:
                 future.set_exception(error_)
             else:
                 future.set_result(result)
 
-    def _submit(
-        self, op: Op | _Tick, guarded: bool, lock_user: str | None = None
-    ) -> asyncio.Future[Any]:
+    async def _run_starts(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        starts: list[tuple[int, _Start]],
+        outcomes: dict[int, tuple[Any, BaseException | None]],
+    ) -> None:
+        import psycopg
+
+        ops = [op for _i, op in starts]
+        users = sorted({op.user for op in ops})
+        try:
+            async with conn.transaction():
+                await conn.execute(_LOCK_USERS_SQL, (LOCK_CLASS, users))
+                cursor = await conn.execute(_OPEN_ROWS_SQL, (users,))
+                open_rows = await cursor.fetchall()
+                results = admit(ops, open_rows, time.monotonic())
+                admitted = [(op, r) for op, r in zip(ops, results, strict=True) if r.ok]
+                if admitted:
+                    at = time.monotonic()
+                    await conn.execute(
+                        _INSERT_SQL,
+                        (
+                            [op.session_id for op, _r in admitted],
+                            [op.user for op, _r in admitted],
+                            [op.model for op, _r in admitted],
+                            [op.instance for op, _r in admitted],
+                            [op.now for op, _r in admitted],
+                            [op.now + max(0.0, at - op.submitted) for op, _r in admitted],
+                        ),
+                    )
+        except psycopg.OperationalError:
+            raise
+        except psycopg.Error as exc:
+            if len(starts) == 1:
+                outcomes[starts[0][0]] = (None, LedgerError(str(exc)))
+                return
+            for one in starts:  # one bad start (a duplicate id) must not refuse the others
+                await self._run_starts(conn, [one], outcomes)
+            return
+        for (index, _op), result in zip(starts, results, strict=True):
+            outcomes[index] = (result, None)
+
+    async def _run_writes(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        batch: list[_Item],
+        outcomes: dict[int, tuple[Any, BaseException | None]],
+    ) -> None:
+        import psycopg
+
+        ticks: list[_Tick] = []
+        upstream_ids: dict[str, str] = {}
+        ends: dict[str, _End] = {}
+        quotas: list[tuple[int, _GetQuota]] = []
+        usages: list[tuple[int, _Usage]] = []
+        for index, (op, guarded, _future) in enumerate(batch):
+            if isinstance(op, _Start):
+                continue
+            if isinstance(op, _Tick):
+                ticks.append(op)
+            elif isinstance(op, _SetUpstream):
+                upstream_ids[op.session_id] = op.upstream_session_id
+            elif isinstance(op, _End):
+                ends.setdefault(op.session_id, op)  # the first end wins
+            elif isinstance(op, _GetQuota):
+                quotas.append((index, op))
+                continue
+            elif isinstance(op, _Usage):
+                usages.append((index, op))
+                continue
+            elif not guarded:
+                outcomes[index] = (await op(conn), None)
+                continue
+            else:
+                try:
+                    async with conn.transaction():
+                        result = await op(conn)
+                except psycopg.OperationalError:
+                    raise
+                except psycopg.Error as exc:
+                    outcomes[index] = (None, LedgerError(str(exc)))
+                else:
+                    outcomes[index] = (result, None)
+                continue
+            outcomes[index] = (None, None)
+        if ticks:
+            await conn.execute(
+                _TICKS_SQL,
+                (
+                    [tick.session_id for tick in ticks],
+                    [tick.seconds for tick in ticks],
+                    [tick.now for tick in ticks],
+                ),
+            )
+        if upstream_ids:
+            await conn.execute(_UPSTREAM_IDS_SQL, (list(upstream_ids), list(upstream_ids.values())))
+        if ends:
+            await conn.execute(
+                _ENDS_SQL,
+                (
+                    list(ends),
+                    [end.reason for end in ends.values()],
+                    [end.now for end in ends.values()],
+                    [end.seconds for end in ends.values()],
+                ),
+            )
+        if quotas:  # reads after the writes: they see this batch's seconds
+            cursor = await conn.execute(_QUOTAS_SQL, (sorted({op.user for _i, op in quotas}),))
+            found = {user: float(seconds) for user, seconds in await cursor.fetchall()}
+            for index, op in quotas:
+                outcomes[index] = (found.get(op.user), None)
+        if usages:
+            cursor = await conn.execute(
+                _USAGE_SQL,
+                (
+                    [op.user for _i, op in usages],
+                    [float("-inf") if op.since is None else op.since for _i, op in usages],
+                    [op.exclude or "" for _i, op in usages],
+                ),
+            )
+            sums = {int(n): float(total) for n, total in await cursor.fetchall()}
+            for position, (index, _op) in enumerate(usages, start=1):
+                outcomes[index] = (sums.get(position, 0.0), None)
+
+    def _submit(self, op: Op | _Batched, guarded: bool = False) -> asyncio.Future[Any]:
         if self._queue is None or self._worker is None or self._worker.done():
             raise LedgerError("ledger is not open")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((op, guarded, future, lock_user))
+        self._queue.put_nowait((op, guarded, future))
         return future
 
     async def _call(
-        self,
-        op: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]],
-        *,
-        guarded: bool = True,
-        lock_user: str | None = None,
+        self, op: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]], *, guarded: bool = True
     ) -> T:
-        result: T = await self._submit(op, guarded, lock_user)
+        result: T = await self._submit(op, guarded)
         return result
 
     # ---- the Ledger API -----------------------------------------------------------------------
@@ -332,55 +524,22 @@ class PostgresLedger(Ledger):
         max_concurrent: int | None,
         lease: float,
     ) -> StartResult:
-        submitted = time.monotonic()
-
-        async def op(conn: psycopg.AsyncConnection[Any]) -> StartResult:
-            # The lease starts when the row is written: a busy queue may have held the op for
-            # seconds, and a row born stale would be reaped by another instance at once.
-            at = now + max(0.0, time.monotonic() - submitted)
-            await conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (LOCK_CLASS, user))
-            cursor = await conn.execute(
-                f"SELECT COUNT(*) FROM {SESSIONS} WHERE user_id = %s AND ended_at IS NULL "
-                "AND last_seen >= to_timestamp(%s)",
-                (user, at - lease),
-            )
-            row = await cursor.fetchone()
-            active = int(row[0]) if row else 0
-            if max_concurrent is not None and active >= max_concurrent:
-                return StartResult(ok=False, active=active)
-            await conn.execute(
-                f"INSERT INTO {SESSIONS} (id, user_id, model, instance, started_at, last_seen) "
-                "VALUES (%s, %s, %s, %s, to_timestamp(%s), to_timestamp(%s))",
-                (session_id, user, model, instance, now, at),
-            )
-            return StartResult(ok=True, active=active)
-
-        return await self._call(op, lock_user=user)
+        start = _Start(
+            session_id, user, model, instance, now, time.monotonic(), max_concurrent, lease
+        )
+        result: StartResult = await self._submit(start)
+        return result
 
     async def set_upstream_session(self, session_id: str, upstream_session_id: str) -> None:
-        async def op(conn: psycopg.AsyncConnection[Any]) -> None:
-            await conn.execute(
-                f"UPDATE {SESSIONS} SET upstream_session_id = %s WHERE id = %s",
-                (upstream_session_id, session_id),
-            )
-
-        await self._call(op)
+        await self._submit(_SetUpstream(session_id, upstream_session_id))
 
     async def record_tick(self, session_id: str, seconds: float, *, now: float) -> None:
-        await self._submit(_Tick(session_id, float(seconds), now), guarded=False)
+        await self._submit(_Tick(session_id, float(seconds), now))
 
     async def end_session(
         self, session_id: str, reason: str, *, now: float, seconds: float | None = None
     ) -> None:
-        async def op(conn: psycopg.AsyncConnection[Any]) -> None:
-            await conn.execute(
-                f"UPDATE {SESSIONS} SET seconds = GREATEST(seconds, %s), "
-                "ended_at = to_timestamp(%s), end_reason = %s, last_seen = to_timestamp(%s) "
-                f"WHERE id = %s AND (ended_at IS NULL OR end_reason = '{REAPED}')",
-                (float(seconds or 0), now, reason, now, session_id),
-            )
-
-        await self._call(op)
+        await self._submit(_End(session_id, reason, now, float(seconds or 0)))
 
     async def touch(self, session_ids: Sequence[str], *, now: float) -> None:
         ids = list(session_ids)
@@ -414,17 +573,8 @@ class PostgresLedger(Ledger):
     async def usage(
         self, user: str, *, since: float | None = None, exclude: str | None = None
     ) -> float:
-        async def op(conn: psycopg.AsyncConnection[Any]) -> float:
-            cursor = await conn.execute(
-                f"SELECT COALESCE(SUM(seconds), 0) FROM {SESSIONS} WHERE user_id = %s "
-                "AND (%s::double precision IS NULL OR started_at >= to_timestamp(%s)) "
-                "AND id <> %s",
-                (user, since, since, exclude or ""),
-            )
-            row = await cursor.fetchone()
-            return float(row[0]) if row else 0.0
-
-        return await self._call(op)
+        total: float = await self._submit(_Usage(user, since, exclude))
+        return total
 
     async def set_quota(self, user: str, seconds: float | None) -> None:
         async def op(conn: psycopg.AsyncConnection[Any]) -> None:
@@ -440,12 +590,8 @@ class PostgresLedger(Ledger):
         await self._call(op)
 
     async def get_quota(self, user: str) -> float | None:
-        async def op(conn: psycopg.AsyncConnection[Any]) -> float | None:
-            cursor = await conn.execute(f"SELECT seconds FROM {QUOTAS} WHERE user_id = %s", (user,))
-            row = await cursor.fetchone()
-            return None if row is None else float(row[0])
-
-        return await self._call(op)
+        quota: float | None = await self._submit(_GetQuota(user))
+        return quota
 
     async def sessions(self, user: str | None = None, *, limit: int = 1000) -> list[LedgerSession]:
         async def op(conn: psycopg.AsyncConnection[Any]) -> list[LedgerSession]:

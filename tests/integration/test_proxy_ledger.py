@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
 from proxy_kit import fresh_postgres_dsn
 
-from decart_widget.proxy._ledger import Ledger, LedgerError, open_ledger, period_start
+from decart_widget.proxy._ledger import (
+    Ledger,
+    LedgerError,
+    StartResult,
+    open_ledger,
+    period_start,
+)
 from decart_widget.proxy._ledger_postgres import PostgresLedger
 from decart_widget.proxy._ledger_sqlite import SQLiteLedger
 
@@ -288,3 +295,89 @@ async def _starts(ledger: Ledger, users: list[str], prefix: str) -> list[bool]:
         )
     )  # fmt: skip
     return [result.ok for result in results]
+
+
+async def test_a_batch_applies_the_user_limit_in_the_order_the_starts_came(
+    make_ledger: LedgerFactory,
+) -> None:
+    """Starts that share one batch (one turn of the event loop) are counted one after the
+    other, as if each had its own transaction, on both instances sharing the store."""
+    async with make_ledger() as first, make_ledger() as second:
+
+        async def starts(ledger: Ledger, prefix: str) -> list[tuple[bool, int]]:
+            results = await asyncio.gather(
+                *(
+                    ledger.start_session(
+                        f"{prefix}{i}", "alice", "m", prefix, now=time.time(), max_concurrent=5,
+                        lease=LEASE,
+                    )
+                    for i in range(6)
+                )
+            )  # fmt: skip
+            return [(result.ok, result.active) for result in results]
+
+        assert await starts(first, "a") == [(True, n) for n in range(5)] + [(False, 5)]
+        assert await starts(second, "b") == [(False, 5)] * 6
+        await first.end_session("a0", "client_closed", now=time.time())
+        assert await starts(second, "c") == [(True, 4)] + [(False, 5)] * 5
+
+
+async def test_one_bad_start_in_a_batch_refuses_only_itself(ledger: Ledger) -> None:
+    assert await start(ledger, "taken")
+    outcomes = await asyncio.gather(
+        *(start(ledger, sid, user=sid) for sid in ("first", "taken", "last")),
+        return_exceptions=True,
+    )
+    assert outcomes[0] is True and outcomes[2] is True
+    assert isinstance(outcomes[1], LedgerError)
+    assert {row.id for row in await ledger.sessions()} == {"taken", "first", "last"}
+
+
+async def test_a_batch_of_many_sessions_costs_a_few_statements(postgres_dsn: str) -> None:
+    """The ledger's work per batch does not grow with the sessions in it: 200 sessions' starts,
+    service ids, ticks, quota and usage reads and ends are a handful of statements (one per
+    kind), not one (or five) per session: issue 14's 5,000-session run."""
+    async with PostgresLedger(postgres_dsn) as ledger:
+        await ledger.set_quota("user3", 42)
+        conn = ledger._conn
+        assert conn is not None
+        statements: list[str] = []
+        real_execute = conn.execute
+
+        async def counting_execute(query: Any, *args: Any, **kwargs: Any) -> Any:
+            statements.append(str(query))
+            return await real_execute(query, *args, **kwargs)
+
+        conn.execute = counting_execute  # type: ignore[method-assign]
+        ids = [f"s{i}" for i in range(200)]
+        users = [f"user{i % 100}" for i in range(200)]
+
+        async def each(step: Callable[[str, str], Awaitable[object]]) -> list[object]:
+            before = len(statements)
+            results = await asyncio.gather(
+                *(step(sid, user) for sid, user in zip(ids, users, strict=True))
+            )
+            assert len(statements) - before <= 4, statements[before:]
+            return list(results)
+
+        started = await each(
+            lambda sid, user: ledger.start_session(
+                sid, user, "m", "test", now=time.time(), max_concurrent=2, lease=LEASE
+            )
+        )
+        assert all(isinstance(result, StartResult) and result.ok for result in started)
+        await each(lambda sid, user: ledger.set_upstream_session(sid, f"up_{sid}"))
+        for second in (1, 2, 3):
+            await each(lambda sid, user, s=second: ledger.record_tick(sid, s, now=time.time()))
+        quotas = await each(lambda sid, user: ledger.get_quota(user))
+        assert quotas.count(42) == 2 and quotas.count(None) == 198
+        used = await each(lambda sid, user: ledger.usage(user, exclude=sid))
+        assert used == [3.0] * 200
+        await each(lambda sid, user: ledger.end_session(sid, "client_closed", now=time.time()))
+        rows = await ledger.sessions()
+        assert len(rows) == 200
+        assert all(
+            row.seconds == 3 and row.ticks == 3 and row.upstream_session_id == f"up_{row.id}"
+            and row.end_reason == "client_closed"
+            for row in rows
+        )  # fmt: skip
