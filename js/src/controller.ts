@@ -229,6 +229,8 @@ export class Controller {
     this.notify();
     this.bridge.save();
     this.signaling.prefetch();
+    // after the token request: a kernel answers the comm's requests in order
+    this.media.preload();
     try {
       await this.sources.ensure();
     } catch (error) {

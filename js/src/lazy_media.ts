@@ -1,8 +1,11 @@
 // A media transport whose code is an asset the page loads on demand (asset_loader.ts): LiveKit's
-// link and client (livekit_room.ts) stay out of widget.js. The asset is asked for when the
-// signaling link starts connecting (prepare), so its download overlaps the control handshake;
-// the core's media actions wait for it, in order. An asset that cannot load ends the session with
-// the loader's message (a later start asks again).
+// link and client (livekit_room.ts) stay out of widget.js. The asset is asked for when a session
+// starts (preload), so its transfer, the browser's compile of it and its evaluation overlap the
+// source opening, the credential and the control handshake instead of following them (for
+// LiveKit's half a megabyte, ~100 ms that bench/ttff.py saw between the room info and the room's
+// signal socket); the core's media actions wait for it, in order. An asset that cannot load ends
+// the session with the loader's message when the session first needs the link (a later start
+// asks again).
 
 import { asError } from "./errors";
 import type { MediaAction, MediaHost, MediaLink, MediaTransport } from "./media";
@@ -10,6 +13,8 @@ import type { MediaAction, MediaHost, MediaLink, MediaTransport } from "./media"
 class LazyLink implements MediaLink {
   private link: MediaLink | null = null;
   private loading: Promise<MediaLink> | null = null;
+  /** a preload's failure, reported when the session first needs the link */
+  private failure: unknown = null;
   private disposed = false;
 
   constructor(
@@ -19,6 +24,12 @@ class LazyLink implements MediaLink {
 
   get remoteStream(): MediaStream | null {
     return this.link?.remoteStream ?? null;
+  }
+
+  preload(): void {
+    if (this.link || this.loading) return;
+    this.failure = null;
+    this.load().catch((error: unknown) => (this.failure = error));
   }
 
   prepare(): void {
@@ -49,21 +60,30 @@ class LazyLink implements MediaLink {
       step(this.link);
       return;
     }
-    this.loading ??= this.host.loadAsset(this.asset).then((module) => {
-      const transport = module as Partial<MediaTransport>;
-      if (typeof transport.open !== "function") throw new Error(`the ${this.asset} asset has no media transport`);
-      const link = transport.open(this.host);
-      if (this.disposed) link.dispose();
-      else this.link = link;
-      return link;
-    });
-    this.loading.then(
-      (link) => this.disposed || step(link),
-      (error) => {
+    const failed = (error: unknown): void => {
+      if (!needed || this.disposed) return;
+      this.failure = null;
+      this.host.fail(asError(error));
+    };
+    if (this.failure) failed(this.failure);
+    else this.load().then((link) => this.disposed || step(link), failed);
+  }
+
+  private load(): Promise<MediaLink> {
+    return (this.loading ??= this.host
+      .loadAsset(this.asset)
+      .then((module) => {
+        const transport = module as Partial<MediaTransport>;
+        if (typeof transport.open !== "function") throw new Error(`the ${this.asset} asset has no media transport`);
+        const link = transport.open(this.host);
+        if (this.disposed) link.dispose();
+        else this.link = link;
+        return link;
+      })
+      .catch((error: unknown) => {
         this.loading = null;
-        if (needed && !this.disposed) this.host.fail(asError(error));
-      },
-    );
+        throw error;
+      }));
   }
 }
 

@@ -27,6 +27,10 @@ export class LiveKitLink implements MediaLink {
     private readonly createRoom: CreateRoom,
   ) {}
 
+  preload(): void {
+    // the code is loaded: this link is the asset
+  }
+
   prepare(): void {
     // nothing to make ahead: the room's address comes with the handshake's end
   }

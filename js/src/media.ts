@@ -41,6 +41,9 @@ export interface MediaHost {
 export interface MediaLink {
   /** The transformed video, while a connection delivers it. */
   readonly remoteStream: MediaStream | null;
+  /** A session starts (its source, credential and socket are on their way): load the link's code
+   * if it is not in the page yet (lazy_media.ts). */
+  preload(): void;
   /** The signaling link started connecting: prepare what the handshake will ask for. */
   prepare(): void;
   handle(action: MediaAction): void;
@@ -60,6 +63,7 @@ export interface MediaTransport {
 export const NO_MEDIA: MediaTransport = {
   open: () => ({
     remoteStream: null,
+    preload() {},
     prepare() {},
     handle() {},
     replaceTrack: async () => {},

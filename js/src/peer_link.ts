@@ -54,6 +54,10 @@ export class PeerLink implements MediaLink {
     }
   }
 
+  preload(): void {
+    // the code is loaded: this link is the asset
+  }
+
   /**
    * Create the peer connection and its offer while the socket connects and the initial state is
    * acknowledged: a browser takes tens of milliseconds to set up its first RTCPeerConnection, and

@@ -642,6 +642,7 @@ describe("Controller: the media transport is an axis of its own", () => {
         host = given;
         return {
           remoteStream: null,
+          preload: () => handled.push("preload"),
           prepare: () => handled.push("prepare"),
           handle: (action) => handled.push(action.kind),
           replaceTrack: async () => {},
@@ -652,12 +653,13 @@ describe("Controller: the media transport is an axis of its own", () => {
     };
     const controller = new Controller(w.model.asModel(), { ...w.deps, media: { webrtc: media } });
     await controller.start();
+    expect(handled).toEqual(["preload"]); // at the start, before the credential and the socket
     grantToken(w.model);
     await flush();
     const transport = w.transports.at(-1)!;
     transport.accept();
     transport.deliver({ type: "prompt_ack", prompt: "Anime", success: true });
-    expect(handled).toEqual(["prepare", "StartPeer"]);
+    expect(handled).toEqual(["preload", "prepare", "StartPeer"]);
     // what the link reports goes to the core and the traitlets
     host!.toCore((s, now) => s.peerState(now, "connected"));
     expect(w.model.get("connection_state")).toBe("connected");
@@ -666,7 +668,7 @@ describe("Controller: the media transport is an axis of its own", () => {
     expect(host!.track()).toBe(w.sources[0]!.track);
     expect(w.peers).toHaveLength(0); // no WebRTC peer was made
     controller.dispose();
-    expect(handled.slice(2, 4)).toEqual(["ClosePeer", "discardPrepared"]);
+    expect(handled.slice(3, 5)).toEqual(["ClosePeer", "discardPrepared"]);
     expect(handled.at(-1)).toBe("dispose");
   });
 });

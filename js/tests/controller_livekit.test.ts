@@ -156,7 +156,7 @@ describe("Controller on LiveKit", () => {
 });
 
 describe("Controller: the LiveKit asset", () => {
-  it("is asked of the kernel when a LiveKit session starts connecting, never for WebRTC", async () => {
+  it("is asked of the kernel when a LiveKit session starts, right after its token, never for WebRTC", async () => {
     const gen_a = world();
     gen_a.deps.media = { ...gen_a.deps.media, livekit: lazyMedia("livekit") };
     const webrtcModel = new FakeModel({ prompt: "Anime" });
@@ -170,10 +170,15 @@ describe("Controller: the LiveKit asset", () => {
     const controller = new Controller(model.asModel(), gen_b.deps);
     expect(model.fromFront).toEqual([]); // not at construction either
     await controller.start();
+    // before the token's answer and the socket: the asset loads while they come
+    const types = model.fromFront.map((m) => (m as { type: string }).type);
+    expect(types.filter((t) => t === "token_request" || t === "asset_request")).toEqual(["token_request", "asset_request"]);
+    expect(model.fromFront).toContainEqual({ type: "asset_request", name: "livekit" });
+    expect(gen_b.transports).toHaveLength(0);
     const request = model.fromFront.find((m) => (m as { type: string }).type === "token_request") as { id: number };
     model.fromKernel({ type: "token", id: request.id, api_key: "ek_test" });
     await flush();
-    expect(model.fromFront).toContainEqual({ type: "asset_request", name: "livekit" });
+    expect(model.fromFront.filter((m) => (m as { type: string }).type === "asset_request")).toHaveLength(1);
     // the kernel cannot give it: the session ends with the kernel's message
     model.fromKernel({ type: "asset_error", name: "livekit", kind: "error", message: "livekit.js is missing" });
     await flush();

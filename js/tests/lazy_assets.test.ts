@@ -124,6 +124,7 @@ function lazySetup() {
   const calls: string[] = [];
   const inner: MediaLink = {
     remoteStream: { id: "out" } as unknown as MediaStream,
+    preload: () => calls.push("preload"),
     prepare: () => calls.push("prepare"),
     handle: (action: MediaAction) => calls.push(action.kind),
     replaceTrack: async () => void calls.push("replaceTrack"),
@@ -163,6 +164,41 @@ describe("lazyMedia", () => {
     expect(w.failures.map((e) => e.message)).toEqual(["The kernel did not send the livekit asset"]);
     w.link.prepare();
     expect(w.loads).toEqual(["livekit", "livekit"]);
+  });
+
+  it("preload asks for the asset at once; the handshake's steps then run on the loaded link", async () => {
+    const w = lazySetup();
+    w.link.preload();
+    w.link.preload(); // one request
+    expect(w.loads).toEqual(["livekit"]);
+    w.settle().resolve(w.module);
+    await flush();
+    expect(w.calls).toEqual([]); // loaded, nothing run yet
+    w.link.prepare();
+    w.link.handle({ kind: "JoinRoom", url: "ws://room", token: "t", roomName: "r", sessionId: null });
+    w.link.preload(); // loaded: nothing more to ask
+    expect(w.loads).toEqual(["livekit"]);
+    expect(w.calls).toEqual(["prepare", "JoinRoom"]); // on the spot, no wait for a load
+  });
+
+  it("a preload that fails ends the session when it first needs the link, once; the next start asks again", async () => {
+    const w = lazySetup();
+    w.link.preload();
+    w.settle().reject(new DecartError("livekit.js is missing"));
+    await flush();
+    expect(w.failures).toEqual([]); // the session has not needed it yet
+    w.link.handle({ kind: "ClosePeer" }); // not needed: still no failure
+    expect(w.failures).toEqual([]);
+    w.link.prepare(); // the socket connects: the session needs the link now
+    await flush();
+    expect(w.failures.map((e) => e.message)).toEqual(["livekit.js is missing"]);
+    expect(w.loads).toEqual(["livekit"]); // the failure was told, not asked again
+    w.link.preload();
+    expect(w.loads).toEqual(["livekit", "livekit"]);
+    w.settle().resolve(w.module);
+    await flush();
+    w.link.prepare();
+    expect(w.calls).toEqual(["prepare"]);
   });
 
   it("a module without a media transport is refused", async () => {
