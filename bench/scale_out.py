@@ -102,6 +102,125 @@ def postgres_pids(cluster: PostgresCluster) -> list[int]:
     return pids
 
 
+class Processes:
+    """The run's processes by name (PostgreSQL: the postmaster and its children, summed)."""
+
+    def __init__(self, pids: dict[str, int], cluster: PostgresCluster) -> None:
+        self.pids = pids
+        self.cluster = cluster
+
+    def cpu(self) -> dict[str, float]:
+        """Each process's CPU seconds (user + system) so far."""
+        seconds = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        seconds["postgres"] = sum(cpu_seconds(pid) for pid in postgres_pids(self.cluster))
+        return seconds
+
+    def rss(self) -> dict[str, float]:
+        sizes = {name: rss_mb(pid) for name, pid in self.pids.items()}
+        sizes["postgres"] = sum(rss_mb(pid) for pid in postgres_pids(self.cluster))
+        return sizes
+
+
+def cores(before: dict[str, float], after: dict[str, float], wall: float) -> dict[str, float]:
+    return {name: (after[name] - before.get(name, 0.0)) / wall for name in after}
+
+
+def listen_overflows() -> dict[str, int]:
+    """The kernel's counts of connections dropped at a full listen queue (all sockets)."""
+    values: dict[str, int] = {}
+    with open("/proc/net/netstat") as netstat:
+        lines = netstat.read().splitlines()
+    for header, row in zip(lines[::2], lines[1::2], strict=False):
+        names, numbers = header.split()[1:], row.split()[1:]
+        for name, number in zip(names, numbers, strict=False):
+            if name in ("ListenOverflows", "ListenDrops"):
+                values[name] = int(number)
+    return values
+
+
+async def print_balancer(balancer: Balancer) -> None:
+    """Per server: sessions now and at most, in all, connection errors, retries, redispatches,
+    queue peak, status and health-check downs; and the frontend's refusals."""
+    print("  HAProxy (server: scur smax stot econ wretr wredis qmax status chkdown):")
+    for row in await balancer.stats():
+        if row.get("pxname") == "proxies" and row.get("svname") not in ("BACKEND", "FRONTEND"):
+            print(
+                "    "
+                + " ".join(
+                    row.get(key, "")
+                    for key in (
+                        "svname", "scur", "smax", "stot", "econ", "wretr", "wredis", "qmax",
+                        "status", "chkdown",
+                    )
+                )
+            )  # fmt: skip
+        elif row.get("svname") == "FRONTEND" and row.get("pxname") == "realtime":
+            print(
+                f"    frontend: scur {row.get('scur')} smax {row.get('smax')} stot "
+                f"{row.get('stot')} ereq {row.get('ereq')} dreq {row.get('dreq')} "
+                f"hrsp_5xx {row.get('hrsp_5xx')}"
+            )
+
+
+def print_cpu(title: str, usage: dict[str, float], rss: dict[str, float] | None = None) -> None:
+    print(f"  {title}:")
+    for name, share in usage.items():
+        extra = f"   RSS {rss[name]:6.0f} MB" if rss is not None else ""
+        print(f"    {name:<15} {share:5.2f} cores{extra}")
+    print(f"    {'all':<15} {sum(usage.values()):5.2f} cores")
+
+
+def why_not_admitted(clients: list[LoadClient]) -> collections.Counter[str]:
+    """Each failed open's cause: the balancer's HTTP status, or the close code and reason."""
+    causes: collections.Counter[str] = collections.Counter()
+    for client in clients:
+        for record in client.records:
+            if record.admitted or record.closed_at is None:
+                continue
+            if record.handshake_status is not None:
+                causes[f"HTTP {record.handshake_status}"] += 1
+            else:
+                causes[f"close {record.close_code} {record.close_reason[:40]}".strip()] += 1
+    return causes
+
+
+async def health_times(
+    instances: list[ProxyProcess], http: aiohttp.ClientSession, wall: float
+) -> dict[str, list[float]]:
+    """Each instance's ``/healthz`` answer time, every 0.25 s for ``wall`` s: its loop's lag."""
+    times: dict[str, list[float]] = {i.name: [] for i in instances}
+    times["load generator (loop lag)"] = []
+    end = time.monotonic() + wall
+    while time.monotonic() < end:
+        started = time.monotonic()
+        await asyncio.sleep(0)
+        times["load generator (loop lag)"].append(time.monotonic() - started)
+        for instance in instances:
+            started = time.monotonic()
+            async with http.get(f"{instance.http_url}/healthz") as response:
+                await response.read()
+            times[instance.name].append(time.monotonic() - started)
+        await asyncio.sleep(0.25)
+    return times
+
+
+async def print_ramp(
+    processes: Processes,
+    run_cpu: dict[str, float],
+    started: float,
+    overflows: dict[str, int],
+    balancer: Balancer,
+) -> None:
+    wall = time.monotonic() - started
+    print_cpu(f"CPU over the ramp ({wall:.1f} s)", cores(run_cpu, processes.cpu(), wall))
+    now = listen_overflows()
+    print(
+        "  connections dropped at a full listen queue (kernel, all sockets): "
+        + ", ".join(f"{name} +{now[name] - overflows.get(name, 0)}" for name in now)
+    )
+    await print_balancer(balancer)
+
+
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -191,6 +310,13 @@ async def measure(
         )
         for i in range(args.sessions)
     ]
+    pids = {p.name: p.process.pid for p in instances}
+    pids["haproxy"] = balancer.process.pid
+    pids["upstream"] = upstream.process.pid
+    pids["load generator"] = os.getpid()
+    processes = Processes(pids, cluster)
+    run_cpu = processes.cpu()
+    overflows = listen_overflows()
     tasks: list[asyncio.Task[None]] = []
     started = time.monotonic()
     print(f"opening {args.sessions} sessions through HAProxy at {args.ramp:g}/s ...")
@@ -200,20 +326,29 @@ async def measure(
     try:
         await wait_until(
             lambda: all(c.current is not None and c.current.admitted for c in clients),
-            120,
+            args.admit_timeout,
             "every session admitted",
             every=0.5,
         )
     except AssertionError:
-        stuck = [c.records for c in clients if c.current is None or not c.current.admitted]
-        print(f"{len(stuck)} not admitted, e.g. {stuck[:3]}")
+        stuck = [c for c in clients if c.current is None or not c.current.admitted]
+        print(
+            f"{len(stuck)} of {args.sessions} not admitted within {args.admit_timeout:g} s "
+            f"(load average {load_average()}); failed opens by cause: "
+            f"{dict(why_not_admitted(clients))}"
+        )
+        await print_ramp(processes, run_cpu, started, overflows, balancer)
         raise
     ramp = time.monotonic() - started
     failed_opens = sum(1 for c in clients for r in c.records if not r.admitted)
+    waits = [r.admitted_at - r.opened_at for c in clients for r in c.records if r.admitted_at]
     print(
         f"all {args.sessions} admitted {ramp:.1f} s after the first (retried opens: "
-        f"{failed_opens}); load average {load_average()}"
+        f"{failed_opens}, by cause {dict(why_not_admitted(clients))}); open to session id "
+        f"p50 {percentile(waits, 0.5) * 1000:.0f} ms, p99 {percentile(waits, 0.99) * 1000:.0f} "
+        f"ms; load average {load_average()}"
     )
+    await print_ramp(processes, run_cpu, started, overflows, balancer)
 
     # the per-user limit and the quota, while the load runs
     capped = [
@@ -232,28 +367,44 @@ async def measure(
 
     quota_task = asyncio.create_task(quota_run())
 
-    # a steady window: CPU and memory of every process, the prompt round trip
-    pids = {p.name: p.process.pid for p in instances}
-    pids["haproxy"] = balancer.process.pid
-    pids["upstream"] = upstream.process.pid
-    pids["load generator"] = os.getpid()
-    pg = postgres_pids(cluster)
-    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-    before_pg = sum(cpu_seconds(pid) for pid in pg)
+    # a steady window: CPU and memory of every process, the prompt round trip, how long ticks
+    # waited for their commit, how fast each instance answers /healthz (its event loop's lag)
+    await asyncio.sleep(args.settle)
+    before = processes.cpu()
+    ledger_before = {i.name: await i.metrics(http) for i in instances}
     round_trips.clear()
+    health_task = asyncio.create_task(health_times(instances, http, args.window))
     await asyncio.sleep(args.window)
-    cpu = {name: (cpu_seconds(pid) - before[name]) / args.window for name, pid in pids.items()}
-    cpu["postgres"] = (sum(cpu_seconds(pid) for pid in pg) - before_pg) / args.window
     rtts = list(round_trips)
-    print(f"\nsteady window of {args.window:g} s (load average {load_average()}):")
-    print("  process          cores   RSS MB")
-    for name, share in cpu.items():
-        rss = rss_mb(pids[name]) if name in pids else sum(rss_mb(pid) for pid in pg)
-        print(f"  {name:<15} {share:6.2f}   {rss:6.0f}")
+    health = await health_task
+    print(f"\nsteady window of {args.window:g} s, {args.settle:g} s after the ramp "
+          f"(load average {load_average()}):")  # fmt: skip
+    print_cpu("CPU and memory", cores(before, processes.cpu(), args.window), processes.rss())
     p50, p99 = percentile(rtts, 0.5) * 1000, percentile(rtts, 0.99) * 1000
     print(
         f"  prompt -> ack through HAProxy and a proxy: {len(rtts)} prompts, "
         f"p50 {p50:.1f} ms, p99 {p99:.1f} ms"
+    )
+    for instance in instances:
+        now_values = await instance.metrics(http)
+        was = ledger_before[instance.name]
+        writes = (
+            now_values["decart_proxy_ledger_writes_total"] - was["decart_proxy_ledger_writes_total"]
+        )
+        waited = (
+            now_values["decart_proxy_ledger_write_seconds_total"]
+            - was["decart_proxy_ledger_write_seconds_total"]
+        )
+        times = health[instance.name]
+        print(
+            f"  {instance.name}: {writes:.0f} ticks committed, {1000 * waited / max(1, writes):.1f}"
+            f" ms mean wait for the commit; /healthz p50 {percentile(times, 0.5) * 1000:.1f} ms,"
+            f" max {max(times, default=float('nan')) * 1000:.1f} ms"
+        )
+    lags = health["load generator (loop lag)"]
+    print(
+        f"  the load generator's own event loop: a turn took p50 "
+        f"{percentile(lags, 0.5) * 1000:.1f} ms, max {max(lags) * 1000:.1f} ms"
     )
 
     # the spread: each instance's gauge against the ledger's open rows
@@ -294,7 +445,7 @@ async def measure(
     await asyncio.gather(*capped_tasks)
 
     # SIGKILL the busiest instance
-    await asyncio.sleep(max(0.0, args.kill_after - args.window))
+    await asyncio.sleep(max(0.0, args.kill_after - args.window - args.settle))
     rows = await ledger_rows(dsn)
     by_upstream = {r.upstream_session_id: r for r in rows}
     open_now = collections.Counter(r.instance for r in rows if r.open)
@@ -343,6 +494,9 @@ async def measure(
 
     # every session to its end
     await asyncio.gather(*tasks, quota_task)
+    wall = time.monotonic() - started
+    print()
+    print_cpu(f"CPU over the whole run ({wall:.0f} s)", cores(run_cpu, processes.cpu(), wall))
 
     async def all_ended() -> bool:
         return not any(r.open for r in await ledger_rows(dsn))
@@ -428,12 +582,18 @@ def main() -> None:
     parser.add_argument("--ramp", type=float, default=250.0, help="sessions opened a second")
     parser.add_argument("--window", type=float, default=10.0, help="steady window (s)")
     parser.add_argument(
+        "--settle", type=float, default=10.0, help="seconds between the ramp and the window"
+    )
+    parser.add_argument(
         "--kill-after",
         type=float,
         default=20.0,
         help="SIGKILL this long after the last session opened (s)",
     )
     parser.add_argument("--lease", type=float, default=10.0, help="--lease-seconds")
+    parser.add_argument(
+        "--admit-timeout", type=float, default=120.0, help="seconds for every session to open"
+    )
     args = parser.parse_args()
     random.seed(1)
     asyncio.run(run(args))

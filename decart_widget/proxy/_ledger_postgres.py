@@ -2,18 +2,22 @@
 
 For several proxy instances behind a load balancer: they all point ``--ledger`` at one database
 and keep no state of their own. One connection per proxy carries the writes: operations queued
-while a batch is in flight go into the next one, and a batch costs a few statements whatever the
-number of sessions in it. The per-session operations (session starts, the service's ids, ticks,
-ends, quota and usage reads) run as one statement per kind over arrays (``unnest``); the rest
-(lease renewal, reaping, administration) run each in a savepoint.
+while a batch is in flight go into the next one, and a batch costs at most three statements
+whatever the number of sessions in it (`PostgresLedger._run_batch`), each its own transaction:
 
-A batch's session starts commit first, in their own short transaction: it takes their users'
-advisory locks in one global order (so the per-user concurrency limit holds across instances and
-two instances never deadlock), counts those users' live sessions once, admits the starts in the
-order they came and inserts the admitted ones. The locks are held for that transaction only, so
-instances never wait on each other's writes; a reap skips rows another transaction holds.
-Everything else of the batch then commits in one transaction, and every caller's future is
-settled after the commit that holds its operation: a tick is durable before the relay forwards it.
+* the session starts, in one call of a PL/pgSQL function (`START_SESSIONS`): it takes their
+  users' advisory locks in one global order (so the per-user concurrency limit holds across
+  instances and two instances never deadlock), then counts and inserts each start in the order
+  they came. The locks are held for that statement only, so instances never wait on each
+  other's writes;
+* every session's ticks, service id and end, merged per session into one ``UPDATE`` over
+  arrays (``unnest``);
+* the quota and usage reads, in one ``SELECT``.
+
+The rest (lease renewal, reaping, administration) runs one statement per call; a reap skips rows
+another transaction holds. Every caller's future is settled once the statement holding its
+operation has committed: a tick is durable before the relay forwards it. Fewer statements matter
+on a busy proxy more than on a busy database: each one costs the proxy's event loop a few turns.
 
 If the connection drops, the operations in flight fail with `LedgerError` (the relay then ends
 those sessions rather than serve unmetered time) and the next operation reconnects.
@@ -64,6 +68,7 @@ LOCK_CLASS = 0x44575058 & 0x7FFFFFFF
 SESSIONS = f"{TABLE_PREFIX}sessions"
 QUOTAS = f"{TABLE_PREFIX}quotas"
 META = f"{TABLE_PREFIX}schema"
+START_SESSIONS = f"{TABLE_PREFIX}start_sessions"
 
 _SCHEMA = [
     f"""CREATE TABLE IF NOT EXISTS {SESSIONS} (
@@ -86,6 +91,34 @@ _SCHEMA = [
         seconds DOUBLE PRECISION NOT NULL
     )""",
     f"CREATE TABLE IF NOT EXISTS {META} (version INTEGER NOT NULL)",
+    # A batch's session starts in one call (one statement, so one transaction): the users'
+    # advisory locks in one global order (hashtext's: two instances never deadlock), then each
+    # start in order counts its user's live leases (a fresh snapshot per statement, so after
+    # the locks) and is inserted if under its limit (negative: none).
+    f"""CREATE OR REPLACE FUNCTION {START_SESSIONS}(
+        ids TEXT[], users TEXT[], models TEXT[], instances TEXT[], started FLOAT8[],
+        born FLOAT8[], leases FLOAT8[], limits BIGINT[]
+    ) RETURNS TABLE (n INTEGER, ok BOOLEAN, active BIGINT) LANGUAGE plpgsql AS $$
+    DECLARE
+        h INTEGER;
+    BEGIN
+        FOR h IN SELECT DISTINCT hashtext(u) FROM unnest(users) AS u ORDER BY 1 LOOP
+            PERFORM pg_advisory_xact_lock({LOCK_CLASS}, h);
+        END LOOP;
+        FOR i IN 1 .. coalesce(array_length(ids, 1), 0) LOOP
+            n := i;
+            SELECT COUNT(*) INTO active FROM {SESSIONS} AS s
+            WHERE s.user_id = users[i] AND s.ended_at IS NULL
+                AND s.last_seen >= to_timestamp(born[i] - leases[i]);
+            ok := limits[i] < 0 OR active < limits[i];
+            IF ok THEN
+                INSERT INTO {SESSIONS} (id, user_id, model, instance, started_at, last_seen)
+                VALUES (ids[i], users[i], models[i], instances[i], to_timestamp(started[i]),
+                        to_timestamp(born[i]));
+            END IF;
+            RETURN NEXT;
+        END LOOP;
+    END $$""",
 ]
 
 _COLUMNS = (
@@ -143,59 +176,47 @@ class _Usage:
     exclude: str | None
 
 
-#: The per-session operations: a batch runs each kind as one statement, whatever their number.
+#: The per-session operations: a batch runs them as at most three statements, whatever their
+#: number (`PostgresLedger._run_batch`).
 _Batched = _Tick | _Start | _SetUpstream | _End | _GetQuota | _Usage
 
-#: An operation (a batched one, or a function run in the batch's transaction), whether a
-#: function runs in its own savepoint, and its future.
-_Item = tuple["Op | _Batched", bool, "asyncio.Future[Any]"]
+#: An operation (a per-session one, or a function of the connection) and its future.
+_Item = tuple["Op | _Batched", "asyncio.Future[Any]"]
 
-# Several ticks of one session may share a batch: aggregate them before the update.
-_TICKS_SQL = f"""
-UPDATE {SESSIONS} AS s
-SET seconds = GREATEST(s.seconds, v.seconds), ticks = s.ticks + v.n,
-    last_seen = GREATEST(s.last_seen, to_timestamp(v.now))
-FROM (
-    SELECT id, MAX(seconds) AS seconds, COUNT(*) AS n, MAX(now) AS now
-    FROM unnest(%s::text[], %s::float8[], %s::float8[]) AS t(id, seconds, now)
-    GROUP BY id
-) AS v
-WHERE s.id = v.id
-"""
-
-# A batch's session starts: its users' advisory locks in one global order (hashtext's), so two
-# instances' start transactions queue behind each other but never deadlock.
-_LOCK_USERS_SQL = """
-SELECT pg_advisory_xact_lock(%s, h)
-FROM (SELECT DISTINCT hashtext(u) AS h FROM unnest(%s::text[]) AS u ORDER BY h) AS users
-"""
-_OPEN_ROWS_SQL = (
-    f"SELECT user_id, extract(epoch FROM last_seen) FROM {SESSIONS} "
-    "WHERE user_id = ANY(%s) AND ended_at IS NULL"
+_STARTS_SQL = f"""
+SELECT n, ok, active FROM {START_SESSIONS}(
+    %s::text[], %s::text[], %s::text[], %s::text[], %s::float8[], %s::float8[], %s::float8[],
+    %s::int8[]
 )
-_INSERT_SQL = f"""
-INSERT INTO {SESSIONS} (id, user_id, model, instance, started_at, last_seen)
-SELECT id, user_id, model, instance, to_timestamp(started), to_timestamp(seen)
-FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::float8[], %s::float8[])
-    AS v(id, user_id, model, instance, started, seen)
 """
-_UPSTREAM_IDS_SQL = f"""
-UPDATE {SESSIONS} AS s SET upstream_session_id = v.upstream
-FROM unnest(%s::text[], %s::text[]) AS v(id, upstream)
+
+# Ticks, the service's ids and ends, merged per session by `_writes`: one row, one update. An
+# end applies to an open row or over a reap's guess ("lost"): the first real end wins; the SET
+# expressions all see the row as it was.
+_ENDING = f"v.end_reason IS NOT NULL AND (s.ended_at IS NULL OR s.end_reason = '{REAPED}')"
+_WRITES_SQL = f"""
+UPDATE {SESSIONS} AS s SET
+    seconds = GREATEST(s.seconds, COALESCE(v.tick_seconds, 0),
+                       CASE WHEN {_ENDING} THEN v.end_seconds ELSE 0 END),
+    ticks = s.ticks + v.tick_count,
+    last_seen = CASE WHEN {_ENDING} THEN to_timestamp(v.end_now)
+                ELSE GREATEST(s.last_seen, COALESCE(to_timestamp(v.tick_now), s.last_seen)) END,
+    upstream_session_id = COALESCE(v.upstream, s.upstream_session_id),
+    ended_at = CASE WHEN {_ENDING} THEN to_timestamp(v.end_now) ELSE s.ended_at END,
+    end_reason = CASE WHEN {_ENDING} THEN v.end_reason ELSE s.end_reason END
+FROM unnest(
+    %s::text[], %s::float8[], %s::int8[], %s::float8[], %s::text[], %s::text[], %s::float8[],
+    %s::float8[]
+) AS v(id, tick_seconds, tick_count, tick_now, upstream, end_reason, end_now, end_seconds)
 WHERE s.id = v.id
 """
-# The first end of a session wins, except over a reap's guess.
-_ENDS_SQL = f"""
-UPDATE {SESSIONS} AS s
-SET seconds = GREATEST(s.seconds, v.seconds), ended_at = to_timestamp(v.now),
-    end_reason = v.reason, last_seen = to_timestamp(v.now)
-FROM unnest(%s::text[], %s::text[], %s::float8[], %s::float8[]) AS v(id, reason, now, seconds)
-WHERE s.id = v.id AND (s.ended_at IS NULL OR s.end_reason = '{REAPED}')
-"""
-_QUOTAS_SQL = f"SELECT user_id, seconds FROM {QUOTAS} WHERE user_id = ANY(%s)"
-# One sum per request, in the requests' order; a null ``since`` (no period) is -infinity.
-_USAGE_SQL = f"""
-SELECT v.n, (
+
+# Quota reads (n = 0) and usage sums (n = the request's position; a null ``since``, no period,
+# is -infinity) in one statement.
+_READS_SQL = f"""
+SELECT 0::bigint, user_id, seconds FROM {QUOTAS} WHERE user_id = ANY(%s::text[])
+UNION ALL
+SELECT v.n, v.user_id, (
     SELECT COALESCE(SUM(s.seconds), 0) FROM {SESSIONS} AS s
     WHERE s.user_id = v.user_id AND s.started_at >= to_timestamp(v.since) AND s.id <> v.exclude
 )
@@ -203,26 +224,40 @@ FROM unnest(%s::text[], %s::float8[], %s::text[]) WITH ORDINALITY AS v(user_id, 
 """
 
 
-def admit(
-    starts: Sequence[_Start], open_rows: Sequence[tuple[str, float]], at: float
-) -> list[StartResult]:
-    """Each start's outcome, in order, as if they ran one after the other: a start counts its
-    user's open rows whose lease (``last_seen`` within ``lease`` of its own start time, ``at``
-    seconds after its submission) still runs, plus the ones admitted before it in the batch."""
-    seen: dict[str, list[float]] = {}
-    for user, last_seen in open_rows:
-        seen.setdefault(user, []).append(float(last_seen))
-    admitted: dict[str, int] = {}
-    results = []
-    for start in starts:
-        born = start.now + max(0.0, at - start.submitted)
-        active = sum(1 for last in seen.get(start.user, ()) if last >= born - start.lease)
-        active += admitted.get(start.user, 0)
-        ok = start.max_concurrent is None or active < start.max_concurrent
-        if ok:
-            admitted[start.user] = admitted.get(start.user, 0) + 1
-        results.append(StartResult(ok=ok, active=active))
-    return results
+@dataclass
+class _Writes:
+    """One session's writes in a batch: its ticks (the highest, how many, the latest time), the
+    service's id, its first end."""
+
+    tick_seconds: float | None = None
+    tick_count: int = 0
+    tick_now: float | None = None
+    upstream: str | None = None
+    end: _End | None = None
+
+    def add(self, op: _Tick | _SetUpstream | _End) -> None:
+        if isinstance(op, _Tick):
+            self.tick_seconds = max(op.seconds, self.tick_seconds or op.seconds)
+            self.tick_count += 1
+            self.tick_now = max(op.now, self.tick_now or op.now)
+        elif isinstance(op, _SetUpstream):
+            self.upstream = op.upstream_session_id
+        elif self.end is None:  # the first end wins
+            self.end = op
+
+
+def _writes_params(writes: dict[str, _Writes]) -> tuple[list[Any], ...]:
+    rows = list(writes.values())
+    return (
+        list(writes),
+        [w.tick_seconds for w in rows],
+        [w.tick_count for w in rows],
+        [w.tick_now for w in rows],
+        [w.upstream for w in rows],
+        [None if w.end is None else w.end.reason for w in rows],
+        [None if w.end is None else w.end.now for w in rows],
+        [None if w.end is None else w.end.seconds for w in rows],
+    )
 
 
 def safe_dsn(dsn: str) -> str:
@@ -289,22 +324,47 @@ class PostgresLedger(Ledger):
                 return
 
     async def _run_batch(self, batch: list[_Item]) -> None:
-        """One batch, whatever its size: its session starts in one short transaction (a few
-        statements), then everything else in one more, each per-session kind as one statement
-        (functions each in their own savepoint); every future is settled after its commit."""
+        """One batch, whatever its size, in at most three statements plus one per function: the
+        session starts (one call), the functions (lease renewal, reaping, administration: rare),
+        every session's writes (one update), the quota and usage reads (one select). Each
+        statement is its own transaction (the connection autocommits), and every future is
+        settled once the statement holding its operation has committed: a tick is durable
+        before the relay forwards it, and a batch costs a few event-loop turns of the proxy."""
         import psycopg
 
         outcomes: dict[int, tuple[Any, BaseException | None]] = {}
-        starts = [(i, op) for i, (op, _g, _f) in enumerate(batch) if isinstance(op, _Start)]
+        starts: list[tuple[int, _Start]] = []
+        functions: list[tuple[int, Op]] = []
+        writes: dict[str, _Writes] = {}
+        write_ops: list[int] = []
+        reads: list[tuple[int, _GetQuota | _Usage]] = []
+        for index, (op, _future) in enumerate(batch):
+            if isinstance(op, _Start):
+                starts.append((index, op))
+            elif isinstance(op, (_Tick, _SetUpstream, _End)):
+                writes.setdefault(op.session_id, _Writes()).add(op)
+                write_ops.append(index)
+            elif isinstance(op, (_GetQuota, _Usage)):
+                reads.append((index, op))
+            else:
+                functions.append((index, op))
         try:
             conn = await self._ensure_conn()
             if starts:
-                # Committed ahead of the rest: a user's lock is held for a count and an insert,
-                # not for a whole batch of writes (issue 14's scale-out run: instances queued
-                # behind each other's batches and, taking locks in batch order, deadlocked).
                 await self._run_starts(conn, starts, outcomes)
-            async with conn.transaction():
-                await self._run_writes(conn, batch, outcomes)
+            for index, function in functions:
+                try:
+                    outcomes[index] = (await function(conn), None)
+                except psycopg.OperationalError:
+                    raise
+                except psycopg.Error as exc:
+                    outcomes[index] = (None, LedgerError(str(exc)))
+            if writes:
+                await conn.execute(_WRITES_SQL, _writes_params(writes))
+                for index in write_ops:
+                    outcomes[index] = (None, None)
+            if reads:
+                await self._run_reads(conn, reads, outcomes)
             self._committed_at = time.monotonic()
         except (psycopg.Error, LedgerError, OSError) as exc:
             log.error("ledger transaction failed: %s", redact(str(exc)))
@@ -316,11 +376,10 @@ class PostgresLedger(Ledger):
                 self._conn = None
             self._committed_at = None
             error = exc if isinstance(exc, LedgerError) else LedgerError(f"ledger failed: {exc}")
-            # what the failed transaction held is lost; starts already committed stand
-            outcomes = {i: outcomes[i] for i, _op in starts if i in outcomes}
+            # what committed before the failure stands; the rest failed
             for index in range(len(batch)):
                 outcomes.setdefault(index, (None, error))
-        for index, (_op, _guarded, future) in enumerate(batch):
+        for index, (_op, future) in enumerate(batch):
             if future.done():
                 continue
             result, error_ = outcomes.get(index, (None, LedgerError("not run")))
@@ -338,27 +397,24 @@ class PostgresLedger(Ledger):
         import psycopg
 
         ops = [op for _i, op in starts]
-        users = sorted({op.user for op in ops})
+        # The lease starts when the row is written: a busy queue may have held a start for
+        # seconds, and a row born stale would be reaped by another instance at once.
+        at = time.monotonic()
         try:
-            async with conn.transaction():
-                await conn.execute(_LOCK_USERS_SQL, (LOCK_CLASS, users))
-                cursor = await conn.execute(_OPEN_ROWS_SQL, (users,))
-                open_rows = await cursor.fetchall()
-                results = admit(ops, open_rows, time.monotonic())
-                admitted = [(op, r) for op, r in zip(ops, results, strict=True) if r.ok]
-                if admitted:
-                    at = time.monotonic()
-                    await conn.execute(
-                        _INSERT_SQL,
-                        (
-                            [op.session_id for op, _r in admitted],
-                            [op.user for op, _r in admitted],
-                            [op.model for op, _r in admitted],
-                            [op.instance for op, _r in admitted],
-                            [op.now for op, _r in admitted],
-                            [op.now + max(0.0, at - op.submitted) for op, _r in admitted],
-                        ),
-                    )
+            cursor = await conn.execute(
+                _STARTS_SQL,
+                (
+                    [op.session_id for op in ops],
+                    [op.user for op in ops],
+                    [op.model for op in ops],
+                    [op.instance for op in ops],
+                    [op.now for op in ops],
+                    [op.now + max(0.0, at - op.submitted) for op in ops],
+                    [op.lease for op in ops],
+                    [-1 if op.max_concurrent is None else op.max_concurrent for op in ops],
+                ),
+            )
+            rows = await cursor.fetchall()
         except psycopg.OperationalError:
             raise
         except psycopg.Error as exc:
@@ -368,102 +424,47 @@ class PostgresLedger(Ledger):
             for one in starts:  # one bad start (a duplicate id) must not refuse the others
                 await self._run_starts(conn, [one], outcomes)
             return
-        for (index, _op), result in zip(starts, results, strict=True):
-            outcomes[index] = (result, None)
+        for n, ok, active in rows:
+            outcomes[starts[int(n) - 1][0]] = (StartResult(ok=bool(ok), active=int(active)), None)
 
-    async def _run_writes(
-        self,
+    @staticmethod
+    async def _run_reads(
         conn: psycopg.AsyncConnection[Any],
-        batch: list[_Item],
+        reads: list[tuple[int, _GetQuota | _Usage]],
         outcomes: dict[int, tuple[Any, BaseException | None]],
     ) -> None:
-        import psycopg
-
-        ticks: list[_Tick] = []
-        upstream_ids: dict[str, str] = {}
-        ends: dict[str, _End] = {}
-        quotas: list[tuple[int, _GetQuota]] = []
-        usages: list[tuple[int, _Usage]] = []
-        for index, (op, guarded, _future) in enumerate(batch):
-            if isinstance(op, _Start):
-                continue
-            if isinstance(op, _Tick):
-                ticks.append(op)
-            elif isinstance(op, _SetUpstream):
-                upstream_ids[op.session_id] = op.upstream_session_id
-            elif isinstance(op, _End):
-                ends.setdefault(op.session_id, op)  # the first end wins
-            elif isinstance(op, _GetQuota):
-                quotas.append((index, op))
-                continue
-            elif isinstance(op, _Usage):
-                usages.append((index, op))
-                continue
-            elif not guarded:
-                outcomes[index] = (await op(conn), None)
-                continue
+        quotas = [(i, op) for i, op in reads if isinstance(op, _GetQuota)]
+        usages = [(i, op) for i, op in reads if isinstance(op, _Usage)]
+        cursor = await conn.execute(
+            _READS_SQL,
+            (
+                sorted({op.user for _i, op in quotas}),
+                [op.user for _i, op in usages],
+                [float("-inf") if op.since is None else op.since for _i, op in usages],
+                [op.exclude or "" for _i, op in usages],
+            ),
+        )
+        found: dict[str, float] = {}
+        sums: dict[int, float] = {}
+        for n, user, seconds in await cursor.fetchall():
+            if int(n) == 0:
+                found[user] = float(seconds)
             else:
-                try:
-                    async with conn.transaction():
-                        result = await op(conn)
-                except psycopg.OperationalError:
-                    raise
-                except psycopg.Error as exc:
-                    outcomes[index] = (None, LedgerError(str(exc)))
-                else:
-                    outcomes[index] = (result, None)
-                continue
-            outcomes[index] = (None, None)
-        if ticks:
-            await conn.execute(
-                _TICKS_SQL,
-                (
-                    [tick.session_id for tick in ticks],
-                    [tick.seconds for tick in ticks],
-                    [tick.now for tick in ticks],
-                ),
-            )
-        if upstream_ids:
-            await conn.execute(_UPSTREAM_IDS_SQL, (list(upstream_ids), list(upstream_ids.values())))
-        if ends:
-            await conn.execute(
-                _ENDS_SQL,
-                (
-                    list(ends),
-                    [end.reason for end in ends.values()],
-                    [end.now for end in ends.values()],
-                    [end.seconds for end in ends.values()],
-                ),
-            )
-        if quotas:  # reads after the writes: they see this batch's seconds
-            cursor = await conn.execute(_QUOTAS_SQL, (sorted({op.user for _i, op in quotas}),))
-            found = {user: float(seconds) for user, seconds in await cursor.fetchall()}
-            for index, op in quotas:
-                outcomes[index] = (found.get(op.user), None)
-        if usages:
-            cursor = await conn.execute(
-                _USAGE_SQL,
-                (
-                    [op.user for _i, op in usages],
-                    [float("-inf") if op.since is None else op.since for _i, op in usages],
-                    [op.exclude or "" for _i, op in usages],
-                ),
-            )
-            sums = {int(n): float(total) for n, total in await cursor.fetchall()}
-            for position, (index, _op) in enumerate(usages, start=1):
-                outcomes[index] = (sums.get(position, 0.0), None)
+                sums[int(n)] = float(seconds)
+        for index, quota in quotas:
+            outcomes[index] = (found.get(quota.user), None)
+        for position, (index, _usage) in enumerate(usages, start=1):
+            outcomes[index] = (sums.get(position, 0.0), None)
 
-    def _submit(self, op: Op | _Batched, guarded: bool = False) -> asyncio.Future[Any]:
+    def _submit(self, op: Op | _Batched) -> asyncio.Future[Any]:
         if self._queue is None or self._worker is None or self._worker.done():
             raise LedgerError("ledger is not open")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((op, guarded, future))
+        self._queue.put_nowait((op, future))
         return future
 
-    async def _call(
-        self, op: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]], *, guarded: bool = True
-    ) -> T:
-        result: T = await self._submit(op, guarded)
+    async def _call(self, op: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]) -> T:
+        result: T = await self._submit(op)
         return result
 
     # ---- the Ledger API -----------------------------------------------------------------------
@@ -506,8 +507,8 @@ class PostgresLedger(Ledger):
         if q is not None:
             while not q.empty():
                 item = q.get_nowait()
-                if item is not None and not item[2].done():
-                    item[2].set_exception(LedgerError("ledger is closed"))
+                if item is not None and not item[1].done():
+                    item[1].set_exception(LedgerError("ledger is closed"))
         self._queue = None
         if self._conn is not None:
             await self._conn.close()

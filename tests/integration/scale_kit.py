@@ -190,9 +190,12 @@ class ProxyProcess:
 #: ``retries`` sends a connection refused by a dead instance to another one before the health
 #: check has noticed. The health check allows 3 s (``timeout check``) and three failures: a busy
 #: instance's ``/healthz`` is slower, and a tight check takes every busy instance out at once.
+#: ``maxconn`` bounds HAProxy's connections (it raises its own descriptor limit to fit, two a
+#: session); the ``stats socket`` answers ``show stat`` (`Balancer.stats`).
 HAPROXY_CONFIG = """\
 global
     maxconn {maxconn}
+    stats socket {stats_socket} mode 600 level user
 
 defaults
     mode http
@@ -236,7 +239,10 @@ class Balancer:
         servers = "\n".join(
             f"    server {p.name} 127.0.0.1:{p.port} maxconn {maxconn}" for p in instances
         )
-        self.config = HAPROXY_CONFIG.format(port=port, maxconn=maxconn, servers=servers)
+        self.stats_socket = workdir / "haproxy.sock"
+        self.config = HAPROXY_CONFIG.format(
+            port=port, maxconn=maxconn, servers=servers, stats_socket=self.stats_socket
+        )
         self.config_path = workdir / "haproxy.cfg"
         self.config_path.write_text(self.config)
         self.log_path = workdir / "haproxy.log"
@@ -254,6 +260,18 @@ class Balancer:
                 return response.status == 200
         except aiohttp.ClientError:
             return False
+
+    async def stats(self) -> list[dict[str, str]]:
+        """``show stat``: one row per frontend, server and backend (``pxname``, ``svname``,
+        ``scur``, ``smax``, ``stot``, ``econ``, ``wretr``, ``wredis``, ``status``...)."""
+        reader, writer = await asyncio.open_unix_connection(str(self.stats_socket))
+        writer.write(b"show stat\n")
+        await writer.drain()
+        text = (await reader.read()).decode()
+        writer.close()
+        lines = [line for line in text.splitlines() if line]
+        header = lines[0].lstrip("# ").split(",")
+        return [dict(zip(header, line.split(","), strict=False)) for line in lines[1:]]
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -283,6 +301,8 @@ class ConnectionRecord:
     handshake_status: int | None = None  # the balancer refused the upgrade (no instance)
     prompts: int = 0
     acks: int = 0
+    opened_at: float = field(default_factory=time.monotonic)
+    admitted_at: float | None = None  # when the service's session id came
     closed_at: float | None = None
 
     @property
@@ -396,6 +416,7 @@ class LoadClient:
             record.acks += 1
         elif kind == "session_id":
             record.upstream_id = data["session_id"]
+            record.admitted_at = time.monotonic()
         elif kind == "generation_ended":
             record.ended = float(data["seconds"])
 
