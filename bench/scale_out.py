@@ -57,6 +57,7 @@ from scale_kit import (  # noqa: E402
 )
 
 from decart_widget.proxy import LedgerSession  # noqa: E402
+from decart_widget.proxy._ledger import TABLE_PREFIX  # noqa: E402
 from decart_widget.proxy._ledger_postgres import PostgresLedger  # noqa: E402
 
 SESSION_LIMIT = 5
@@ -138,6 +139,29 @@ def listen_overflows() -> dict[str, int]:
     return values
 
 
+def accept_queues(ports: dict[int, str]) -> dict[str, int]:
+    """The connections waiting in each listening socket's accept queue (``/proc/net/tcp``)."""
+    queues: dict[str, int] = {}
+    with open("/proc/net/tcp") as table:
+        next(table)
+        for line in table:
+            fields = line.split()
+            if fields[3] != "0A":  # LISTEN
+                continue
+            port = int(fields[1].rsplit(":", 1)[1], 16)
+            if port in ports:
+                queues[ports[port]] = int(fields[4].split(":")[1], 16)
+    return queues
+
+
+async def watch_accept_queues(ports: dict[int, str], peaks: dict[str, int]) -> None:
+    """Keep each listener's deepest accept queue seen (every 50 ms) in ``peaks``."""
+    while True:
+        for name, depth in accept_queues(ports).items():
+            peaks[name] = max(peaks.get(name, 0), depth)
+        await asyncio.sleep(0.05)
+
+
 async def print_balancer(balancer: Balancer) -> None:
     """Per server: sessions now and at most, in all, connection errors, retries, redispatches,
     queue peak, status and health-check downs; and the frontend's refusals."""
@@ -210,6 +234,7 @@ async def print_ramp(
     started: float,
     overflows: dict[str, int],
     balancer: Balancer,
+    queue_peaks: dict[str, int],
 ) -> None:
     wall = time.monotonic() - started
     print_cpu(f"CPU over the ramp ({wall:.1f} s)", cores(run_cpu, processes.cpu(), wall))
@@ -218,6 +243,7 @@ async def print_ramp(
         "  connections dropped at a full listen queue (kernel, all sockets): "
         + ", ".join(f"{name} +{now[name] - overflows.get(name, 0)}" for name in now)
     )
+    print(f"  deepest accept queue seen per listener: {queue_peaks}")
     await print_balancer(balancer)
 
 
@@ -226,6 +252,25 @@ def percentile(values: list[float], q: float) -> float:
         return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def print_ledger_table(dsn: str) -> None:
+    """The sessions table's updates (HOT: no index touched), dead rows and size."""
+    import psycopg
+
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        cursor = await conn.execute(
+            "SELECT n_tup_upd, n_tup_hot_upd, n_dead_tup, autovacuum_count, "
+            "pg_total_relation_size(relid) FROM pg_stat_user_tables WHERE relname = %s",
+            (f"{TABLE_PREFIX}sessions",),
+        )
+        row = await cursor.fetchone()
+    if row is not None:
+        updates, hot, dead, vacuums, size = row
+        print(
+            f"  ledger table: {updates} row updates ({hot} HOT), {dead} dead rows, "
+            f"{vacuums} autovacuums, {size / 2**20:.1f} MB with its indexes"
+        )
 
 
 async def ledger_rows(dsn: str) -> list[LedgerSession]:
@@ -317,6 +362,11 @@ async def measure(
     processes = Processes(pids, cluster)
     run_cpu = processes.cpu()
     overflows = listen_overflows()
+    listeners = {p.port: p.name for p in instances}
+    listeners[balancer.port] = "haproxy"
+    listeners[int(upstream.realtime_url.rsplit(":", 1)[1])] = "upstream"
+    queue_peaks: dict[str, int] = {}
+    queue_watch = asyncio.create_task(watch_accept_queues(listeners, queue_peaks))
     tasks: list[asyncio.Task[None]] = []
     started = time.monotonic()
     print(f"opening {args.sessions} sessions through HAProxy at {args.ramp:g}/s ...")
@@ -337,7 +387,7 @@ async def measure(
             f"(load average {load_average()}); failed opens by cause: "
             f"{dict(why_not_admitted(clients))}"
         )
-        await print_ramp(processes, run_cpu, started, overflows, balancer)
+        await print_ramp(processes, run_cpu, started, overflows, balancer, queue_peaks)
         raise
     ramp = time.monotonic() - started
     failed_opens = sum(1 for c in clients for r in c.records if not r.admitted)
@@ -348,7 +398,23 @@ async def measure(
         f"p50 {percentile(waits, 0.5) * 1000:.0f} ms, p99 {percentile(waits, 0.99) * 1000:.0f} "
         f"ms; load average {load_average()}"
     )
-    await print_ramp(processes, run_cpu, started, overflows, balancer)
+    await print_ramp(processes, run_cpu, started, overflows, balancer, queue_peaks)
+    queue_watch.cancel()
+
+    # the spread: each instance's gauge against the ledger's open rows
+    rows = await ledger_rows(dsn)
+    open_rows = collections.Counter(r.instance for r in rows if r.open)
+    print("\nspread (instance: /metrics sessions_active, ledger open rows):")
+    active: dict[str, float] = {}
+    for instance in instances:
+        async with http.get(f"{instance.http_url}/metrics") as response:
+            values = parse_metrics(await response.text())
+        active[instance.name] = values["decart_proxy_sessions_active"]
+        print(f"  {instance.name}: {active[instance.name]:.0f}, {open_rows[instance.name]}")
+    print(
+        f"  sum: {sum(active.values()):.0f}, {sum(open_rows.values())} "
+        f"(clients connected: {sum(1 for c in clients if not c.done.is_set())})"
+    )
 
     # the per-user limit and the quota, while the load runs
     capped = [
@@ -405,22 +471,6 @@ async def measure(
     print(
         f"  the load generator's own event loop: a turn took p50 "
         f"{percentile(lags, 0.5) * 1000:.1f} ms, max {max(lags) * 1000:.1f} ms"
-    )
-
-    # the spread: each instance's gauge against the ledger's open rows
-    rows = await ledger_rows(dsn)
-    open_rows = collections.Counter(r.instance for r in rows if r.open)
-    print("\nspread (instance: /metrics sessions_active, ledger open rows):")
-    active: dict[str, float] = {}
-    for instance in instances:
-        async with http.get(f"{instance.http_url}/metrics") as response:
-            values = parse_metrics(await response.text())
-        active[instance.name] = values["decart_proxy_sessions_active"]
-        print(f"  {instance.name}: {active[instance.name]:.0f}, {open_rows[instance.name]}")
-    print(
-        f"  sum: {sum(active.values()):.0f}, {sum(open_rows.values())} "
-        f"(clients connected: {sum(1 for c in clients if not c.done.is_set())} load "
-        "+ the probes)"
     )
 
     # the per-user limit
@@ -497,6 +547,7 @@ async def measure(
     wall = time.monotonic() - started
     print()
     print_cpu(f"CPU over the whole run ({wall:.0f} s)", cores(run_cpu, processes.cpu(), wall))
+    await print_ledger_table(dsn)
 
     async def all_ended() -> bool:
         return not any(r.open for r in await ledger_rows(dsn))

@@ -91,35 +91,42 @@ _SCHEMA = [
         seconds DOUBLE PRECISION NOT NULL
     )""",
     f"CREATE TABLE IF NOT EXISTS {META} (version INTEGER NOT NULL)",
-    # A batch's session starts in one call (one statement, so one transaction): the users'
-    # advisory locks in one global order (hashtext's: two instances never deadlock), then each
-    # start in order counts its user's live leases (a fresh snapshot per statement, so after
-    # the locks) and is inserted if under its limit (negative: none).
-    f"""CREATE OR REPLACE FUNCTION {START_SESSIONS}(
-        ids TEXT[], users TEXT[], models TEXT[], instances TEXT[], started FLOAT8[],
-        born FLOAT8[], leases FLOAT8[], limits BIGINT[]
-    ) RETURNS TABLE (n INTEGER, ok BOOLEAN, active BIGINT) LANGUAGE plpgsql AS $$
-    DECLARE
-        h INTEGER;
-    BEGIN
-        FOR h IN SELECT DISTINCT hashtext(u) FROM unnest(users) AS u ORDER BY 1 LOOP
-            PERFORM pg_advisory_xact_lock({LOCK_CLASS}, h);
-        END LOOP;
-        FOR i IN 1 .. coalesce(array_length(ids, 1), 0) LOOP
-            n := i;
-            SELECT COUNT(*) INTO active FROM {SESSIONS} AS s
-            WHERE s.user_id = users[i] AND s.ended_at IS NULL
-                AND s.last_seen >= to_timestamp(born[i] - leases[i]);
-            ok := limits[i] < 0 OR active < limits[i];
-            IF ok THEN
-                INSERT INTO {SESSIONS} (id, user_id, model, instance, started_at, last_seen)
-                VALUES (ids[i], users[i], models[i], instances[i], to_timestamp(started[i]),
-                        to_timestamp(born[i]));
-            END IF;
-            RETURN NEXT;
-        END LOOP;
-    END $$""",
 ]
+
+# A batch's session starts in one call (one statement, so one transaction): the users' advisory
+# locks in one global order (hashtext's: two instances never deadlock), then each start in order
+# counts its user's live leases (a fresh snapshot per statement, so after the locks) and is
+# inserted if under its limit (negative: none). (Re)created at open only when missing or
+# different, so instances whose role does not own it can still start.
+_START_SESSIONS_BODY = f"""
+DECLARE
+    h INTEGER;
+BEGIN
+    FOR h IN SELECT DISTINCT hashtext(u) FROM unnest(users) AS u ORDER BY 1 LOOP
+        PERFORM pg_advisory_xact_lock({LOCK_CLASS}, h);
+    END LOOP;
+    FOR i IN 1 .. coalesce(array_length(ids, 1), 0) LOOP
+        n := i;
+        SELECT COUNT(*) INTO active FROM {SESSIONS} AS s
+        WHERE s.user_id = users[i] AND s.ended_at IS NULL
+            AND s.last_seen >= to_timestamp(born[i] - leases[i]);
+        ok := limits[i] < 0 OR active < limits[i];
+        IF ok THEN
+            INSERT INTO {SESSIONS} (id, user_id, model, instance, started_at, last_seen)
+            VALUES (ids[i], users[i], models[i], instances[i], to_timestamp(started[i]),
+                    to_timestamp(born[i]));
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END
+"""
+_START_SESSIONS_DDL = f"""
+CREATE OR REPLACE FUNCTION {START_SESSIONS}(
+    ids TEXT[], users TEXT[], models TEXT[], instances TEXT[], started FLOAT8[], born FLOAT8[],
+    leases FLOAT8[], limits BIGINT[]
+) RETURNS TABLE (n INTEGER, ok BOOLEAN, active BIGINT) LANGUAGE plpgsql
+AS $body${_START_SESSIONS_BODY}$body$
+"""
 
 _COLUMNS = (
     "id, user_id, model, instance, upstream_session_id, seconds, ticks, "
@@ -480,6 +487,13 @@ class PostgresLedger(Ledger):
                 await conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (LOCK_CLASS,))
                 for statement in _SCHEMA:
                     await conn.execute(statement)
+                cursor = await conn.execute(
+                    "SELECT prosrc FROM pg_proc WHERE proname = %s "
+                    "AND pronamespace = current_schema()::regnamespace",
+                    (START_SESSIONS,),
+                )
+                if [row[0] for row in await cursor.fetchall()] != [_START_SESSIONS_BODY]:
+                    await conn.execute(_START_SESSIONS_DDL)
                 cursor = await conn.execute(f"SELECT version FROM {META}")
                 row = await cursor.fetchone()
                 if row is None:
