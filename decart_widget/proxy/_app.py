@@ -34,9 +34,10 @@ from .._connection_guard import ConnectionGuard
 from . import codes
 from ._auth import Authenticator, HmacAuthenticator, run_authenticator
 from ._config import ProxyConfig
+from ._frames import ClientSocket, upstream_socket_class
 from ._ledger import Ledger, LedgerError, open_ledger, period_start
 from ._metrics import CONTENT_TYPE, Metrics
-from ._relay import LEDGER_TIMEOUT, ClientSocket, Relay, RelayContext
+from ._relay import LEDGER_TIMEOUT, Relay, RelayContext
 
 log = logging.getLogger("decart_widget.proxy.app")
 
@@ -115,6 +116,7 @@ class ProxyService:
         self._http = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, force_close=True),
             timeout=aiohttp.ClientTimeout(total=None, connect=self.config.upstream_connect_timeout),
+            ws_response_class=upstream_socket_class(self.config.limits.max_frame_bytes),
         )
         try:
             reaped = await self.ledger.reap(now=time.time(), lease=self.config.lease_seconds)

@@ -30,8 +30,9 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import WSMsgType, web
@@ -42,10 +43,20 @@ from ..protocol._urls import build_stream_url
 from ..protocol.messages import END_REASONS, client_message, decode_object
 from . import codes
 from ._config import ProxyConfig
+from ._frames import (
+    MAX_BUFFERED_BYTES,
+    UpstreamSocket,
+    buffered,
+    fast_queue,
+    write_text_now,
+)
 from ._ledger import Ledger, LedgerError
 from ._limits import MAX_IMAGE_BYTES, BufferFull, PendingBuffer, TokenBucket
 from ._logs import SessionLogger, cut_prompt
 from ._metrics import Metrics
+
+if TYPE_CHECKING:
+    from aiohttp.http_websocket import WSMessageTextBytes
 
 log = logging.getLogger("decart_widget.proxy.session")
 
@@ -58,23 +69,8 @@ USER_AGENT = "decart-widget-proxy"
 MAX_UNACKED_PROMPTS = 32
 #: A tick the ledger has not committed within this many seconds ends the session (1011).
 LEDGER_TIMEOUT = 10.0
-
-
-class ClientSocket(web.WebSocketResponse):
-    """The client's WebSocket; an oversized frame closes it with 4009 and a reason (aiohttp
-    itself would send a bare 1009)."""
-
-    def __init__(self, *, max_frame_bytes: int, **kwargs: Any) -> None:
-        super().__init__(max_msg_size=max_frame_bytes, **kwargs)
-        self.max_frame_bytes = max_frame_bytes
-
-    async def close(
-        self, *, code: int = aiohttp.WSCloseCode.OK, message: bytes = b"", drain: bool = True
-    ) -> bool:
-        if code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG and not message:
-            code = codes.FRAME_TOO_BIG
-            message = f"frame too big (limit {self.max_frame_bytes} bytes)".encode()
-        return await super().close(code=code, message=message, drain=drain)
+#: Upstream frames that are written to the ledger before they are forwarded.
+METERED = ("generation_tick", "generation_ended")
 
 
 @dataclass
@@ -142,6 +138,8 @@ class Relay:
         self._upstream_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._closed = asyncio.Event()
+        #: A shutdown started from synchronous code (`_end_soon`) is on its way.
+        self._ending_soon = False
         self._generation_ended: str | None = None
         self._quota_base: float | None = None
         self._quota_checked = 0.0
@@ -265,79 +263,125 @@ class Relay:
 
     async def _client_side(self) -> None:
         client = self.client
-        while self.ending is None:
-            msg = await client.receive()
-            if msg.type is WSMsgType.TEXT:
-                await self._from_client(msg.data)
-            elif msg.type is WSMsgType.BINARY:
-                await self._refuse(
-                    "malformed_frame", codes.MALFORMED_FRAME, "binary frames are not supported"
+        queue = fast_queue(client)
+        if queue is not None:
+            queue.hook = self._on_client_text
+        try:
+            while self.ending is None:
+                if queue is not None:
+                    queue.held = False
+                msg = await client.receive()
+                if queue is not None:
+                    queue.held = True
+                await self._client_message(msg)
+        finally:
+            if queue is not None:
+                queue.hook = None
+
+    async def _client_message(self, msg: aiohttp.WSMessage) -> None:
+        if msg.type is WSMsgType.TEXT:
+            await self._from_client(msg.data)
+        elif msg.type is WSMsgType.BINARY:
+            await self._refuse(
+                "malformed_frame", codes.MALFORMED_FRAME, "binary frames are not supported"
+            )
+        elif msg.type is WSMsgType.CLOSE:
+            code = msg.data if isinstance(msg.data, int) else None
+            # a client that leaves after the service ended the generation leaves because of it
+            reason = (
+                "client_closed"
+                if self._generation_ended is None
+                else _end_reason(None, self._generation_ended)
+            )
+            await self.shutdown(reason, codes.NORMAL, "", codes.from_client(code))
+        elif msg.type is WSMsgType.ERROR:
+            error = msg.data
+            if isinstance(error, aiohttp.WebSocketError) and (
+                error.code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
+            ):
+                limit = self.ctx.config.limits.max_frame_bytes
+                self.log.event("frame_too_big", logging.WARNING, limit=limit)
+                await self.shutdown(
+                    "frame_too_big",
+                    codes.FRAME_TOO_BIG,
+                    f"frame too big (limit {limit} bytes)",
+                    codes.NORMAL,
                 )
-            elif msg.type is WSMsgType.CLOSE:
-                code = msg.data if isinstance(msg.data, int) else None
-                # a client that leaves after the service ended the generation leaves because of it
-                reason = (
-                    "client_closed"
-                    if self._generation_ended is None
-                    else _end_reason(None, self._generation_ended)
+            else:
+                self.log.event("client_error", logging.WARNING, error=str(error))
+                await self.shutdown(
+                    "client_error", codes.MALFORMED_FRAME, "protocol error", codes.GOING_AWAY
                 )
-                await self.shutdown(reason, codes.NORMAL, "", codes.from_client(code))
-            elif msg.type is WSMsgType.ERROR:
-                error = msg.data
-                if isinstance(error, aiohttp.WebSocketError) and (
-                    error.code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
-                ):
-                    limit = self.ctx.config.limits.max_frame_bytes
-                    self.log.event("frame_too_big", logging.WARNING, limit=limit)
-                    await self.shutdown(
-                        "frame_too_big",
-                        codes.FRAME_TOO_BIG,
-                        f"frame too big (limit {limit} bytes)",
-                        codes.NORMAL,
-                    )
-                else:
-                    self.log.event("client_error", logging.WARNING, error=str(error))
-                    await self.shutdown(
-                        "client_error", codes.MALFORMED_FRAME, "protocol error", codes.GOING_AWAY
-                    )
-            elif self.ending is None:  # CLOSING / CLOSED: the connection dropped
-                self.log.event("client_lost")
-                await self.shutdown("client_lost", codes.NORMAL, "", codes.GOING_AWAY)
+        elif self.ending is None:  # CLOSING / CLOSED: the connection dropped
+            self.log.event("client_lost")
+            await self.shutdown("client_lost", codes.NORMAL, "", codes.GOING_AWAY)
 
     async def _refuse(self, reason: str, code: int, text: str) -> None:
         self.log.event(reason, logging.WARNING, detail=text)
         await self.shutdown(reason, code, text, codes.NORMAL)
 
+    def _on_client_text(self, text: str) -> bool:
+        """A client's text frame, inside the socket's read (see `decart_widget.proxy._frames`):
+        checked and forwarded (or refused) now; False leaves it to the client task."""
+        if self.ending is not None or self._ending_soon:
+            return True  # the session is ending: nothing more goes upstream
+        upstream = self.upstream
+        if upstream is not None and buffered(upstream) > MAX_BUFFERED_BYTES:
+            return False  # the task's send_str waits for the upstream to drain
+        try:
+            refusal = self._check_client_frame(text)
+            if refusal is None:
+                if upstream is None:
+                    refusal = self._hold(text)
+                else:
+                    self._send_upstream_now(upstream, text)
+        except Exception:
+            log.exception("client side of %s failed", self.id)
+            refusal = ("internal_error", codes.UPSTREAM_ERROR, "internal proxy error")
+        if refusal is not None:
+            self._end_soon(self._refuse(*refusal))
+        return True
+
     async def _from_client(self, text: str) -> None:
+        if self.ending is not None or self._ending_soon:
+            return
+        refusal = self._check_client_frame(text)
+        if refusal is None and self.upstream is None:
+            refusal = self._hold(text)
+        elif refusal is None:
+            await self._to_upstream(text)
+            return
+        if refusal is not None:
+            await self._refuse(*refusal)
+
+    def _check_client_frame(self, text: str) -> tuple[str, int, str] | None:
+        """Check, count and log a client's frame; the refusal (reason, code, text) if any."""
         try:
             obj = decode_object(text)
             message = client_message(obj)
         except ProtocolError as exc:
-            await self._refuse("malformed_frame", codes.MALFORMED_FRAME, f"malformed frame: {exc}")
-            return
+            return "malformed_frame", codes.MALFORMED_FRAME, f"malformed frame: {exc}"
         kind = message.type
-        if kind in ("prompt", "set_image"):
+        if kind == "prompt" or kind == "set_image":
             if self._bucket is not None and not self._bucket.take(time.monotonic()):
                 limits = self.ctx.config.limits
-                await self._refuse(
+                return (
                     "rate_limited",
                     codes.RATE_LIMITED,
                     f"Too many prompts: at most {limits.prompt_rate:g} a second "
                     f"(bursts of {limits.prompt_burst})",
                 )
-                return
             if kind == "prompt":
                 self.ctx.metrics.prompts += 1
                 self._prompt_sent(obj.get("prompt"), obj.get("enhance_prompt"))
             else:
                 size = _image_bytes(obj.get("image_data"))
                 if size > MAX_IMAGE_BYTES:
-                    await self._refuse(
+                    return (
                         "frame_too_big",
                         codes.FRAME_TOO_BIG,
                         f"image too large: {size} bytes (limit {MAX_IMAGE_BYTES})",
                     )
-                    return
                 self.ctx.metrics.images += 1
                 prompt = obj.get("prompt")
                 self.log.event(
@@ -348,16 +392,41 @@ class Relay:
                 )
         elif kind == "offer":
             self.log.event("offer", logging.DEBUG)
-        await self._to_upstream(text)
+        return None
+
+    def _hold(self, text: str) -> tuple[str, int, str] | None:
+        """Buffer a frame until the upstream connection is open; the refusal when full."""
+        try:
+            self._pending.push(text)
+        except BufferFull as exc:
+            return "buffer_overflow", codes.FRAME_TOO_BIG, str(exc)
+        return None
+
+    def _end_soon(self, ending: Coroutine[Any, Any, None]) -> None:
+        """Run ``ending`` (a `shutdown`) from synchronous code; frames are dropped meanwhile."""
+        self._ending_soon = True
+        self._spawn(ending)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _send_upstream_now(
+        self, upstream: aiohttp.ClientWebSocketResponse[bool], text: str
+    ) -> None:
+        try:
+            write_text_now(upstream, text)
+        except (ConnectionError, RuntimeError) as exc:
+            # The upstream side notices the loss itself and ends the session.
+            self.log.event("upstream_send_failed", logging.DEBUG, error=str(exc))
+            return
+        self.frames[TO_UPSTREAM] += 1
+        self.ctx.metrics.forwarded(TO_UPSTREAM, len(text))
 
     async def _to_upstream(self, text: str) -> None:
         upstream = self.upstream
-        if upstream is None:
-            try:
-                self._pending.push(text)
-            except BufferFull as exc:
-                await self._refuse("buffer_overflow", codes.FRAME_TOO_BIG, str(exc))
-            return
+        assert upstream is not None
         try:
             await upstream.send_str(text)
         except (ConnectionError, RuntimeError) as exc:
@@ -447,6 +516,8 @@ class Relay:
                 codes.NORMAL,
             )
             return None
+        if isinstance(upstream, UpstreamSocket):
+            upstream.fix_payload()
         elapsed = time.monotonic() - started
         self.ctx.metrics.upstream_connects += 1
         self.ctx.metrics.upstream_connect_seconds += elapsed
@@ -454,45 +525,85 @@ class Relay:
         return upstream
 
     async def _upstream_loop(self, upstream: aiohttp.ClientWebSocketResponse[bool]) -> None:
-        while self.ending is None:
-            msg = await upstream.receive()
-            if msg.type is WSMsgType.TEXT:
-                await self._from_upstream(msg.data)
-            elif msg.type is WSMsgType.BINARY:
-                await self._to_client_bytes(msg.data)
-            elif msg.type is WSMsgType.CLOSE:
-                code = msg.data if isinstance(msg.data, int) else None
-                reason = msg.extra if isinstance(msg.extra, str) else ""
-                if code in codes.UPSTREAM_KEY_REFUSED:
-                    await self._key_refused(f"close {code} {reason}".strip())
-                    return
-                client_code, client_reason = codes.from_upstream(code, reason)
-                end = _end_reason(code, self._generation_ended)
-                self.log.event("upstream_closed", code=code, reason=reason)
-                await self.shutdown(end, client_code, client_reason, codes.NORMAL)
-            elif msg.type is WSMsgType.ERROR:
-                self.log.event("upstream_error", logging.WARNING, error=str(msg.data))
-                await self.shutdown(
-                    "upstream_error",
+        queue = fast_queue(upstream)
+        if queue is not None:
+            queue.hook = self._on_upstream_text
+        try:
+            while self.ending is None:
+                if queue is not None:
+                    queue.held = False
+                msg = await upstream.receive()
+                if queue is not None:
+                    queue.held = True
+                await self._upstream_message(msg)
+        finally:
+            if queue is not None:
+                queue.hook = None
+
+    async def _upstream_message(self, msg: aiohttp.WSMessage | WSMessageTextBytes) -> None:
+        if msg.type is WSMsgType.TEXT:
+            await self._from_upstream(msg.data)
+        elif msg.type is WSMsgType.BINARY:
+            await self._to_client_bytes(msg.data)
+        elif msg.type is WSMsgType.CLOSE:
+            code = msg.data if isinstance(msg.data, int) else None
+            reason = msg.extra if isinstance(msg.extra, str) else ""
+            if code in codes.UPSTREAM_KEY_REFUSED:
+                await self._key_refused(f"close {code} {reason}".strip())
+                return
+            client_code, client_reason = codes.from_upstream(code, reason)
+            end = _end_reason(code, self._generation_ended)
+            self.log.event("upstream_closed", code=code, reason=reason)
+            await self.shutdown(end, client_code, client_reason, codes.NORMAL)
+        elif msg.type is WSMsgType.ERROR:
+            self.log.event("upstream_error", logging.WARNING, error=str(msg.data))
+            await self.shutdown(
+                "upstream_error",
+                codes.UPSTREAM_ERROR,
+                "upstream protocol error",
+                codes.NORMAL,
+            )
+        elif self.ending is None:  # CLOSED / CLOSING without a close frame: lost
+            self.log.event("upstream_lost", logging.WARNING)
+            await self.shutdown(
+                "upstream_lost",
+                codes.UPSTREAM_ERROR,
+                "upstream connection lost",
+                codes.NORMAL,
+            )
+
+    def _on_upstream_text(self, text: str) -> bool:
+        """An upstream text frame, inside the socket's read: inspected and forwarded now, except
+        the ones the ledger must see first (False: the upstream task's path)."""
+        if self.ending is not None or self._ending_soon:
+            return True
+        if buffered(self.client) > MAX_BUFFERED_BYTES:
+            return False  # the task's send_str waits for the client to drain
+        obj, kind = _decode(text)
+        if kind in METERED:
+            return False
+        try:
+            refused = self._inspect_upstream(obj, kind, text)
+            if refused is not None:
+                self._end_soon(self._key_refused(refused))
+            else:
+                self._send_client_now(text)
+        except Exception:
+            log.exception("upstream side of %s failed", self.id)
+            self._end_soon(
+                self.shutdown(
+                    "internal_error",
                     codes.UPSTREAM_ERROR,
-                    "upstream protocol error",
-                    codes.NORMAL,
+                    "internal proxy error",
+                    codes.GOING_AWAY,
                 )
-            elif self.ending is None:  # CLOSED / CLOSING without a close frame: lost
-                self.log.event("upstream_lost", logging.WARNING)
-                await self.shutdown(
-                    "upstream_lost",
-                    codes.UPSTREAM_ERROR,
-                    "upstream connection lost",
-                    codes.NORMAL,
-                )
+            )
+        return True
 
     async def _from_upstream(self, text: str) -> None:
-        try:
-            obj: Any = json.loads(text)
-        except ValueError:
-            obj = None
-        kind = obj.get("type") if isinstance(obj, dict) else None
+        if self._ending_soon:
+            return
+        obj, kind = _decode(text)
         if kind == "generation_tick":
             if not await self._meter(obj.get("seconds")):
                 return
@@ -504,15 +615,25 @@ class Relay:
             )
             if not await self._meter(obj.get("seconds")):
                 return
-        elif kind in ("session_id", "livekit_room_info"):
+        else:
+            refused = self._inspect_upstream(obj, kind, text)
+            if refused is not None:
+                await self._key_refused(refused)
+                return
+        await self._to_client(text)
+        if kind == "generation_tick" and self.quota is not None:
+            await self._check_quota()
+
+    def _inspect_upstream(self, obj: Any, kind: object, text: str) -> str | None:
+        """Log (and note) an upstream frame other than a metered one; the detail of an
+        authentication error about the proxy's own key, which must not be forwarded."""
+        if kind in ("session_id", "livekit_room_info"):
             sid = obj.get("session_id")
             if isinstance(sid, str) and sid and sid != self.upstream_session_id:
                 self.upstream_session_id = sid
                 self.log.session = sid
                 self.log.event(kind)
-                task = asyncio.create_task(self._store_upstream_id(sid))
-                self._background.add(task)
-                task.add_done_callback(self._background.discard)
+                self._spawn(self._store_upstream_id(sid))
         elif kind == "prompt_ack":
             self._prompt_acked(obj)
         elif kind == "set_image_ack":
@@ -523,14 +644,11 @@ class Relay:
             error = obj.get("error")
             if isinstance(error, str) and isinstance(classify(error), AuthenticationError):
                 # The service's words for a bad key would make the client blame its user.
-                await self._key_refused(error)
-                return
+                return error
             self.log.event("upstream_error_message", logging.WARNING, error=error)
         elif kind is None:
             self.log.event("upstream_malformed_frame", logging.WARNING, size=len(text))
-        await self._to_client(text)
-        if kind == "generation_tick" and self.quota is not None:
-            await self._check_quota()
+        return None
 
     # ---- a prompt and its ack: one log line --------------------------------------------------
 
@@ -644,6 +762,14 @@ class Relay:
             self.ctx.metrics.ledger_errors += 1
             self.log.event("ledger_error", logging.ERROR, op="set_upstream_session", error=str(exc))
 
+    def _send_client_now(self, text: str) -> None:
+        try:
+            write_text_now(self.client, text)
+        except (ConnectionError, RuntimeError):
+            return  # the client side notices and ends the session
+        self.frames[TO_CLIENT] += 1
+        self.ctx.metrics.forwarded(TO_CLIENT, len(text))
+
     async def _to_client(self, text: str) -> None:
         try:
             await self.client.send_str(text)
@@ -659,6 +785,15 @@ class Relay:
             return
         self.frames[TO_CLIENT] += 1
         self.ctx.metrics.forwarded(TO_CLIENT, len(data))
+
+
+def _decode(text: str) -> tuple[Any, object]:
+    """An upstream frame's JSON and its ``type`` (None when it is not a JSON object)."""
+    try:
+        obj: Any = json.loads(text)
+    except ValueError:
+        obj = None
+    return obj, obj.get("type") if isinstance(obj, dict) else None
 
 
 def _end_reason(code: int | None, generation_ended: str | None) -> str:

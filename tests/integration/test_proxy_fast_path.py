@@ -1,0 +1,207 @@
+"""The relay's frames handled inside the socket's read (`decart_widget.proxy._frames`): in use,
+in order behind a tick that waits for the ledger, and with back-pressure on a stalled side.
+
+The upstream here is a small aiohttp server of the test's own that writes several frames in one
+``write`` (so they reach the proxy in one read) or stops reading, which the emulator never does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from aiohttp import web
+from proxy_kit import WAIT, ProxyFactory, connect, run_emulator, run_proxies, wait_for
+
+from decart_widget.emulator import Emulator
+from decart_widget.proxy import ProxyServer
+from decart_widget.proxy._frames import FastQueue, buffered, fast_queue
+from decart_widget.proxy._ledger_sqlite import SQLiteLedger
+from decart_widget.proxy._relay import Relay
+
+
+@pytest.fixture
+def emulator() -> Iterator[Emulator]:
+    yield from run_emulator()
+
+
+@pytest_asyncio.fixture
+async def proxy_factory(emulator: Emulator) -> AsyncIterator[ProxyFactory]:
+    async for make in run_proxies(emulator):
+        yield make
+
+
+def server_frame(payload: dict[str, Any]) -> bytes:
+    """One unmasked text frame, as a server writes it."""
+    data = json.dumps(payload).encode()
+    if len(data) < 126:
+        return bytes([0x81, len(data)]) + data
+    return bytes([0x81, 126]) + len(data).to_bytes(2, "big") + data
+
+
+class Upstream:
+    """An upstream whose reaction to each client frame the test chooses (``on_frame``)."""
+
+    def __init__(self) -> None:
+        self.received: list[str] = []
+        self.sockets: list[web.WebSocketResponse] = []
+        self.on_frame: Callable[[web.WebSocketResponse, str], Any] | None = None
+        self.runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def start(self) -> Upstream:
+        app = web.Application()
+        app.router.add_get("/v1/stream", self._stream)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"ws://127.0.0.1:{port}"
+        return self
+
+    async def _stream(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(compress=False, max_msg_size=0)
+        await ws.prepare(request)
+        self.sockets.append(ws)
+        async for msg in ws:
+            self.received.append(msg.data)
+            if self.on_frame is not None:
+                result = self.on_frame(ws, msg.data)
+                if asyncio.iscoroutine(result):
+                    await result
+        return ws
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+
+@pytest_asyncio.fixture
+async def upstream() -> AsyncIterator[Upstream]:
+    server = await Upstream().start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+def only_relay(proxy: ProxyServer) -> Relay:
+    assert proxy.service is not None
+    [relay] = proxy.service.relays
+    return relay
+
+
+async def test_text_frames_take_the_fast_path_in_both_directions(
+    proxy_factory: ProxyFactory,
+) -> None:
+    """With the installed aiohttp, both sockets of a relay read through a `FastQueue` whose
+    hook is set: an aiohttp release that changes the internals it relies on fails here (the
+    relay would still work, on aiohttp's slower path)."""
+    proxy = await proxy_factory()
+    async with await connect(proxy.stream_url(proxy.issue_token("fay"))) as ws:
+        await ws.send(json.dumps({"type": "prompt", "prompt": "Noir", "enhance_prompt": False}))
+        while json.loads(await ws.recv()).get("type") != "prompt_ack":
+            pass
+        relay = only_relay(proxy)
+        assert relay.upstream is not None
+        for side in (relay.client, relay.upstream):
+            queue = fast_queue(side)
+            assert isinstance(queue, FastQueue) and queue.hook is not None
+        before = relay.frames["client_to_upstream"]
+        await ws.send(json.dumps({"type": "prompt", "prompt": "Anime", "enhance_prompt": False}))
+        while json.loads(await ws.recv()).get("type") != "prompt_ack":
+            pass
+        assert relay.frames["client_to_upstream"] == before + 1
+
+
+class SlowTicks(SQLiteLedger):
+    """A ledger whose tick writes take a while (a busy database): a tick must still reach the
+    client after it is committed, and no later frame may overtake it."""
+
+    async def record_tick(self, session_id: str, seconds: float, *, now: float) -> None:
+        await asyncio.sleep(0.2)
+        await super().record_tick(session_id, seconds, now=now)
+
+
+async def test_frames_behind_a_tick_wait_for_the_ledger_and_keep_their_order(
+    upstream: Upstream, proxy_factory: ProxyFactory
+) -> None:
+    burst = [
+        {"type": "generation_tick", "seconds": 1},
+        {"type": "prompt_ack", "prompt": "Noir", "success": True, "error": None},
+        {"type": "generation_started"},
+        {"type": "generation_tick", "seconds": 2},
+        {"type": "some_future_message", "n": 1},
+        {"type": "some_future_message", "n": 2},
+    ]
+
+    def answer(ws: web.WebSocketResponse, text: str) -> None:
+        if json.loads(text).get("type") == "prompt":
+            assert ws._writer is not None
+            ws._writer.transport.write(b"".join(server_frame(frame) for frame in burst))
+
+    upstream.on_frame = answer
+    ledger = SlowTicks(":memory:")
+    proxy = await proxy_factory(upstream_url=upstream.url, api_key="dct_test_key", ledger=ledger)
+    seen: list[dict[str, Any]] = []
+    recorded_at_receipt: list[float] = []
+    async with await connect(proxy.stream_url(proxy.issue_token("gus"))) as ws:
+        await ws.send(json.dumps({"type": "prompt", "prompt": "Noir", "enhance_prompt": False}))
+        while len(seen) < len(burst):
+            message = json.loads(await asyncio.wait_for(ws.recv(), WAIT))
+            seen.append(message)
+            if message["type"] == "generation_tick":
+                [row] = await ledger.sessions("gus")
+                recorded_at_receipt.append(row.seconds)
+    assert seen == burst
+    assert recorded_at_receipt == [1, 2]  # each tick was in the ledger before the client saw it
+    await ledger.close()
+
+
+async def test_a_stalled_upstream_pushes_back_on_the_client(
+    upstream: Upstream, proxy_factory: ProxyFactory
+) -> None:
+    """Frames are written without awaiting only while the destination's buffer is small;
+    beyond, aiohttp's path waits for it to drain and the client's socket stops being read."""
+    upstream_reading = asyncio.Event()
+
+    async def stall(ws: web.WebSocketResponse, text: str) -> None:
+        if json.loads(text).get("n") == 0:  # the first big frame: stop reading for a while
+            transport = ws._writer.transport if ws._writer is not None else None
+            assert transport is not None
+            transport.pause_reading()
+            await upstream_reading.wait()
+            transport.resume_reading()
+
+    upstream.on_frame = stall
+    proxy = await proxy_factory(upstream_url=upstream.url, api_key="dct_test_key")
+    big = "x" * 1024 * 1024
+    count = 40  # 40 MB: far more than the socket buffers on the way hold
+    async with await connect(proxy.stream_url(proxy.issue_token("hal"))) as ws:
+        await ws.send(json.dumps({"type": "warmup"}))
+        await wait_for(lambda: upstream.received, what="the upstream connection")
+        relay = only_relay(proxy)
+        assert relay.upstream is not None
+
+        async def send_all() -> None:
+            for n in range(count):
+                await ws.send(json.dumps({"type": "blob", "n": n, "data": big}))
+
+        sending = asyncio.create_task(send_all())
+        client_transport = relay.client._req.transport if relay.client._req else None
+        assert client_transport is not None
+        await wait_for(
+            lambda: not client_transport.is_reading(), what="the proxy to stop reading the client"
+        )
+        # Held in the proxy meanwhile: at most a frame or two beyond the 64 KiB threshold.
+        assert buffered(relay.upstream) < 3 * len(big)
+        upstream_reading.set()
+        await asyncio.wait_for(sending, WAIT * 3)
+        await wait_for(lambda: len(upstream.received) == count + 1, WAIT * 3, "every frame")
+    order = [json.loads(text).get("n") for text in upstream.received[1:]]
+    assert order == list(range(count))
