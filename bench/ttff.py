@@ -1,8 +1,8 @@
 """Time to first transformed frame: the widget's front end vs minimal reference pages, on both
 media transports.
 
-Run ``python bench/ttff.py [--runs 20] [--phases] [--each] [--skip-gen-a] [--baseline DIR
-[--baseline-transport webrtc]] [--chromium /usr/bin/chromium]``. Not part of the test run; it
+Run ``python bench/ttff.py [--runs 20] [--phases] [--each] [--skip-gen-a] [--warm] [--baseline
+DIR [--baseline-transport webrtc]] [--chromium /usr/bin/chromium]``. Not part of the test run; it
 prints figures and goals, and never fails on them. ``--baseline`` measures another build's
 ``widget.js`` and assets (e.g. an older commit's) in the same runs, interleaved: on Gen-B, or on
 Gen-A with ``--baseline-transport webrtc`` (a build older than Gen-B).
@@ -22,6 +22,10 @@ How it measures:
   ``webrtc.js``) is answered with the file fetched from the loopback HTTP server, in one chunk
   with the hash the kernel would send: every run is a fresh page, so every run pays for loading
   the transport, as the first session of a notebook page does (there over the comm).
+  ``widget-b-warm`` (``--warm``) is the widget on Gen-B in a page that imported ``livekit.js``
+  before the start call (put in the page's cache of assets the way a first session leaves it), as
+  a later session of a notebook page starts, and as the Gen-B reference loads livekit-client: the
+  widget's own cost without the asset's.
 * Gen-A reference: the least a browser needs (docs/protocol.md): a canvas ``captureStream`` of
   the same size and fps, a WebSocket, the ``prompt`` and its ack, an ``RTCPeerConnection`` with
   VP8 preferred, trickled ICE ending with ``candidate:null``.
@@ -83,6 +87,7 @@ KINDS = {
     "reference-b": ("reference-b", "livekit"),
     "widget-a": ("widget", "webrtc"),
     "reference-a": ("reference-a", "webrtc"),
+    "widget-b-warm": ("widget", "livekit"),
     "baseline-b": ("widget", "livekit"),
     "baseline-a": ("widget", "webrtc"),
 }
@@ -180,6 +185,16 @@ window.ttff = async (config) => {
     },
     widget_manager: {},
   };
+  if (config.warm) {
+    // a later session of the page: the transport's asset already imported, in the page's cache of
+    // assets (asset_loader.ts pageAssets, keyed by name and the build id widget.js carries)
+    const asset = config.assets[config.transport];
+    const bytes = await (await fetch(config.assetBase + asset.file)).arrayBuffer();
+    const url = URL.createObjectURL(new Blob([bytes], { type: "text/javascript" }));
+    const holder = globalThis[Symbol.for("decart_widget.assets")] ??= new Map();
+    const module = await import(url);
+    holder.set(`${config.transport}@${asset.hash.slice(0, 16)}`, Promise.resolve(module));
+  }
   const el = document.getElementById("cell");
   const firstFrame = new Promise((resolve) => {
     const watch = () => {
@@ -551,6 +566,7 @@ def measure(
                         "bundle": f"/{prefix}widget.js",
                         "assetBase": f"/{prefix}",
                         "assets": assets[prefix],
+                        "warm": kind.endswith("-warm"),
                     }
                     result = page.evaluate("(config) => window.ttff(config)", config)
                     marks = page.evaluate(
@@ -578,7 +594,7 @@ def _ratio_line(label: str, results: dict[str, list[float]], top: str, bottom: s
     if results.get(top) and results.get(bottom):
         ratio = statistics.median(results[top]) / statistics.median(results[bottom])
         print(f"  {label:<28} {ratio:.2f}", end="")
-        if top.startswith("widget") and bottom.startswith("reference"):
+        if top in ("widget-b", "widget-a") and bottom.startswith("reference"):
             print(f"  (goal <= {GOAL_RATIO}: {'met' if ratio <= GOAL_RATIO else 'NOT met'})")
         else:
             print()
@@ -595,6 +611,12 @@ def main(argv: list[str]) -> int:
         "--skip-gen-a",
         action="store_true",
         help="measure Gen-B (LiveKit, the default transport) only",
+    )
+    parser.add_argument(
+        "--warm",
+        action="store_true",
+        help="also measure widget-b-warm: the widget on Gen-B with livekit.js already imported by "
+        "the page (a later session of a notebook page), to see the widget's cost without it",
     )
     parser.add_argument(
         "--chromium", default=os.environ.get("DECART_WIDGET_CHROMIUM", "/usr/bin/chromium")
@@ -629,6 +651,7 @@ def main(argv: list[str]) -> int:
     print(f"  tracemalloc {traced:.1f} KB   RSS {rss:.1f} KB")
 
     kinds = ["widget-b", "reference-b"] + ([] if args.skip_gen_a else ["widget-a", "reference-a"])
+    kinds += ["widget-b-warm"] if args.warm else []
     print(f"time to first transformed frame, {args.runs} runs each (Chromium, loopback emulator):")
     print(f"  load average at the start: {load_average()}")
     phases: dict[str, dict[str, list[float]]] | None = None
@@ -640,13 +663,14 @@ def main(argv: list[str]) -> int:
     for kind, values in results.items():
         if values:
             print(
-                f"  {kind:<11} median {statistics.median(values) * 1000:6.0f} ms   "
+                f"  {kind:<13} median {statistics.median(values) * 1000:6.0f} ms   "
                 f"min {min(values) * 1000:5.0f}   max {max(values) * 1000:5.0f}   "
                 f"(n={len(values)})"
             )
             if args.each:
                 print("    each: " + " ".join(f"{v * 1000:.0f}" for v in values))
     _ratio_line("widget-b / reference-b", results, "widget-b", "reference-b")
+    _ratio_line("widget-b-warm / reference-b", results, "widget-b-warm", "reference-b")
     _ratio_line("widget-a / reference-a", results, "widget-a", "reference-a")
     _ratio_line("widget-b / widget-a", results, "widget-b", "widget-a")
     _ratio_line("reference-b / reference-a", results, "reference-b", "reference-a")
