@@ -14,6 +14,8 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/n
   || need_apt+=(postgresql)
 # the load balancer of the proxy's scale-out test (tests/integration/test_proxy_scale_out.py)
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need_apt+=(haproxy)
+# the TURN server of the network-namespace browser tests (tests/browser/test_remote_hosts.py)
+command -v turnserver >/dev/null 2>&1 || need_apt+=(coturn)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]} with apt-get"
   as_root apt-get update -qq

@@ -54,7 +54,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -127,29 +127,34 @@ class EndRequest:
 DISCONNECT = EndRequest("disconnect")
 SHUTDOWN = EndRequest("server_shutdown", close_code=1001, close_message="server_shutdown")
 DROPPED = EndRequest("dropped", abort=True)
-MEDIA_FAILED = EndRequest(
-    "error",
-    "error",
-    1011,
-    "peer connection failed",
-    error=(
-        "peer connection failed: no media path between the client and the emulator (an emulator"
-        " next to a remote kernel is out of the browser's reach: set DECART_API_KEY to use the"
-        " real service, run Jupyter locally, or give ice_servers with a TURN server both reach)"
-    ),
-)
+MEDIA_FAILED = EndRequest("error", "error", 1011, "peer connection failed")
 LEFT_ROOM = EndRequest("left_room", "disconnect", 1000, "left the room")
 
 
-def media_not_connected(seconds: float) -> EndRequest:
-    """`MEDIA_FAILED` for media that did not connect within the bound, saying so."""
-    assert MEDIA_FAILED.error is not None
-    reason = MEDIA_FAILED.error.replace(
-        "peer connection failed: ",
-        f"peer connection failed: no media connection within {seconds:g} s, ",
-        1,
+def media_failed(seconds: float | None, ice_servers: Sequence[Mapping[str, Any]]) -> EndRequest:
+    """`MEDIA_FAILED` with the reason: no media path (within ``seconds``, the bound, when that
+    is what ended it), and the ways out; with a TURN server among the session's ``ice_servers``,
+    that it did not carry the media either."""
+    within = f"no media connection within {seconds:g} s, " if seconds is not None else ""
+    turn = any(
+        url.startswith(("turn:", "turns:")) for server in ice_servers for url in server["urls"]
     )
-    return replace(MEDIA_FAILED, error=reason)
+    ways_out = (
+        "not even through the TURN server it was given: check that both the browser and the"
+        " kernel's host reach it, set DECART_API_KEY to use the real service, or run Jupyter"
+        " locally"
+        if turn
+        else "an emulator next to a remote kernel is out of the browser's reach: set"
+        " DECART_API_KEY to use the real service, run Jupyter locally, or give ice_servers with"
+        " a TURN server both reach"
+    )
+    return replace(
+        MEDIA_FAILED,
+        error=(
+            f"peer connection failed: {within}no media path between the client and the emulator"
+            f" ({ways_out})"
+        ),
+    )
 
 
 WEBRTC = "webrtc"
@@ -555,7 +560,7 @@ class StreamSession:
             return  # Gen-B: the path is up, the first frame is on its way
         if not self._generating:
             log.info("session %s: no media connection within %g s", self.id, seconds)
-            self.end(media_not_connected(seconds))
+            self.end(media_failed(seconds, self.ice_servers))
 
     def media_state(self, state: str) -> None:
         """The peer connection's (Gen-A) or the room's (Gen-B) media state changed."""
@@ -565,7 +570,7 @@ class StreamSession:
             self._generating = True
             self.spawn(self._generate())
         elif state == "failed":
-            self.end(MEDIA_FAILED)
+            self.end(media_failed(None, self.ice_servers))
 
     def left_room(self) -> None:
         """The user left the Gen-B room: the session is over."""

@@ -24,9 +24,21 @@ WAYS_OUT = (
     "set DECART_API_KEY to use the real service, run Jupyter on this computer, or give"
     " ice_servers with a TURN server both reach"
 )
+#: The ways out for a widget given ICE servers: they did not carry the media either.
+WAYS_OUT_WITH_ICE = (
+    "check that the TURN server in ice_servers is reachable from this browser and from the"
+    " kernel's host, set DECART_API_KEY to use the real service, or run Jupyter on this computer"
+)
 THROUGH_THE_KERNEL = (
     ' Its signaling can go through the kernel instead: signaling="kernel" (its media still'
     " has to reach the kernel's host)."
+)
+#: A LiveKit room's signal socket is the browser's own, to the emulator's port: a TURN server
+#: carries the media only (docs/where-it-works.md).
+ROOM_NEEDS_THE_PORT = (
+    " A LiveKit room also needs the emulator's own port on the kernel's host: where only"
+    " Jupyter's port gets through (a hub's proxy, an SSH tunnel), use transport=\"webrtc\" with"
+    " ice_servers."
 )
 
 
@@ -40,14 +52,22 @@ def beside_the_kernel(backend: Backend | None) -> bool:
     return host in _LOOPBACK or host.startswith("127.")
 
 
-def remote_page_help(backend: Backend | None, mode: SignalingMode) -> str:
+def remote_page_help(
+    backend: Backend | None, mode: SignalingMode, transport: str, ice_servers_given: bool
+) -> str:
     """The ``remote_page_help`` traitlet: the cause and the ways out ("" for a service that is
-    not beside the kernel)."""
+    not beside the kernel), for a widget of ``transport`` given ICE servers or not."""
     if not beside_the_kernel(backend):
         return ""
-    what = "the local emulator" if backend is not None and is_emulator(backend) else "the service"
+    emulator = backend is not None and is_emulator(backend)
+    what = "the local emulator" if emulator else "the service"
+    ways_out = WAYS_OUT_WITH_ICE if ice_servers_given else WAYS_OUT
     text = (
         f"The browser cannot reach {what} running next to the kernel, on another host than this"
-        f" page: {WAYS_OUT}."
+        f" page: {ways_out}."
     )
-    return text if mode.name == "kernel" else text + THROUGH_THE_KERNEL
+    if mode.name != "kernel":
+        text += THROUGH_THE_KERNEL
+    if emulator and transport == "livekit":
+        text += ROOM_NEEDS_THE_PORT
+    return text

@@ -256,7 +256,10 @@ class RealtimeWidget(anywidget.AnyWidget):
         # read-only traits: set before the comm opens, so the front end's first state has them
         self.set_trait("transport", transport)
         self.set_trait("resolution", resolution)
-        self.set_trait("remote_page_help", remote_page_help(self._backend, mode))
+        self.set_trait(
+            "remote_page_help",
+            remote_page_help(self._backend, mode, transport, ice_servers is not None),
+        )
         super().__init__(
             model=spec.name,
             model_spec=spec.to_dict(),

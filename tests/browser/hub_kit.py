@@ -235,7 +235,8 @@ class JupyterHub:
         if status != 200:
             return None
         for session in json.loads(body):
-            if str(session.get("path", "")).endswith(name) and session.get("kernel"):
+            path = str(session.get("path", ""))
+            if (path == name or path.endswith("/" + name)) and session.get("kernel"):
                 return str(session["kernel"].get("execution_state"))
         return None
 

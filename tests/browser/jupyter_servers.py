@@ -240,7 +240,8 @@ class JupyterServer:
         except (urllib.error.URLError, OSError, ValueError):
             return None
         for session in sessions:
-            if str(session.get("path", "")).endswith(name) and session.get("kernel"):
+            path = str(session.get("path", ""))
+            if (path == name or path.endswith("/" + name)) and session.get("kernel"):
                 return str(session["kernel"].get("execution_state"))
         return None
 

@@ -7,8 +7,11 @@
 Chromium runs in ``browser`` (`chromium_wrapper` makes an executable that enters it), Jupyter in
 ``kernel``. `Hosts.route` lets the browser and the kernel reach each other through the router
 (a remote server on your network), or not (the kernel is unroutable: only a `TcpForwarder` in the
-router, like a hub's proxy, reaches it). The router silently drops everything sent to `DROPPED`
-(a blackhole route: no reply, no ICMP error), as a firewall that drops packets does.
+router, like a hub's proxy, reaches it); `Hosts.block_udp` makes the router a firewall that lets
+only TCP through between them. The router silently drops everything sent to `DROPPED` (a
+blackhole route: no reply, no ICMP error), as a firewall that drops packets does. `TURN_IP`, an
+address of the router's own that both hosts reach whatever the rest allows, is where a TURN
+server runs (`turn_kit`), as a public one would.
 
 The test process stays in its own namespace; `Netns.call` runs a function on a thread that has
 entered a namespace (``setns``), so the test's HTTP requests and the forwarder's sockets belong to
@@ -41,6 +44,8 @@ ROUTER_KERNEL_SIDE = "10.77.2.1"
 KERNEL_IP = "10.77.2.2"
 #: an address the router drops without a word
 DROPPED = "10.77.9.9"
+#: the router's address for a TURN server: reached from both hosts, routed or not
+TURN_IP = "10.77.3.3"
 _CLONE_NEWNET = 0x40000000
 
 
@@ -118,6 +123,7 @@ class Hosts:
         self.kernel = Netns(f"{tag}k")
         self._made: list[Netns] = []
         self.routed = False
+        self.udp_blocked = False
 
     def __enter__(self) -> Hosts:
         try:
@@ -153,9 +159,11 @@ class Hosts:
             _ip("-n", self.router.name, "addr", "add", f"{router_side}/24", "dev", there)
             _ip("-n", host.name, "link", "set", here, "up")
             _ip("-n", self.router.name, "link", "set", there, "up")
-            # the dropped address is "out there", behind the router, for both hosts
+            # the dropped address and the TURN server are "out there", behind the router
             _ip("-n", host.name, "route", "add", f"{DROPPED}/32", "via", router_side)
+            _ip("-n", host.name, "route", "add", f"{TURN_IP}/32", "via", router_side)
         _ip("-n", self.router.name, "route", "add", "blackhole", f"{DROPPED}/32")
+        _ip("-n", self.router.name, "addr", "add", f"{TURN_IP}/32", "dev", "lo")
         subprocess.run(
             [*self.router.exec_prefix, "sysctl", "-qw", "net.ipv4.ip_forward=1"],
             check=True,
@@ -171,6 +179,29 @@ class Hosts:
         _ip("-n", self.browser.name, "route", verb, "10.77.2.0/24", "via", ROUTER_BROWSER_SIDE)
         _ip("-n", self.kernel.name, "route", verb, "10.77.1.0/24", "via", ROUTER_KERNEL_SIDE)
         self.routed = routed
+
+    def block_udp(self, blocked: bool) -> None:
+        """Let only TCP through between the browser and the kernel (a firewall that drops
+        UDP), or everything; traffic to the router's own addresses (`TURN_IP`) passes."""
+        if blocked == self.udp_blocked:
+            return
+        verb = "add" if blocked else "del"
+        for index, far_side in ((0, "10.77.2.0/24"), (1, "10.77.1.0/24")):
+            inbound = f"{self.router.name}v{index}"
+            _ip(
+                "-n",
+                self.router.name,
+                "rule",
+                verb,
+                "iif",
+                inbound,
+                "to",
+                far_side,
+                "ipproto",
+                "udp",
+                "blackhole",
+            )
+        self.udp_blocked = blocked
 
     def close(self) -> None:
         for ns in reversed(self._made):

@@ -9,7 +9,12 @@ pixels of the output video) and the kernel's traitlets are printed by a cell.
   transformed video with both media transports;
 * behind a TCP forwarder with the kernel's host unroutable (a hub's proxy, an SSH tunnel): every
   widget ends with a message that names the cause and the ways out, well within the bounds;
-* a service address the network drops silently: a bounded failure that says so.
+* a service address the network drops silently: a bounded failure that says so;
+* through a TURN server (Debian's coturn on the router, `turn_kit`) where the media cannot get
+  through by itself: behind a firewall that drops UDP between the hosts, both transports in
+  both signaling modes; behind the TCP forwarder, WebRTC in kernel signaling. The video goes
+  Live through the relay (the pair ICE selected, read with getStats in the page); without the
+  TURN server the firewall's case ends with the cause and the ways out.
 
 docs/where-it-works.md cites these tests for its rows. Needs root and ``ip netns``: skipped with
 the reason otherwise.
@@ -32,12 +37,15 @@ from netns_kit import (
     DROPPED,
     KERNEL_IP,
     ROUTER_BROWSER_SIDE,
+    TURN_IP,
     Hosts,
     TcpForwarder,
     chromium_wrapper,
     fetch_in,
     unavailable,
 )
+from turn_kit import TurnServer
+from turn_kit import unavailable as turn_unavailable
 
 WHY_NOT = unavailable()
 pytestmark = [
@@ -132,9 +140,43 @@ def remote_browser(
     browser.close()
 
 
+#: an init script that keeps every RTCPeerConnection the page makes (the widget's Gen-A peer,
+#: livekit-client's two), so a test can read the candidate pair ICE selected (`selected_pairs`)
+KEEP_PEERS = """(() => {
+  const Native = window.RTCPeerConnection;
+  const peers = (window.__dwPeers = []);
+  window.RTCPeerConnection = class extends Native {
+    constructor(...args) { super(...args); peers.push(this); }
+  };
+})();"""
+
+#: the candidate types (``[local, remote]``, the browser's side first) of the pair ICE selected
+#: on each connected peer of the page
+SELECTED_PAIRS = """async () => {
+  const pairs = [];
+  for (const pc of window.__dwPeers || []) {
+    if (pc.connectionState !== "connected") continue;
+    const report = await pc.getStats();
+    report.forEach((entry) => {
+      if (entry.type !== "transport" || !entry.selectedCandidatePairId) return;
+      const pair = report.get(entry.selectedCandidatePairId);
+      const local = pair && report.get(pair.localCandidateId);
+      const remote = pair && report.get(pair.remoteCandidateId);
+      pairs.push([local ? local.candidateType : "", remote ? remote.candidateType : ""]);
+    });
+  }
+  return pairs;
+}"""
+
+
+def selected_pairs(page: Any) -> list[list[str]]:
+    return list(page.evaluate(SELECTED_PAIRS))
+
+
 @pytest.fixture
 def remote_page(remote_browser: Any) -> Iterator[Any]:
     context = remote_browser.new_context(viewport={"width": 1280, "height": 2400})
+    context.add_init_script(KEEP_PEERS)
     page = context.new_page()
     yield page
     context.close()
@@ -193,7 +235,14 @@ def banners_when_ended(page: Any, count: int, timeout: float) -> list[str]:
             found.append(banner.inner_text().strip() if banner.is_visible() else "")
         return found
 
-    wait_for(lambda: all(texts()), timeout, f"all {count} views to show why they ended", every=0.5)
+    def pills() -> list[str]:
+        views = page.locator(".decart-widget")
+        return [views.nth(index).locator(".dw-pill").inner_text() for index in range(count)]
+
+    try:
+        wait_for(lambda: all(texts()), timeout, f"all {count} views to say why", every=0.5)
+    except AssertionError as failed:
+        raise AssertionError(f"{failed}: banners {texts()}, pills {pills()}") from None
     return texts()
 
 
@@ -217,9 +266,24 @@ def test_routed_defaults_show_the_transformed_video_with_both_transports(
     assert_live(ui, remote_page, ROUTED_KINDS)
 
 
-def assert_live(ui: JupyterPage, page: Any, kinds: list[str]) -> None:
+#: (signaling, transport) of each of `ROUTED_KINDS`
+ROUTED_MODES = [
+    ["kernel", "webrtc"],
+    ["kernel", "livekit"],
+    ["direct", "livekit"],
+    ["direct", "webrtc"],
+]
+
+
+def assert_live(
+    ui: JupyterPage,
+    page: Any,
+    kinds: list[str],
+    modes: list[list[str]] = ROUTED_MODES,
+    setup: str = "routed",
+) -> None:
     """Every view shows Live and a transformed video; the kernel sees them generating, in
-    kernel and direct signaling on WebRTC and LiveKit (the order of `ROUTED_KINDS`)."""
+    the signaling modes and on the transports of ``modes``. The kernel's states, returned."""
     remote_page = page
     for index in range(len(kinds)):
         root = view(remote_page, index)
@@ -234,14 +298,9 @@ def assert_live(ui: JupyterPage, page: Any, kinds: list[str]) -> None:
         assert not root.locator(".dw-banner").is_visible(), root.locator(".dw-banner").inner_text()
     states = states_when_settled(ui)
     for state in states:
-        print(f"{state[0]}/{state[1]}: live {state[5]} s after it was made")
+        print(f"{setup}, {state[0]}/{state[1]}/{state[2]}: live {state[5]} s after it was made")
     assert all(state[3] == "generating" for state in states), states
-    assert [state[:2] for state in states] == [
-        ["kernel", "webrtc"],
-        ["kernel", "livekit"],
-        ["direct", "livekit"],
-        ["direct", "webrtc"],
-    ]
+    assert [state[:2] for state in states] == modes
 
 
 # ---- JupyterHub: its proxy and its own base URL in front of the user's server ------------------
@@ -275,7 +334,7 @@ def test_through_jupyterhub_the_defaults_show_the_transformed_video(
     hub.log_in(remote_page)
     ui = open_notebook(hub, remote_page, "hub.ipynb", widget_cells(ROUTED_KINDS, "live"))
     assert remote_page.url.startswith(f"http://{KERNEL_IP}:{HUB_PORT}/hub-prefix/user/")
-    assert_live(ui, remote_page, ROUTED_KINDS)
+    assert_live(ui, remote_page, ROUTED_KINDS, setup="through JupyterHub")
 
 
 # ---- (b) behind a forwarder, the kernel's host unroutable ---------------------------------------
@@ -297,7 +356,13 @@ def test_behind_a_forwarder_every_widget_says_why_within_the_bounds(
         'source="camera", transport="webrtc", signaling="direct"',
     ]
     ui = open_notebook(lab, remote_page, "forwarded.ipynb", widget_cells(kinds, "ended"))
-    banners = banners_when_ended(remote_page, len(kinds), FAILURE_WAIT)
+    assert_each_says_why(ui, remote_page, kinds)
+
+
+def assert_each_says_why(ui: JupyterPage, page: Any, kinds: list[str]) -> None:
+    """Every widget ended, well within the bounds, with a message that names the cause (the
+    local emulator out of reach) and the ways out, in the kernel and in its view."""
+    banners = banners_when_ended(page, len(kinds), FAILURE_WAIT)
     states = states_when_settled(ui)
     for text, state, kind in zip(banners, states, kinds, strict=True):
         signaling, transport, source, connection, error, seconds = state
@@ -307,6 +372,110 @@ def test_behind_a_forwarder_every_widget_says_why_within_the_bounds(
         assert "connection lost" not in error.lower(), (kind, error)
         assert "(error)" not in error, (kind, error)
         assert error.split(".")[0].lower() in text.lower(), (kind, text, error)
+
+
+# ---- through a TURN server where the media cannot get through by itself ------------------------
+
+TURN_WHY_NOT = turn_unavailable()
+
+
+@pytest.fixture(scope="module")
+def turn(hosts: Hosts) -> Iterator[TurnServer]:
+    """coturn on the router's `TURN_IP`, which both hosts reach (a public TURN server)."""
+    if TURN_WHY_NOT is not None:
+        pytest.skip(TURN_WHY_NOT)
+    with TurnServer(hosts.router, TURN_IP) as server:
+        yield server
+
+
+def turn_setup(turn: TurnServer) -> str:
+    """Notebook code: ``fresh_turn``, a function that mints time-limited credentials for the
+    TURN server (coturn's ``use-auth-secret``, as a TURN provider's API does), and ``TURN``, a
+    list it returned (a username and a password, as one copies them from a provider)."""
+    return (
+        "import base64, hashlib, hmac, time\n"
+        f"TURN_URL, SECRET = {turn.url!r}, {turn.secret!r}\n"
+        "def fresh_turn():\n"
+        "    username = f'{int(time.time()) + 600}:notebook'\n"
+        "    digest = hmac.new(SECRET.encode(), username.encode(), hashlib.sha1).digest()\n"
+        "    password = base64.b64encode(digest).decode()\n"
+        "    return [{'urls': TURN_URL, 'username': username, 'credential': password}]\n"
+        "TURN = fresh_turn()\n"
+    )
+
+
+def assert_relayed(page: Any, views: int) -> None:
+    """Every connected peer of the page (at least one per view) carries its media through the
+    TURN server: a relay candidate on one side of the pair ICE selected."""
+    pairs = selected_pairs(page)
+    print(f"selected candidate pairs (browser, emulator): {pairs}")
+    assert len(pairs) >= views, pairs
+    assert all("relay" in pair for pair in pairs), pairs
+
+
+#: (signaling, transport) as in `ROUTED_KINDS`, each given the TURN server (a list or a function)
+TURN_KINDS = [
+    'source="synthetic", transport="webrtc", ice_servers=TURN',  # kernel signaling: the default
+    'source="synthetic", ice_servers=fresh_turn',  # LiveKit: the default transport
+    'source="synthetic", transport="livekit", signaling="direct", ice_servers=TURN',
+    'source="synthetic", transport="webrtc", signaling="direct", ice_servers=fresh_turn',
+]
+
+
+def test_through_a_turn_server_the_video_crosses_a_firewall_that_drops_udp(
+    hosts: Hosts, lab: JupyterServer, turn: TurnServer, remote_page: Any
+) -> None:
+    """The browser reaches the kernel's host by TCP only (signaling and LiveKit's signal
+    socket pass, the media's UDP does not): with a TURN server, both transports go Live in
+    both signaling modes, through the relay."""
+    hosts.route(True)
+    hosts.block_udp(True)
+    try:
+        lab.page_base_url = f"http://{KERNEL_IP}:{lab.port}"
+        cells = widget_cells(TURN_KINDS, "live", turn_setup(turn))
+        ui = open_notebook(lab, remote_page, "turn-firewall.ipynb", cells)
+        assert_live(ui, remote_page, TURN_KINDS, setup="through TURN, UDP dropped")
+        assert_relayed(remote_page, len(TURN_KINDS))
+    finally:
+        hosts.block_udp(False)
+
+
+def test_without_a_turn_server_the_firewall_that_drops_udp_is_named_with_the_ways_out(
+    hosts: Hosts, lab: JupyterServer, remote_page: Any
+) -> None:
+    """The control of the test above: the same firewall, no TURN server. Signaling and
+    LiveKit's signal socket connect, the media cannot: each widget ends with the cause and
+    the ways out (the emulator's 15 s media bound, or the browser's own failure first)."""
+    hosts.route(True)
+    hosts.block_udp(True)
+    try:
+        lab.page_base_url = f"http://{KERNEL_IP}:{lab.port}"
+        kinds = ['source="synthetic", transport="webrtc"', 'source="synthetic"']
+        cells = widget_cells(kinds, "ended")
+        assert_each_says_why(
+            open_notebook(lab, remote_page, "firewall.ipynb", cells), remote_page, kinds
+        )
+    finally:
+        hosts.block_udp(False)
+
+
+def test_behind_a_forwarder_a_turn_server_carries_the_webrtc_media(
+    hosts: Hosts, lab: JupyterServer, forwarder: TcpForwarder, turn: TurnServer, remote_page: Any
+) -> None:
+    """Test (b)'s setup, where the media cannot get through (the kernel's host unroutable, the
+    page through a TCP forwarder), with a TURN server both reach: WebRTC in kernel signaling
+    (all of it through the comm) goes Live through the relay, with a camera and without."""
+    hosts.route(False)
+    lab.page_base_url = f"http://{ROUTER_BROWSER_SIDE}:{FORWARDED_PORT}"
+    kinds = [
+        'source="synthetic", transport="webrtc", ice_servers=TURN',
+        'source="camera", transport="webrtc", ice_servers=fresh_turn',
+    ]
+    cells = widget_cells(kinds, "live", turn_setup(turn))
+    ui = open_notebook(lab, remote_page, "turn-forwarded.ipynb", cells)
+    modes = [["kernel", "webrtc"]] * len(kinds)
+    assert_live(ui, remote_page, kinds, modes, setup="through TURN, behind a forwarder")
+    assert_relayed(remote_page, len(kinds))
 
 
 # ---- (c) a service address that drops every packet ----------------------------------------------

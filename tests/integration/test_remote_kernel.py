@@ -71,6 +71,13 @@ def test_a_choice_or_another_backend_keeps_direct_signaling(
     given = dw.RealtimeWidget(backend=everywhere)
     assert given.signaling == "direct"
     assert given.remote_page_help == chosen.remote_page_help
+    # a LiveKit room needs the emulator's port; given ICE servers, the first way out is to
+    # check them
+    assert 'transport="webrtc"' in chosen.remote_page_help
+    relayed = dw.RealtimeWidget(transport="webrtc", ice_servers=[{"urls": "stun:10.0.0.1"}])
+    assert "check that the TURN server in ice_servers is reachable" in relayed.remote_page_help
+    assert 'transport="webrtc"' not in relayed.remote_page_help
+    relayed.close()
     monkeypatch.setenv("DECART_API_KEY", "dct_envkey_0000")
     keyed = dw.RealtimeWidget()
     assert (keyed.signaling, keyed.remote_page_help) == ("direct", "")
@@ -167,6 +174,29 @@ async def test_media_that_never_connects_ends_within_the_bound_saying_why() -> N
             await emu.wait_until_async(lambda: emu.sessions[0].end_reason == "error")
         finally:
             await pc.close()
+
+
+async def test_media_that_a_given_turn_server_does_not_carry_says_so() -> None:
+    """With a TURN server among the session's ICE servers, the ways out start with checking it
+    (here one that does not answer: the emulator's gathering gives up on it)."""
+    turn = {"urls": "turn:127.0.0.1:9", "username": "u", "credential": "p"}
+    with dw.Emulator(media_connect_seconds=1.0, ice_servers=[turn]) as emu:
+        client = await StreamClient.connect(emu)
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        try:
+            pc.addTrack(ColorTrack())
+            await pc.setLocalDescription(await pc.createOffer())
+            offer, _ = strip_candidates(pc.localDescription.sdp)
+            await client.send({"type": "offer", "sdp": offer})
+            await client.expect("answer", timeout=30)
+            error = await client.expect("error")
+            assert "no media connection within 1 s" in error["error"]
+            assert "not even through the TURN server it was given" in error["error"]
+            for way_out in ("DECART_API_KEY", "run Jupyter locally"):
+                assert way_out in error["error"]
+        finally:
+            await pc.close()
+            await client.ws.close()
 
 
 async def test_a_connected_session_is_not_ended_by_the_bound() -> None:
