@@ -48,7 +48,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode
@@ -531,59 +530,125 @@ class Row:
     errors: int
 
 
-async def measure_one(
-    proxy_factory: Callable[[str], ProxyProcess], upstream: Upstream, n: int, seconds: float
-) -> Row:
-    direct_urls = [
-        f"{upstream.realtime_url}/v1/stream?"
-        + urlencode({"api_key": upstream.api_key, "model": "lucy-2.1"})
-        for _ in range(n)
-    ]
-    with tempfile.TemporaryDirectory() as workdir:
-        proxy = proxy_factory(workdir)
-        try:
-            direct, through, figures = await measure(
-                direct_urls, [proxy.stream_url(i) for i in range(n)], seconds, proxy
+async def measure_interleaved(
+    direct_urls: list[str],
+    proxies: list[tuple[ProxyProcess, list[str]]],
+    seconds: float,
+    window: float = 2.0,
+) -> list[Row]:
+    """Open the direct group and one group per proxy, then give each group in turn a window
+    of prompting (direct, then the proxies in an order that alternates every cycle) until each
+    had ``seconds`` of load: every path sees the same background load, minute by minute."""
+    direct = Group(len(direct_urls))
+    groups = [Group(len(urls)) for _, urls in proxies]
+    stop = asyncio.Event()
+    ramp = asyncio.Semaphore(100)
+    rss: list[float] = []  # resident memory per session, after the group opened
+    base: list[int] = []  # resident memory before
+    connector = aiohttp.TCPConnector(limit=0, force_close=True)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        tasks = [
+            asyncio.create_task(client(http, url, i, direct, ramp, stop))
+            for i, url in enumerate(direct_urls)
+        ]
+        await asyncio.wait_for(direct.all_settled.wait(), 300)
+        for (proxy, urls), group in zip(proxies, groups, strict=True):
+            before = rss_bytes(proxy.process.pid)
+            base.append(before)
+            tasks += [
+                asyncio.create_task(client(http, url, i, group, ramp, stop))
+                for i, url in enumerate(urls)
+            ]
+            await asyncio.wait_for(group.all_settled.wait(), 300)
+            rss.append((rss_bytes(proxy.process.pid) - before) / max(1, group.opened))
+        for group in (direct, *groups):
+            group.latencies.clear()
+        cpu = [0.0] * len(proxies)
+        prompts = [0] * len(proxies)
+        load = [0.0] * len(proxies)
+        for cycle in range(max(1, round(seconds / window))):
+            order = list(range(len(proxies)))
+            if cycle % 2:
+                order.reverse()
+            for index in [-1, *order]:
+                group = direct if index < 0 else groups[index]
+                pid = proxies[index][0].process.pid if index >= 0 else 0
+                cpu0 = cpu_seconds(pid) if pid else 0.0
+                sent0, t0 = group.sent, time.monotonic()
+                group.active.set()
+                await asyncio.sleep(window)
+                group.active.clear()
+                if pid:
+                    load[index] += time.monotonic() - t0
+                    cpu[index] += cpu_seconds(pid) - cpu0
+                    prompts[index] += group.sent - sent0
+                await asyncio.sleep(0.3)  # let the window's acks arrive
+        for i, (proxy, _) in enumerate(proxies):  # a heap may grow under load: the larger
+            grown = (rss_bytes(proxy.process.pid) - base[i]) / max(1, groups[i].opened)
+            rss[i] = max(rss[i], grown)
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    rows = []
+    d50, d99 = percentile(direct.latencies, 0.5), percentile(direct.latencies, 0.99)
+    for i, ((proxy, urls), group) in enumerate(zip(proxies, groups, strict=True)):
+        rows.append(
+            Row(
+                proxy.name,
+                percentile(group.latencies, 0.5) - d50,
+                percentile(group.latencies, 0.99) - d99,
+                cpu[i] * seconds / max(load[i], 1e-9),
+                cpu[i] / max(1, prompts[i]),
+                rss[i],
+                len(group.latencies),
+                direct.errors + group.errors + (len(urls) - group.opened),
             )
-        finally:
-            proxy.stop()
-    return Row(
-        proxy.name,
-        percentile(through.latencies, 0.5) - percentile(direct.latencies, 0.5),
-        percentile(through.latencies, 0.99) - percentile(direct.latencies, 0.99),
-        figures["cpu_seconds"] * seconds / figures["load_seconds"],
-        figures["cpu_seconds"] / max(1.0, figures["prompts"]),
-        figures["rss_per_session"],
-        len(through.latencies),
-        direct.errors + through.errors + (n - through.opened),
-    )
+        )
+    return rows
 
 
 async def compare(command: list[str], n: int, seconds: float, repeat: int) -> None:
     raise_fd_limit()
     upstream = Upstream("ack-only")
-
-    def ours(workdir: str) -> ProxyProcess:
-        return Proxy(upstream, workdir, log_level="info", heartbeat=True)
-
-    def reference(workdir: str) -> ProxyProcess:
-        return ReferenceProxy(command, upstream, workdir)
-
     ms = 1000.0
     print(
-        f"{n} sessions, one prompt a second each, {seconds:g} s of load per proxy, ack-only "
-        f"upstream; {os.cpu_count()} cores shared by the upstream, the proxy, the clients and "
-        "anything else running",
+        f"{n} sessions per path (direct, ours, reference), one prompt a second each, "
+        f"{seconds:g} s of load per path in rotating 2 s windows, ack-only upstream; "
+        f"{os.cpu_count()} cores shared by the upstream, the proxies, the clients and anything "
+        "else running",
         flush=True,
     )
+    direct_urls = [
+        f"{upstream.realtime_url}/v1/stream?"
+        + urlencode({"api_key": upstream.api_key, "model": "lucy-2.1"})
+        for _ in range(n)
+    ]
     try:
         for run in range(1, repeat + 1):
-            order = [ours, reference] if run % 2 else [reference, ours]
             load_before = load_average()
-            rows = {}
-            for factory in order:
-                row = await measure_one(factory, upstream, n, seconds)
-                rows[row.name] = row
+            with (
+                tempfile.TemporaryDirectory() as ours_dir,
+                tempfile.TemporaryDirectory() as ref_dir,
+            ):
+                mine = Proxy(upstream, ours_dir, log_level="info", heartbeat=True)
+                try:
+                    ref = ReferenceProxy(command, upstream, ref_dir)
+                except BaseException:
+                    mine.stop()
+                    raise
+                try:
+                    pair = [
+                        (mine, [mine.stream_url(i) for i in range(n)]),
+                        (ref, [ref.stream_url(i) for i in range(n)]),
+                    ]
+                    if not run % 2:  # which group opens (and prompts) first alternates
+                        pair.reverse()
+                    rows = {
+                        row.name: row
+                        for row in await measure_interleaved(direct_urls, pair, seconds)
+                    }
+                finally:
+                    mine.stop()
+                    ref.stop()
             print(f"\nrun {run} (load average {load_before} -> {load_average()})")
             header = (
                 f"{'':>12} {'added p50 ms':>12} {'added p99 ms':>12} {'CPU s':>7} "
@@ -598,13 +663,13 @@ async def compare(command: list[str], n: int, seconds: float, repeat: int) -> No
                     f"{r.rss_per_session / 1024:>10.1f} {r.acks:>6} "
                     f"{r.errors:>6}"
                 )
-            mine, ref = rows["ours"], rows["reference"]
+            ours_row, ref_row = rows["ours"], rows["reference"]
             print(
-                f"{'ours/ref':>12} {_ratio(mine.added_p50, ref.added_p50):>12} "
-                f"{_ratio(mine.added_p99, ref.added_p99):>12} "
-                f"{_ratio(mine.cpu_seconds, ref.cpu_seconds):>7} "
-                f"{_ratio(mine.cpu_per_prompt, ref.cpu_per_prompt):>13} "
-                f"{_ratio(mine.rss_per_session, ref.rss_per_session):>10}",
+                f"{'ours/ref':>12} {_ratio(ours_row.added_p50, ref_row.added_p50):>12} "
+                f"{_ratio(ours_row.added_p99, ref_row.added_p99):>12} "
+                f"{_ratio(ours_row.cpu_seconds, ref_row.cpu_seconds):>7} "
+                f"{_ratio(ours_row.cpu_per_prompt, ref_row.cpu_per_prompt):>13} "
+                f"{_ratio(ours_row.rss_per_session, ref_row.rss_per_session):>10}",
                 flush=True,
             )
     finally:

@@ -42,6 +42,8 @@ _TEXT = WSMsgType.TEXT
 _OP_TEXT = int(WSMsgType.TEXT)
 #: The writer's synchronous frame writer (aiohttp >= 3.11); without it, no fast path.
 AVAILABLE = hasattr(WebSocketWriter, "_write_websocket_frame")
+#: aiohttp's heartbeat timer re-arms itself from `_heartbeat_when` (aiohttp >= 3.11).
+_LAZY_HEARTBEAT = hasattr(web.WebSocketResponse, "_flush_heartbeat_reset")
 
 
 class FastQueue(WebSocketDataQueue):
@@ -100,6 +102,16 @@ class ClientSocket(web.WebSocketResponse):
         if queue is not None and type(queue) is WebSocketDataQueue:
             queue = _fast_queue_like(queue)
         self._fast_reader = queue
+
+    def _on_data_received(self) -> None:
+        # aiohttp schedules a callback per read to push the next heartbeat ping back; moving
+        # the deadline is enough, since its timer re-arms itself when it fires before
+        # `_heartbeat_when`. While a ping awaits its answer, aiohttp's own handling runs.
+        loop, heartbeat = self._loop, self._heartbeat
+        if _LAZY_HEARTBEAT and self._pong_response_cb is None and loop and heartbeat:
+            self._heartbeat_when = loop.time() + heartbeat
+        else:
+            super()._on_data_received()
 
     async def close(
         self, *, code: int = aiohttp.WSCloseCode.OK, message: bytes = b"", drain: bool = True

@@ -22,7 +22,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import IO, TYPE_CHECKING, Any
 
 from .._logging import (
@@ -68,6 +68,39 @@ def _clean(value: Any) -> Any:
 
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
+#: `_ENCODER`'s C encoder, made once rather than per call as ``JSONEncoder.encode`` does (the
+#: values it gets are `_clean`'s: fresh containers, so no circular check is needed).
+_make_c_encoder: Callable[..., Callable[[Any, int], Iterable[str]]] | None = getattr(
+    json.encoder, "c_make_encoder", None
+)
+_C_ENCODER = (
+    _make_c_encoder(None, str, json.encoder.encode_basestring, None, ":", ",", False, False, True)
+    if _make_c_encoder is not None
+    else None
+)
+
+
+def _encode(value: Any) -> str:
+    """``_ENCODER.encode(value)`` for `_clean`'s output, without its per-call set-up."""
+    if _C_ENCODER is None:
+        return _ENCODER.encode(value)
+    return "".join(_C_ENCODER(value, 0))
+
+
+def _clean_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """`_clean` of a session event's fields (flat, mostly scalars), without a call per value."""
+    out: dict[str, Any] = {}
+    for name, value in fields.items():
+        if _is_secret_field(name):
+            continue
+        kind = type(value)
+        if kind is str:
+            out[name] = scrub(value)
+        elif value is None or kind is bool or kind is int or kind is float:
+            out[name] = value
+        else:
+            out[name] = _clean(value)
+    return out
 
 
 class JsonFormatter(logging.Formatter):
@@ -125,17 +158,23 @@ class JsonFormatter(logging.Formatter):
                 _clean({"level": record.levelname.lower(), "logger": record.name})
             )
             head = _HEADS[(record.levelname, record.name)] = encoded[1:-1]
+        name = record.msg
+        event = _EVENTS.get(name) if type(name) is str else None
+        if event is None:
+            event = _encode(scrub(str(name)))
+            if type(name) is str and len(_EVENTS) < 256:  # the code's own few event names
+                _EVENTS[name] = event
         parts = [
             '{"ts":"',
             self._timestamp(record.created, record.msecs),
             '",',
             head,
             ',"event":',
-            _ENCODER.encode(scrub(str(record.msg))),
+            event,
             prefix,
         ]
         if fields:
-            encoded = _ENCODER.encode(_clean(fields))
+            encoded = _encode(_clean_fields(fields))
             if len(encoded) > 2:  # not "{}": every field was a secret
                 parts += [",", encoded[1:-1]]
         parts.append("}")
@@ -144,6 +183,8 @@ class JsonFormatter(logging.Formatter):
 
 #: ``"level":...,"logger":...`` by (level name, logger name): the few our code uses.
 _HEADS: dict[tuple[str, str], str] = {}
+#: An event name, scrubbed and encoded, by name.
+_EVENTS: dict[str, str] = {}
 
 
 class RedactingFormatter(logging.Formatter):
@@ -222,6 +263,7 @@ class BatchingStreamHandler(_StreamHandler):
         super().__init__(stream)
         self._held: list[str] = []
         self._flush_on: asyncio.AbstractEventLoop | None = None  # where a flush is scheduled
+        self._flush_thread = 0  # the thread running `_flush_on`
 
     def emit(self, record: logging.LogRecord) -> None:  # called with the handler's lock held
         try:
@@ -233,14 +275,22 @@ class BatchingStreamHandler(_StreamHandler):
         if record.levelno >= logging.WARNING or len(self._held) >= self.MAX_HELD_LINES:
             self._write_held()
             return
+        flush_on = self._flush_on
+        if flush_on is not None:
+            # A flush is scheduled: this thread's running loop will write the line (checked
+            # without `asyncio.get_running_loop`, a `getpid` system call on Python 3.11).
+            if self._flush_thread != threading.get_ident() or not flush_on.is_running():
+                self._write_held()  # another thread's loop will flush later
+            return
         try:
             loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
-        if loop is None or (self._flush_on is not None and self._flush_on is not loop):
-            self._write_held()  # no loop here, or another thread's loop will flush later
-        elif self._flush_on is None:
+        if loop is None:
+            self._write_held()  # no loop here
+        else:
             self._flush_on = loop
+            self._flush_thread = threading.get_ident()
             loop.call_soon(self.flush)
 
     def _write_held(self) -> None:

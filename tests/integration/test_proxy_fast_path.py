@@ -8,7 +8,9 @@ The upstream here is a small aiohttp server of the test's own that writes severa
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -205,3 +207,111 @@ async def test_a_stalled_upstream_pushes_back_on_the_client(
         await wait_for(lambda: len(upstream.received) == count + 1, WAIT * 3, "every frame")
     order = [json.loads(text).get("n") for text in upstream.received[1:]]
     assert order == list(range(count))
+
+
+# ---- the heartbeat ------------------------------------------------------------------------------
+
+
+class RawClient:
+    """A WebSocket client on a bare socket, so the test sees (and may ignore) every ping."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def connect(cls, url: str) -> RawClient:
+        rest = url.removeprefix("ws://")
+        hostport, _, path = rest.partition("/")
+        host, _, port = hostport.rpartition(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write(
+            f"GET /{path} HTTP/1.1\r\nHost: {hostport}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        return cls(reader, writer)
+
+    def send_text(self, text: str) -> None:
+        self.send_frame(0x1, text.encode())
+
+    def send_frame(self, opcode: int, data: bytes) -> None:
+        assert len(data) < 126
+        mask = os.urandom(4)
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+        self.writer.write(bytes([0x80 | opcode, 0x80 | len(data)]) + mask + masked)
+
+    async def frame(self) -> tuple[int, bytes]:
+        """The next frame's opcode and payload; (-1, b"") when the connection ends."""
+        try:
+            first, second = await self.reader.readexactly(2)
+            length = second & 0x7F
+            if length == 126:
+                length = int.from_bytes(await self.reader.readexactly(2), "big")
+            elif length == 127:
+                length = int.from_bytes(await self.reader.readexactly(8), "big")
+            return first & 0x0F, await self.reader.readexactly(length)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return -1, b""
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+PING, CLOSE, GONE = 0x9, 0x8, -1
+
+
+async def test_data_postpones_the_heartbeat_and_an_unanswered_ping_ends_the_session(
+    proxy_factory: ProxyFactory,
+) -> None:
+    heartbeat = 1.0
+    proxy = await proxy_factory(heartbeat=heartbeat)
+    client = await RawClient.connect(proxy.stream_url(proxy.issue_token("ida")))
+    opcodes: list[int] = []
+
+    async def read_all() -> None:
+        while True:
+            opcode, _ = await client.frame()
+            opcodes.append(opcode)
+            if opcode in (CLOSE, GONE):
+                return
+
+    reading = asyncio.create_task(read_all())
+    try:
+        # Busy for three heartbeats: a frame every 0.1 s, so never a ping.
+        for _ in range(30):
+            client.send_text(json.dumps({"type": "some_future_message"}))
+            await asyncio.sleep(0.1)
+        assert PING not in opcodes
+        # Then idle: a ping comes; unanswered, the proxy ends the session.
+        await wait_for(lambda: PING in opcodes, what="a ping")
+        await asyncio.wait_for(reading, WAIT)
+        assert opcodes[-1] in (CLOSE, GONE)
+        await wait_for(lambda: proxy.service is not None and not proxy.service.relays)
+    finally:
+        reading.cancel()
+        client.close()
+
+
+async def test_a_client_answering_pings_stays_connected(proxy_factory: ProxyFactory) -> None:
+    proxy = await proxy_factory(heartbeat=0.3)
+    client = await RawClient.connect(proxy.stream_url(proxy.issue_token("jay")))
+    pings = 0
+    try:
+        while pings < 3:  # idle: pinged, and each ping answered
+            opcode, payload = await asyncio.wait_for(client.frame(), WAIT)
+            assert opcode == PING, opcode
+            pings += 1
+            client.send_frame(0xA, payload)
+        client.send_text(json.dumps({"type": "prompt", "prompt": "Noir", "enhance_prompt": False}))
+        while True:
+            opcode, payload = await asyncio.wait_for(client.frame(), WAIT)
+            if opcode == PING:
+                client.send_frame(0xA, payload)
+            elif json.loads(payload).get("type") == "prompt_ack":
+                break
+        assert proxy.service is not None and proxy.service.metrics.sessions_total == 1
+    finally:
+        client.close()

@@ -7,7 +7,14 @@ import json
 import logging
 import re
 
-from decart_widget.proxy._logs import JsonFormatter, SessionLogger, configure_logging, cut_prompt
+from decart_widget.proxy._logs import (
+    _ENCODER,
+    JsonFormatter,
+    SessionLogger,
+    _encode,
+    configure_logging,
+    cut_prompt,
+)
 from decart_widget.proxy._metrics import Metrics
 
 
@@ -47,6 +54,18 @@ def test_json_lines_carry_the_session_fields_and_no_secret() -> None:
     assert "token" not in second
     assert second["nested"] == {"ok": "***"}
     assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", first["ts"])
+
+
+def test_the_encoder_made_once_writes_what_json_writes() -> None:
+    """`_encode` (the C encoder made once) is byte for byte `_ENCODER.encode`."""
+    values = [
+        {"prompt": 'Sketch \u00e9 \u2603 "quoted" \\ \n', "enhance": False, "ack_ms": 1.5},
+        {"n": 3, "big": 2**70, "nan": float("nan"), "inf": float("inf"), "none": None},
+        {"nested": {"a": [1, "b", {"c": 0.1}]}, "empty": {}, "list": []},
+        "plain \x00 control",
+    ]
+    for value in values:
+        assert _encode(value) == _ENCODER.encode(value)
 
 
 def test_exceptions_are_logged_as_a_field() -> None:
