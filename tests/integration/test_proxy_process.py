@@ -118,7 +118,8 @@ async def test_sigkill_mid_session_loses_no_tick_and_a_restart_serves_again(
         )
         session.on("generation_tick", ticks.append)
         try:
-            await wait_for(lambda: len(ticks) >= 10, what="ten ticks")
+            # 0.5 s of ticks on a quiet machine; a loaded one (fsync, 2 cores) takes far longer
+            await wait_for(lambda: len(ticks) >= 10, 30, what="ten ticks")
             first.kill()
             await wait_for(lambda: session.connection_state == "disconnected", what="the loss")
         finally:
