@@ -139,27 +139,29 @@ def listen_overflows() -> dict[str, int]:
     return values
 
 
-def accept_queues(ports: dict[int, str]) -> dict[str, int]:
-    """The connections waiting in each listening socket's accept queue (``/proc/net/tcp``)."""
+async def accept_queues(ports: dict[int, str]) -> dict[str, int]:
+    """The connections waiting in each listener's accept queue (``ss -ltn``: netlink, listening
+    sockets only; reading ``/proc/net/tcp`` walks every socket, 20,000 of them here)."""
+    process = await asyncio.create_subprocess_exec(
+        "ss", "-ltnH", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+    )
+    output, _ = await process.communicate()
     queues: dict[str, int] = {}
-    with open("/proc/net/tcp") as table:
-        next(table)
-        for line in table:
-            fields = line.split()
-            if fields[3] != "0A":  # LISTEN
-                continue
-            port = int(fields[1].rsplit(":", 1)[1], 16)
+    for line in output.decode().splitlines():
+        fields = line.split()  # State Recv-Q Send-Q Local:Port Peer:Port
+        if len(fields) >= 4:
+            port = int(fields[3].rsplit(":", 1)[1])
             if port in ports:
-                queues[ports[port]] = int(fields[4].split(":")[1], 16)
+                queues[ports[port]] = int(fields[1])
     return queues
 
 
 async def watch_accept_queues(ports: dict[int, str], peaks: dict[str, int]) -> None:
-    """Keep each listener's deepest accept queue seen (every 50 ms) in ``peaks``."""
+    """Keep each listener's deepest accept queue seen (every 0.2 s) in ``peaks``."""
     while True:
-        for name, depth in accept_queues(ports).items():
+        for name, depth in (await accept_queues(ports)).items():
             peaks[name] = max(peaks.get(name, 0), depth)
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)
 
 
 async def print_balancer(balancer: Balancer) -> None:

@@ -38,6 +38,11 @@ log = logging.getLogger("decart_widget.proxy.server")
 T = TypeVar("T")
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 30.0
+#: Connections the kernel queues for the proxy before it accepts them (capped by the system's
+#: ``net.core.somaxconn``). aiohttp's default, 128, overflowed in issue 14's scale-out run (a
+#: balancer opening sessions at 125 a second on a busy machine): dropped connections wait for
+#: the client's SYN retry, a second or more.
+LISTEN_BACKLOG = 1024
 
 
 @dataclass(frozen=True)
@@ -169,7 +174,7 @@ class ProxyServer:
         await runner.setup()
         assert runner.server is not None
         service.guard.install(runner.server)
-        site = web.TCPSite(runner, self.config.host, self.config.port)
+        site = web.TCPSite(runner, self.config.host, self.config.port, backlog=LISTEN_BACKLOG)
         try:
             await site.start()
         except BaseException:
