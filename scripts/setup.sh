@@ -16,6 +16,9 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/n
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need_apt+=(haproxy)
 # the TURN server of the network-namespace browser tests (tests/browser/test_remote_hosts.py)
 command -v turnserver >/dev/null 2>&1 || need_apt+=(coturn)
+# the SSH tunnel of the same tests: OpenSSH's server and client
+[ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
+command -v ssh >/dev/null 2>&1 || need_apt+=(openssh-client)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]} with apt-get"
   as_root apt-get update -qq

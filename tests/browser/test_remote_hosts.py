@@ -15,6 +15,8 @@ pixels of the output video) and the kernel's traitlets are printed by a cell.
   both signaling modes; behind the TCP forwarder, WebRTC in kernel signaling. The video goes
   Live through the relay (the pair ICE selected, read with getStats in the page); without the
   TURN server the firewall's case ends with the cause and the ways out.
+* proxy signaling: ``decart-widget proxy`` on the server's host, the page with a user token;
+* an SSH tunnel (Debian's OpenSSH, `ssh_kit`), SSH the only way in: the page on ``localhost``.
 
 docs/where-it-works.md cites these tests for its rows. Needs root and ``ip netns``: skipped with
 the reason otherwise.
@@ -23,6 +25,10 @@ the reason otherwise.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import tempfile
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -44,8 +50,13 @@ from netns_kit import (
     fetch_in,
     unavailable,
 )
+from ssh_kit import SshServer, SshTunnel
+from ssh_kit import unavailable as ssh_unavailable
 from turn_kit import TurnServer
 from turn_kit import unavailable as turn_unavailable
+
+import decart_widget as dw
+from decart_widget.proxy import issue_token
 
 WHY_NOT = unavailable()
 pytestmark = [
@@ -64,16 +75,17 @@ FAILURE_WAIT = 45.0
 
 #: the first cell: ``add(widget)`` keeps a widget in ``widgets`` and notes when it was made and
 #: when it first settled (the kernel's clock: the figures the tests print). ``UNTIL`` says what
-#: settled means: generating (``"live"``), or ended with an error (``"ended"``: a message and a
-#: state that is no longer trying).
+#: settled means: generating (``"live"``), ended with an error (``"ended"``: a message and a
+#: state that is no longer trying), or either (``"settled"``).
 SETUP_CELL = """\
 import asyncio, json
 import decart_widget as dw
 loop = asyncio.get_event_loop()
-DONE = {
-    "live": lambda w: w.connection_state == "generating",
-    "ended": lambda w: bool(w.last_error) and w.connection_state in ("disconnected", "error"),
-}[UNTIL]
+def live(w):
+    return w.connection_state == "generating"
+def ended(w):
+    return bool(w.last_error) and w.connection_state in ("disconnected", "error")
+DONE = {"live": live, "ended": ended, "settled": lambda w: live(w) or ended(w)}[UNTIL]
 widgets, made, seen = [], {}, {}
 def add(w):
     made[id(w)] = loop.time()
@@ -337,6 +349,75 @@ def test_through_jupyterhub_the_defaults_show_the_transformed_video(
     assert_live(ui, remote_page, ROUTED_KINDS, setup="through JupyterHub")
 
 
+# ---- proxy signaling: the platform's proxy on the server's host ---------------------------------
+
+#: the proxy's and its upstream emulator's ports on the kernel's host (a namespace of their own)
+PROXY_PORT = 8787
+UPSTREAM_PORT = 8765
+PROXY_SECRET = "remote-hosts-proxy-secret"
+
+
+@pytest.fixture(scope="module")
+def remote_proxy(hosts: Hosts, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``decart-widget proxy`` on the kernel's host in front of an emulator there (the service
+    a platform's proxy fronts; the proxy dials it at the host's address, so the LiveKit room it
+    names is on that address too). The proxy's URL for the browser."""
+    upstream = hosts.kernel.call(
+        lambda: dw.Emulator(
+            host="0.0.0.0", port=UPSTREAM_PORT, api_key="dct_remote_upstream"
+        ).start()  # its loop thread is born in the kernel's namespace
+    )
+    env = dict(os.environ)
+    env.pop("DECART_API_KEY", None)
+    log = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(
+        [
+            *hosts.kernel.exec_prefix, sys.executable, "-m", "decart_widget.proxy",
+            "--host", "0.0.0.0", "--port", str(PROXY_PORT),
+            "--upstream-url", f"ws://{KERNEL_IP}:{UPSTREAM_PORT}", "--api-key", upstream.api_key,
+            "--secret", PROXY_SECRET, "--heartbeat", "0", "--log-level", "warning",
+            "--ledger", str(tmp_path_factory.mktemp("proxy-ledger") / "usage.sqlite3"),
+        ],
+        stdout=subprocess.PIPE, stderr=log, text=True, env=env,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()  # once it listens (or dies)
+        if "listening on" not in line:
+            log.seek(0)
+            raise AssertionError(f"the proxy did not start: {line}{log.read()}")
+        yield f"ws://{KERNEL_IP}:{PROXY_PORT}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(15)
+        if process.stdout is not None:
+            process.stdout.close()
+        log.close()
+        upstream.stop()
+
+
+def test_routed_proxy_signaling_shows_the_transformed_video_with_both_transports(
+    hosts: Hosts, lab: JupyterServer, remote_proxy: str, remote_page: Any
+) -> None:
+    """The page on the browser's host opens the platform's proxy on the server's host with a
+    user token only; both transports go Live (a LiveKit room where the service names it)."""
+    hosts.route(True)
+    lab.page_base_url = f"http://{KERNEL_IP}:{lab.port}"
+    token = issue_token("alice", PROXY_SECRET)
+    setup = f"PROXY = dw.Proxy(url={remote_proxy!r}, token={token!r})\n"
+    kinds = [
+        'source="synthetic", transport="webrtc", signaling=PROXY',
+        'source="synthetic", transport="livekit", signaling=PROXY',
+    ]
+    ui = open_notebook(lab, remote_page, "proxy.ipynb", widget_cells(kinds, "live", setup))
+    modes = [["proxy", "webrtc"], ["proxy", "livekit"]]
+    assert_live(ui, remote_page, kinds, modes, setup="proxy on the server's host")
+
+
 # ---- (b) behind a forwarder, the kernel's host unroutable ---------------------------------------
 
 WAYS_OUT = ("DECART_API_KEY", "Jupyter")
@@ -476,6 +557,64 @@ def test_behind_a_forwarder_a_turn_server_carries_the_webrtc_media(
     modes = [["kernel", "webrtc"]] * len(kinds)
     assert_live(ui, remote_page, kinds, modes, setup="through TURN, behind a forwarder")
     assert_relayed(remote_page, len(kinds))
+
+
+# ---- an SSH tunnel: the page on localhost, only SSH reaches the server -------------------------
+
+SSH_WHY_NOT = ssh_unavailable()
+#: the port the router forwards to the kernel's host's sshd (the only way in), and the tunnel's
+#: local port on the browser's host (``ssh -L 8888:...``)
+SSH_FORWARDED_PORT = 2222
+TUNNEL_PORT = 8888
+
+
+@pytest.fixture(scope="module")
+def ssh_server(hosts: Hosts) -> Iterator[SshServer]:
+    if SSH_WHY_NOT is not None:
+        pytest.skip(SSH_WHY_NOT)
+    with SshServer(hosts.kernel, KERNEL_IP) as server:
+        yield server
+
+
+def test_through_an_ssh_tunnel_webrtc_with_a_turn_server_works_and_the_rest_says_why(
+    hosts: Hosts, lab: JupyterServer, ssh_server: SshServer, turn: TurnServer, remote_page: Any
+) -> None:
+    """``ssh -L 8888:<server>:<port>`` from the browser's host, SSH the only way in (the kernel's
+    host unroutable, its port 22 forwarded): the page is on ``localhost`` and cannot tell it is
+    remote. WebRTC in kernel signaling with a TURN server goes Live through the relay; the
+    defaults (LiveKit: its room's socket goes to ``localhost:<the emulator's port>``) and
+    WebRTC without a TURN server end within the bounds, never "Connection lost"."""
+    hosts.route(False)
+    ssh_port = TcpForwarder(
+        hosts.router, (ROUTER_BROWSER_SIDE, SSH_FORWARDED_PORT), (KERNEL_IP, 22)
+    ).start()
+    via = (ROUTER_BROWSER_SIDE, SSH_FORWARDED_PORT)
+    try:
+        with SshTunnel(hosts.browser, ssh_server, via, TUNNEL_PORT, (KERNEL_IP, lab.port)):
+            lab.page_base_url = f"http://localhost:{TUNNEL_PORT}"
+            kinds = [
+                'source="synthetic", transport="webrtc", ice_servers=fresh_turn',
+                'source="synthetic"',  # the defaults: kernel signaling, LiveKit
+                'source="synthetic", transport="webrtc"',
+            ]
+            cells = widget_cells(kinds, "settled", turn_setup(turn))
+            ui = open_notebook(lab, remote_page, "ssh-tunnel.ipynb", cells)
+            states = states_when_settled(ui)
+            for state in states:
+                print(
+                    f"SSH tunnel, {state[0]}/{state[1]}: {state[3]} after {state[5]} s {state[4]}"
+                )
+            relayed, defaults, plain = states
+            assert relayed[3] == "generating", relayed
+            assert_relayed(remote_page, 1)
+            for state in (defaults, plain):
+                assert state[3] in ("disconnected", "error") and state[4], state
+                assert "connection lost" not in state[4].lower(), state
+            # the emulator's own bound names the cause and the ways out
+            assert "no media path between the client and the emulator" in plain[4], plain
+            assert all(way in plain[4] for way in (*WAYS_OUT, "TURN")), plain
+    finally:
+        ssh_port.stop()
 
 
 # ---- (c) a service address that drops every packet ----------------------------------------------
