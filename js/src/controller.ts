@@ -229,10 +229,12 @@ export class Controller {
     this.notify();
     this.bridge.save();
     this.signaling.prefetch();
-    // after the token request: a kernel answers the comm's requests in order
+    const source = this.sources.ensure();
+    // after the token and the source's own asset (screen, video, Python): the kernel answers the
+    // comm's requests in order, and the socket waits for those two
     this.media.preload();
     try {
-      await this.sources.ensure();
+      await source;
     } catch (error) {
       if (!attempt.signal.aborted) {
         this.starting = false;

@@ -186,6 +186,21 @@ describe("Controller: the LiveKit asset", () => {
     expect(model.get("last_error")).toBe("livekit.js is missing");
   });
 
+  it("is asked for after the source's own asset: the kernel answers in order and the socket waits for the source", () => {
+    const w = world();
+    w.deps.media = { ...w.deps.media, livekit: lazyMedia("livekit") };
+    // a screen, video-file or Python source: its code is the "sources" asset (sources.ts)
+    w.deps.openSource = (_kind, _options, loadAsset) => new Promise(() => void loadAsset?.("sources"));
+    const model = new FakeModel({ prompt: "Anime", transport: "livekit", source: "screen" });
+    void new Controller(model.asModel(), w.deps).start();
+    const requests = model.fromFront.filter((m) => (m as { type: string }).type.endsWith("_request"));
+    expect(requests).toEqual([
+      expect.objectContaining({ type: "token_request" }),
+      { type: "asset_request", name: "sources" },
+      { type: "asset_request", name: "livekit" },
+    ]);
+  });
+
   it("a transport this front end lacks is refused at start with a clear message", async () => {
     const w = world();
     const model = new FakeModel({ transport: "carrier-pigeon" });
