@@ -49,11 +49,16 @@ export function neverReachable(raw: string, url: string, pageHost: string, help:
   return help && raw !== url && remotePage(pageHost) ? new ConnectionLost(`Could not connect to ${new URL(url).host}. ${help}`) : null;
 }
 
-/** A media failure seen from another host than the kernel's says the cause and the ways out
- * (`help`, the kernel's text for a service beside it). A message that already names them (the
+/** Said before the kernel's text on a page on this computer's loopback, which cannot tell
+ * whether its Jupyter is here or behind a tunnel (`ssh -L`) or a local proxy. */
+export const IF_TUNNELLED = "If this page reaches Jupyter through a tunnel (ssh -L) or a local proxy: ";
+
+/** A media failure of a service beside the kernel says the cause and the ways out (`help`, the
+ * kernel's text for such a service): seen from another host, as they are; from a page on
+ * localhost, as what they are if that page is tunnelled. A message that already names them (the
  * emulator's own reason) and any other error are left as they are. */
 export function explainMediaFailure(error: DecartError, pageHost: string, help: string): DecartError {
   const { message } = error;
-  if (!help || !remotePage(pageHost) || !/video could not|peer connection failed/.test(message) || message.includes("DECART_API_KEY")) return error;
-  return fromKind(error.kind, `${message}. ${help}`);
+  if (!help || pageHost === "" || !/video could not|peer connection failed/.test(message) || message.includes("DECART_API_KEY")) return error;
+  return fromKind(error.kind, `${message}. ${remotePage(pageHost) ? "" : IF_TUNNELLED}${help}`);
 }

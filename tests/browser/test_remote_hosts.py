@@ -583,7 +583,8 @@ def test_through_an_ssh_tunnel_webrtc_with_a_turn_server_works_and_the_rest_says
     host unroutable, its port 22 forwarded): the page is on ``localhost`` and cannot tell it is
     remote. WebRTC in kernel signaling with a TURN server goes Live through the relay; the
     defaults (LiveKit: its room's socket goes to ``localhost:<the emulator's port>``) and
-    WebRTC without a TURN server end within the bounds, never "Connection lost"."""
+    WebRTC without a TURN server end within the bounds with the cause and the ways out (the
+    page's as a condition: if it is tunnelled), never "Connection lost"."""
     hosts.route(False)
     ssh_port = TcpForwarder(
         hosts.router, (ROUTER_BROWSER_SIDE, SSH_FORWARDED_PORT), (KERNEL_IP, 22)
@@ -610,6 +611,10 @@ def test_through_an_ssh_tunnel_webrtc_with_a_turn_server_works_and_the_rest_says
             for state in (defaults, plain):
                 assert state[3] in ("disconnected", "error") and state[4], state
                 assert "connection lost" not in state[4].lower(), state
+            # the page on localhost says the cause and the ways out as what they are if it is
+            # tunnelled (js/src/reach.ts), with the way out for a LiveKit room
+            assert "If this page reaches Jupyter through a tunnel (ssh -L)" in defaults[4], defaults
+            assert 'transport="webrtc"' in defaults[4] and "DECART_API_KEY" in defaults[4], defaults
             # the emulator's own bound names the cause and the ways out
             assert "no media path between the client and the emulator" in plain[4], plain
             assert all(way in plain[4] for way in (*WAYS_OUT, "TURN")), plain
