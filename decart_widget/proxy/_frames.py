@@ -35,9 +35,6 @@ from . import codes
 TextHook = Callable[[str], bool]
 #: Either end of a relay.
 Socket = Union["web.WebSocketResponse[Any]", "aiohttp.ClientWebSocketResponse[Any]"]
-#: Above this many bytes waiting in the destination's send buffer, frames take the task's path,
-#: whose ``send_str`` waits for the buffer to drain (back-pressure).
-MAX_BUFFERED_BYTES = 64 * 1024
 _TEXT = WSMsgType.TEXT
 _OP_TEXT = int(WSMsgType.TEXT)
 #: The writer's synchronous frame writer (aiohttp >= 3.11); without it, no fast path.
@@ -187,6 +184,13 @@ def buffered(ws: Socket) -> int:
     writer = ws._writer
     transport = writer.transport if writer is not None else None
     return transport.get_write_buffer_size() if transport is not None else 0
+
+
+def congested(ws: Socket) -> bool:
+    """The socket's send buffer is above its high-water mark (asyncio's 64 KiB): its transport
+    paused the writer (aiohttp's ``send_str`` would wait for it to drain)."""
+    writer = ws._writer
+    return writer is not None and bool(writer.protocol._paused)
 
 
 def write_text_now(ws: Socket, text: str) -> None:

@@ -44,9 +44,8 @@ from ..protocol.messages import END_REASONS, client_message, decode_object
 from . import codes
 from ._config import ProxyConfig
 from ._frames import (
-    MAX_BUFFERED_BYTES,
     UpstreamSocket,
-    buffered,
+    congested,
     fast_queue,
     write_text_now,
 )
@@ -326,7 +325,7 @@ class Relay:
         if self.ending is not None or self._ending_soon:
             return True  # the session is ending: nothing more goes upstream
         upstream = self.upstream
-        if upstream is not None and buffered(upstream) > MAX_BUFFERED_BYTES:
+        if upstream is not None and congested(upstream):
             return False  # the task's send_str waits for the upstream to drain
         try:
             refusal = self._check_client_frame(text)
@@ -358,10 +357,17 @@ class Relay:
         """Check, count and log a client's frame; the refusal (reason, code, text) if any."""
         try:
             obj = decode_object(text)
-            message = client_message(obj)
+            kind = obj["type"]
+            # A prompt, the frequent frame, checked here as `client_message` checks it, without
+            # making the message object; any other frame through `client_message`.
+            if not (
+                kind == "prompt"
+                and type(obj.get("prompt")) is str
+                and type(obj.get("enhance_prompt", True)) is bool
+            ):
+                kind = client_message(obj).type
         except ProtocolError as exc:
             return "malformed_frame", codes.MALFORMED_FRAME, f"malformed frame: {exc}"
-        kind = message.type
         if kind == "prompt" or kind == "set_image":
             if self._bucket is not None and not self._bucket.take(time.monotonic()):
                 limits = self.ctx.config.limits
@@ -577,7 +583,7 @@ class Relay:
         the ones the ledger must see first (False: the upstream task's path)."""
         if self.ending is not None or self._ending_soon:
             return True
-        if buffered(self.client) > MAX_BUFFERED_BYTES:
+        if congested(self.client):
             return False  # the task's send_str waits for the client to drain
         obj, kind = _decode(text)
         if kind in METERED:
