@@ -58,7 +58,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("decart_widget.proxy.ledger")
 
 T = TypeVar("T")
-_MAX_BATCH = 1024
+#: Operations in one batch at most. A batch costs a few statements whatever its size, so this
+#: only bounds a statement's arrays: a smaller cap throttled a busy instance (issue 14's run,
+#: 1,665 sessions an instance on a starved machine: a batch per few hundred ms at most, 1,024
+#: ticks each, fell behind the ticks and timed them out).
+_MAX_BATCH = 20_000
 #: A commit at most this many seconds old answers `PostgresLedger.ping` by itself.
 RECENT_COMMIT = 2.0
 #: First argument of the advisory locks taken on users ("DWPX"), so they cannot collide with

@@ -397,3 +397,30 @@ async def test_a_sessions_writes_sharing_a_batch_all_count(ledger: Ledger) -> No
     [row] = await ledger.sessions()
     assert (row.seconds, row.ticks, row.upstream_session_id) == (5, 1, "up_1")
     assert (row.end_reason, row.open) == ("client_closed", False)
+
+
+async def test_thousands_of_ticks_queued_at_once_are_one_statement(postgres_dsn: str) -> None:
+    """A busy instance's backlog of ticks (its event loop starved for a while) drains in one
+    batch, not in slices of a fixed size that fall behind the ticks still coming."""
+    async with PostgresLedger(postgres_dsn) as ledger:
+        await asyncio.gather(*(start(ledger, f"s{i}", user=f"u{i}") for i in range(10)))
+        conn = ledger._conn
+        assert conn is not None
+        statements: list[str] = []
+        real_execute = conn.execute
+
+        async def counting_execute(query: Any, *args: Any, **kwargs: Any) -> Any:
+            statements.append(str(query))
+            return await real_execute(query, *args, **kwargs)
+
+        conn.execute = counting_execute  # type: ignore[method-assign]
+        await asyncio.gather(
+            *(
+                ledger.record_tick(f"s{i}", t, now=time.time())
+                for t in range(1, 501)
+                for i in range(10)
+            )
+        )
+        assert len(statements) == 1
+        rows = await ledger.sessions()
+        assert all(row.seconds == 500 and row.ticks == 500 for row in rows)
