@@ -55,10 +55,14 @@ export const IF_TUNNELLED = "If this page reaches Jupyter through a tunnel (ssh 
 
 /** A media failure of a service beside the kernel says the cause and the ways out (`help`, the
  * kernel's text for such a service): seen from another host, as they are; from a page on
- * localhost, as what they are if that page is tunnelled. A message that already names them (the
- * emulator's own reason) and any other error are left as they are. */
+ * localhost, as what they are if that page is tunnelled, and so does a socket that never opened
+ * there (a tunnel carries Jupyter's port, not the service's; from another host such a socket
+ * ends at once instead: `neverReachable`). A message that already names them (the emulator's own
+ * reason) and any other error are left as they are. */
 export function explainMediaFailure(error: DecartError, pageHost: string, help: string): DecartError {
   const { message } = error;
-  if (!help || pageHost === "" || !/video could not|peer connection failed/.test(message) || message.includes("DECART_API_KEY")) return error;
-  return fromKind(error.kind, `${message}. ${remotePage(pageHost) ? "" : IF_TUNNELLED}${help}`);
+  const remote = remotePage(pageHost);
+  const explained = /video could not|peer connection failed/.test(message) || (!remote && message.startsWith("could not connect after"));
+  if (!help || pageHost === "" || !explained || message.includes("DECART_API_KEY")) return error;
+  return fromKind(error.kind, `${message}. ${remote ? "" : IF_TUNNELLED}${help}`);
 }

@@ -104,6 +104,9 @@ describe("reach: the browser's loopback is not a remote kernel's", () => {
     expect(explainMediaFailure(timeout, "10.1.0.2", "")).toBe(timeout); // the service is not beside the kernel
     const other = new ConnectionLost("could not connect after 6 attempts: refused");
     expect(explainMediaFailure(other, "10.1.0.2", HELP)).toBe(other);
+    // from localhost, a socket that never opened may be a tunnel's doing too
+    expect(explainMediaFailure(other, "localhost", HELP).message).toBe(`${other.message}. ${IF_TUNNELLED}${HELP}`);
+    expect(explainMediaFailure(other, "localhost", "")).toBe(other);
   });
 
   it("explains a media failure of an emulator beside the kernel only when the page is on another host", () => {

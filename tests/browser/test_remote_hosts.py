@@ -597,6 +597,7 @@ def test_through_an_ssh_tunnel_webrtc_with_a_turn_server_works_and_the_rest_says
                 'source="synthetic", transport="webrtc", ice_servers=fresh_turn',
                 'source="synthetic"',  # the defaults: kernel signaling, LiveKit
                 'source="synthetic", transport="webrtc"',
+                'source="synthetic", transport="webrtc", signaling="direct"',
             ]
             cells = widget_cells(kinds, "settled", turn_setup(turn))
             ui = open_notebook(lab, remote_page, "ssh-tunnel.ipynb", cells)
@@ -605,16 +606,18 @@ def test_through_an_ssh_tunnel_webrtc_with_a_turn_server_works_and_the_rest_says
                 print(
                     f"SSH tunnel, {state[0]}/{state[1]}: {state[3]} after {state[5]} s {state[4]}"
                 )
-            relayed, defaults, plain = states
+            relayed, defaults, plain, direct = states
             assert relayed[3] == "generating", relayed
             assert_relayed(remote_page, 1)
-            for state in (defaults, plain):
+            for state in (defaults, plain, direct):
                 assert state[3] in ("disconnected", "error") and state[4], state
                 assert "connection lost" not in state[4].lower(), state
             # the page on localhost says the cause and the ways out as what they are if it is
             # tunnelled (js/src/reach.ts), with the way out for a LiveKit room
             assert "If this page reaches Jupyter through a tunnel (ssh -L)" in defaults[4], defaults
             assert 'transport="webrtc"' in defaults[4] and "DECART_API_KEY" in defaults[4], defaults
+            # direct signaling dials the emulator at localhost: retried, then said the same way
+            assert "If this page reaches Jupyter through a tunnel (ssh -L)" in direct[4], direct
             # the emulator's own bound names the cause and the ways out
             assert "no media path between the client and the emulator" in plain[4], plain
             assert all(way in plain[4] for way in (*WAYS_OUT, "TURN")), plain
