@@ -63,8 +63,8 @@ def remote_page_help(
     what = "the local emulator" if emulator else "the service"
     ways_out = WAYS_OUT_WITH_ICE if ice_servers_given else WAYS_OUT
     text = (
-        f"The browser cannot reach {what} running next to the kernel, on another host than this"
-        f" page: {ways_out}."
+        f"The browser cannot reach {what} running next to the kernel if this page comes from"
+        f" another host (a remote server, a hub, an SSH tunnel): {ways_out}."
     )
     if mode.name != "kernel":
         text += THROUGH_THE_KERNEL

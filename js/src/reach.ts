@@ -49,20 +49,14 @@ export function neverReachable(raw: string, url: string, pageHost: string, help:
   return help && raw !== url && remotePage(pageHost) ? new ConnectionLost(`Could not connect to ${new URL(url).host}. ${help}`) : null;
 }
 
-/** Said before the kernel's text on a page on this computer's loopback, which cannot tell
- * whether its Jupyter is here or behind a tunnel (`ssh -L`) or a local proxy. */
-export const IF_TUNNELLED = "If this page reaches Jupyter through a tunnel (ssh -L) or a local proxy: ";
-
 /** A media failure of a service beside the kernel says the cause and the ways out (`help`, the
- * kernel's text for such a service): seen from another host, as they are; from a page on
- * localhost, as what they are if that page is tunnelled, and so does a socket that never opened
- * there (a tunnel carries Jupyter's port, not the service's; from another host such a socket
- * ends at once instead: `neverReachable`). A message that already names them (the emulator's own
- * reason) and any other error are left as they are. */
+ * kernel's text for such a service, which says when it applies: a page from another host, an
+ * SSH tunnel). A page on localhost cannot tell whether it is tunnelled: it says so too, and for
+ * a socket to the service that never opened (from another host that one ends at once instead:
+ * `neverReachable`). A message that already names them (the emulator's own reason) and any other
+ * error are left as they are. */
 export function explainMediaFailure(error: DecartError, pageHost: string, help: string): DecartError {
   const { message } = error;
-  const remote = remotePage(pageHost);
-  const explained = /video could not|peer connection failed/.test(message) || (!remote && message.startsWith("could not connect after"));
-  if (!help || pageHost === "" || !explained || message.includes("DECART_API_KEY")) return error;
-  return fromKind(error.kind, `${message}. ${remote ? "" : IF_TUNNELLED}${help}`);
+  const explained = /video could not|peer connection failed/.test(message) || (!remotePage(pageHost) && message.startsWith("could not connect after"));
+  return help && pageHost && explained && !message.includes("DECART_API_KEY") ? fromKind(error.kind, `${message}. ${help}`) : error;
 }

@@ -612,12 +612,12 @@ def test_through_an_ssh_tunnel_webrtc_with_a_turn_server_works_and_the_rest_says
             for state in (defaults, plain, direct):
                 assert state[3] in ("disconnected", "error") and state[4], state
                 assert "connection lost" not in state[4].lower(), state
-            # the page on localhost says the cause and the ways out as what they are if it is
-            # tunnelled (js/src/reach.ts), with the way out for a LiveKit room
-            assert "If this page reaches Jupyter through a tunnel (ssh -L)" in defaults[4], defaults
+            # the page on localhost says the cause and the ways out, saying when they apply
+            # (js/src/reach.ts), with the way out for a LiveKit room
+            assert "if this page comes from another host" in defaults[4], defaults
             assert 'transport="webrtc"' in defaults[4] and "DECART_API_KEY" in defaults[4], defaults
             # direct signaling dials the emulator at localhost: retried, then said the same way
-            assert "If this page reaches Jupyter through a tunnel (ssh -L)" in direct[4], direct
+            assert "if this page comes from another host" in direct[4], direct
             # the emulator's own bound names the cause and the ways out
             assert "no media path between the client and the emulator" in plain[4], plain
             assert all(way in plain[4] for way in (*WAYS_OUT, "TURN")), plain
