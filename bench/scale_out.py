@@ -109,12 +109,16 @@ class Processes:
     def __init__(self, pids: dict[str, int], cluster: PostgresCluster) -> None:
         self.pids = pids
         self.cluster = cluster
+        self.last: dict[str, float] = {}
 
     def cpu(self) -> dict[str, float]:
-        """Each process's CPU seconds (user + system) so far."""
+        """Each process's CPU seconds (user + system) so far (a killed one: until its death, as
+        last read)."""
         seconds = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
         seconds["postgres"] = sum(cpu_seconds(pid) for pid in postgres_pids(self.cluster))
-        return seconds
+        for name, value in seconds.items():
+            self.last[name] = max(self.last.get(name, 0.0), value)
+        return dict(self.last)
 
     def rss(self) -> dict[str, float]:
         sizes = {name: rss_mb(pid) for name, pid in self.pids.items()}
@@ -510,6 +514,7 @@ async def measure(
         and not c.done.is_set()
         and by_upstream[c.current.upstream_id].instance == victim.name
     ]
+    processes.cpu()  # the victim's CPU, last read before it dies
     killed_at = time.monotonic()
     victim.kill()
     print(f"\nSIGKILL {victim.name} with {len(on_victim)} live sessions")
