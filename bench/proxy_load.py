@@ -23,8 +23,10 @@ With ``--reference`` (a built checkout of Decart's reference signaling proxy,
 ``examples/ws-signaling-proxy`` of github.com/DecartAI/sdk: ``npm install`` and ``npx tsc`` in
 it) or ``--reference-cmd`` (any command that starts it in the foreground: it gets
 ``DECART_API_KEY``, ``DECART_BASE_URL`` and ``PORT`` in its environment), the run compares the two
-proxies instead: the same ack-only upstream, 1000 sessions (``--sessions``), ``--seconds`` of load
-each (default 10), one proxy after the other, ``--repeat`` times (default 3, the order alternating).
+proxies instead: the same ack-only upstream, 1000 sessions a path (``--sessions``: direct, ours,
+the reference, all open at once), the three groups taking turns in 2-second windows until each had
+``--seconds`` of load (default 10), ``--repeat`` times (default 3, the order alternating), so that
+both proxies see the same background load.
 Ours runs with its default flags except ``--max-sessions-per-user 0`` and
 ``--max-connections-per-address 0`` (every client connects from 127.0.0.1); both write their logs
 to a file. For each run it prints, per proxy, the added p50/p99 latency (proxied minus direct in
