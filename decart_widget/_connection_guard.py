@@ -54,7 +54,9 @@ log = logging.getLogger("decart_widget.proxy.guard")  # the proxy's; the emulato
 
 #: Descriptors kept for everything but client connections: the process's own (listening
 #: socket, ledger, logs...) and a burst of accepted connections not yet refused (asyncio accepts
-#: up to the listen backlog, 128, at a time).
+#: up to the listen backlog at a time: the emulator's is aiohttp's 128; the proxy's is 1,024,
+#: `decart_widget.proxy._server.LISTEN_BACKLOG`, and a burst beyond this reserve meets the
+#: descriptor-limit fallback above instead).
 RESERVED_DESCRIPTORS = 64 + 128
 #: At most one log line of each kind this often (seconds); the next one carries the counts.
 LOG_EVERY = 30.0
