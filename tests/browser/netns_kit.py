@@ -271,6 +271,18 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
             writer.close()
 
 
+def stop_process(process: subprocess.Popen[bytes] | None) -> None:
+    """Terminate ``process`` (a server a test started in a namespace), killing it after 10 s."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+
+
 def fetch_in(ns: Netns, url: str, timeout: float) -> tuple[int, bytes]:
     """GET ``url`` from host ``ns``: its status and body."""
 

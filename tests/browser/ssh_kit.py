@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from netns_kit import Netns
+from netns_kit import Netns, stop_process
 
 SSHD = "/usr/sbin/sshd"
 #: sshd refuses to start without its privilege-separation directory
@@ -40,17 +40,6 @@ def _keygen(path: Path) -> None:
         capture_output=True,
         timeout=30,
     )
-
-
-def _stop(process: subprocess.Popen[bytes] | None) -> None:
-    if process is None or process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(10)
 
 
 class SshServer:
@@ -119,7 +108,7 @@ class SshServer:
 
     def close(self) -> None:
         process, self._process = self._process, None
-        _stop(process)
+        stop_process(process)
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
@@ -173,7 +162,7 @@ class SshTunnel:
 
     def close(self) -> None:
         process, self._process = self._process, None
-        _stop(process)
+        stop_process(process)
         if process is not None and process.stderr is not None:
             process.stderr.close()
 

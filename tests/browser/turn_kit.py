@@ -21,7 +21,7 @@ from pathlib import Path
 from types import TracebackType
 
 from aioice import stun
-from netns_kit import Netns
+from netns_kit import Netns, stop_process
 
 TURNSERVER = "turnserver"
 REALM = "decart-widget.test"
@@ -112,13 +112,7 @@ class TurnServer:
 
     def close(self) -> None:
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
+        stop_process(process)
         shutil.rmtree(self._folder, ignore_errors=True)
 
 

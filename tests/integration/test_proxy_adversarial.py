@@ -10,18 +10,15 @@ import contextlib
 import io
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
-import pytest_asyncio
 import websockets
 from proxy_kit import (
     ProxyFactory,
     closed_with,
     connect,
     prompt_round_trip,
-    run_emulator,
-    run_proxies,
     wait_for,
 )
 
@@ -32,17 +29,6 @@ from decart_widget.protocol._session import RetryPolicy
 from decart_widget.proxy import codes, configure_logging
 
 NO_RETRY = RetryPolicy(delays=())
-
-
-@pytest.fixture
-def emulator() -> Iterator[Emulator]:
-    yield from run_emulator()
-
-
-@pytest_asyncio.fixture
-async def proxy_factory(emulator: Emulator) -> AsyncIterator[ProxyFactory]:
-    async for make in run_proxies(emulator):
-        yield make
 
 
 @contextlib.contextmanager

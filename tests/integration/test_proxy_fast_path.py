@@ -11,30 +11,17 @@ import asyncio
 import base64
 import json
 import os
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import pytest
 import pytest_asyncio
 from aiohttp import web
-from proxy_kit import WAIT, ProxyFactory, connect, run_emulator, run_proxies, wait_for
+from proxy_kit import WAIT, ProxyFactory, connect, wait_for
 
-from decart_widget.emulator import Emulator
 from decart_widget.proxy import ProxyServer
 from decart_widget.proxy._frames import FastQueue, buffered, fast_queue
 from decart_widget.proxy._ledger_sqlite import SQLiteLedger
 from decart_widget.proxy._relay import Relay
-
-
-@pytest.fixture
-def emulator() -> Iterator[Emulator]:
-    yield from run_emulator()
-
-
-@pytest_asyncio.fixture
-async def proxy_factory(emulator: Emulator) -> AsyncIterator[ProxyFactory]:
-    async for make in run_proxies(emulator):
-        yield make
 
 
 def server_frame(payload: dict[str, Any]) -> bytes:

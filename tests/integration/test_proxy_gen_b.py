@@ -5,26 +5,11 @@ to Decart's LiveKit servers, not through the proxy."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-
-import pytest
-import pytest_asyncio
 from gen_b_kit import LiveKitUser
-from proxy_kit import ProxyFactory, connect, receive_type, run_emulator, run_proxies, wait_for
+from proxy_kit import ProxyFactory, connect, receive_type, wait_for
 from test_emulator_kit import StreamClient, centre, close_to
 
 from decart_widget.emulator import Emulator
-
-
-@pytest.fixture
-def emulator() -> Iterator[Emulator]:
-    yield from run_emulator()
-
-
-@pytest_asyncio.fixture
-async def proxy_factory(emulator: Emulator) -> AsyncIterator[ProxyFactory]:
-    async for make in run_proxies(emulator):
-        yield make
 
 
 async def test_a_gen_b_session_through_the_proxy(

@@ -18,15 +18,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import pytest_asyncio
 import websockets
-from proxy_kit import SECRET, ProxyFactory, connect, prompt_round_trip, run_emulator, run_proxies
+from proxy_kit import SECRET, ProxyFactory, connect, prompt_round_trip, run_emulator
 
 from decart_widget.emulator import Emulator
 from decart_widget.proxy import issue_token
@@ -276,12 +275,6 @@ def test_at_the_descriptor_limit_sessions_go_on_and_health_answers(emulator: Emu
 
 
 # ---- the caps and the deadline in process (small numbers, no descriptor limit) -----------------
-
-
-@pytest_asyncio.fixture
-async def proxy_factory(emulator: Emulator) -> AsyncIterator[ProxyFactory]:
-    async for make in run_proxies(emulator):
-        yield make
 
 
 async def _open_half_sent(port: int, source: str) -> tuple[asyncio.StreamReader, Any]:

@@ -333,22 +333,28 @@ async def test_one_bad_start_in_a_batch_refuses_only_itself(ledger: Ledger) -> N
     assert {row.id for row in await ledger.sessions()} == {"taken", "first", "last"}
 
 
+def record_statements(ledger: PostgresLedger) -> list[str]:
+    """The statements ``ledger`` runs from now on, appended to the list returned."""
+    conn = ledger._conn
+    assert conn is not None
+    statements: list[str] = []
+    real_execute = conn.execute
+
+    async def counting_execute(query: Any, *args: Any, **kwargs: Any) -> Any:
+        statements.append(str(query))
+        return await real_execute(query, *args, **kwargs)
+
+    conn.execute = counting_execute  # type: ignore[method-assign]
+    return statements
+
+
 async def test_a_batch_of_many_sessions_costs_a_few_statements(postgres_dsn: str) -> None:
     """The ledger's work per batch does not grow with the sessions in it: 200 sessions' starts,
     service ids, ticks, quota and usage reads and ends are a handful of statements (one per
     kind), not one (or five) per session: issue 14's 5,000-session run."""
     async with PostgresLedger(postgres_dsn) as ledger:
         await ledger.set_quota("user3", 42)
-        conn = ledger._conn
-        assert conn is not None
-        statements: list[str] = []
-        real_execute = conn.execute
-
-        async def counting_execute(query: Any, *args: Any, **kwargs: Any) -> Any:
-            statements.append(str(query))
-            return await real_execute(query, *args, **kwargs)
-
-        conn.execute = counting_execute  # type: ignore[method-assign]
+        statements = record_statements(ledger)
         ids = [f"s{i}" for i in range(200)]
         users = [f"user{i % 100}" for i in range(200)]
 
@@ -404,16 +410,7 @@ async def test_thousands_of_ticks_queued_at_once_are_one_statement(postgres_dsn:
     batch, not in slices of a fixed size that fall behind the ticks still coming."""
     async with PostgresLedger(postgres_dsn) as ledger:
         await asyncio.gather(*(start(ledger, f"s{i}", user=f"u{i}") for i in range(10)))
-        conn = ledger._conn
-        assert conn is not None
-        statements: list[str] = []
-        real_execute = conn.execute
-
-        async def counting_execute(query: Any, *args: Any, **kwargs: Any) -> Any:
-            statements.append(str(query))
-            return await real_execute(query, *args, **kwargs)
-
-        conn.execute = counting_execute  # type: ignore[method-assign]
+        statements = record_statements(ledger)
         await asyncio.gather(
             *(
                 ledger.record_tick(f"s{i}", t, now=time.time())

@@ -9,11 +9,10 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 from proxy_kit import (
     SECRET,
     WAIT,
@@ -23,8 +22,6 @@ from proxy_kit import (
     fresh_postgres_dsn,
     live_upstream_sessions,
     prompt_round_trip,
-    run_emulator,
-    run_proxies,
     wait_for,
 )
 
@@ -35,17 +32,6 @@ from decart_widget.proxy import Limits, ProxyBackend, codes, issue_token
 from decart_widget.proxy._ledger import Ledger, open_ledger
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def emulator() -> Iterator[Emulator]:
-    yield from run_emulator()
-
-
-@pytest_asyncio.fixture
-async def proxy_factory(emulator: Emulator) -> AsyncIterator[ProxyFactory]:
-    async for make in run_proxies(emulator):
-        yield make
 
 
 @pytest.fixture

@@ -9,13 +9,11 @@ import io
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
-import pytest_asyncio
 import websockets
 from PIL import Image
 from proxy_kit import (
@@ -27,8 +25,6 @@ from proxy_kit import (
     live_upstream_sessions,
     prompt_round_trip,
     receive_type,
-    run_emulator,
-    run_proxies,
     wait_for,
 )
 
@@ -40,17 +36,6 @@ from decart_widget.proxy._ledger import LedgerError
 from decart_widget.proxy._ledger_sqlite import SQLiteLedger
 
 NO_RETRY = RetryPolicy(delays=())
-
-
-@pytest.fixture
-def emulator() -> Iterator[Emulator]:
-    yield from run_emulator()
-
-
-@pytest_asyncio.fixture
-async def proxy_factory(emulator: Emulator) -> AsyncIterator[ProxyFactory]:
-    async for make in run_proxies(emulator):
-        yield make
 
 
 # ---- a full media session -----------------------------------------------------------------------
