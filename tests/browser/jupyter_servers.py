@@ -37,6 +37,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def kernels_use(emulator: Any) -> dict[str, str]:
+    """The environment that points a server's kernels at ``emulator`` (a `dw.Emulator`), as a
+    user's ``DECART_*`` variables point them at Decart."""
+    return {
+        "DECART_API_KEY": emulator.api_key,
+        "DECART_API_URL": emulator.api_url,
+        "DECART_REALTIME_URL": emulator.realtime_url,
+    }
+
+
 def write_notebook(path: Path, cells: list[str], *, markdown: str | None = None) -> None:
     """A minimal nbformat 4 notebook of code cells (plus an optional first markdown cell)."""
     nb_cells: list[dict[str, Any]] = []

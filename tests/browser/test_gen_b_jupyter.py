@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from browser_kit import read_frames, wait_for
-from jupyter_servers import JupyterPage, JupyterServer, write_notebook
+from jupyter_servers import JupyterPage, JupyterServer, kernels_use, write_notebook
 
 import decart_widget as dw
 
@@ -30,11 +30,7 @@ CELLS = [
 
 @pytest.fixture(scope="module", params=["lab", "notebook"])
 def jupyter(request: pytest.FixtureRequest, emulator: dw.Emulator) -> Iterator[JupyterServer]:
-    env = {
-        "DECART_API_KEY": emulator.api_key,
-        "DECART_API_URL": emulator.api_url,
-        "DECART_REALTIME_URL": emulator.realtime_url,
-    }
+    env = kernels_use(emulator)
     with JupyterServer(request.param, env=env) as server:
         yield server
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from browser_kit import read_frames, wait_for
-from jupyter_servers import REPO, JupyterPage, JupyterServer, write_notebook
+from jupyter_servers import REPO, JupyterPage, JupyterServer, kernels_use, write_notebook
 
 import decart_widget as dw
 
@@ -68,11 +68,7 @@ def notebook_under_test(target: Path) -> None:
 @pytest.fixture(scope="module", params=["lab", "notebook"])
 def jupyter(request: pytest.FixtureRequest, emulator: dw.Emulator) -> Iterator[JupyterServer]:
     """A JupyterLab 4 / Notebook 7 server whose kernels use the test emulator."""
-    env = {
-        "DECART_API_KEY": emulator.api_key,
-        "DECART_API_URL": emulator.api_url,
-        "DECART_REALTIME_URL": emulator.realtime_url,
-    }
+    env = kernels_use(emulator)
     with JupyterServer(request.param, env=env) as server:
         yield server
 

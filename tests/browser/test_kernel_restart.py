@@ -22,11 +22,7 @@ import decart_widget as dw
 
 def _server(emulator: dw.Emulator, app: str) -> Any:
     jupyter_servers = pytest.importorskip("jupyter_servers")
-    env = {
-        "DECART_API_KEY": emulator.api_key,
-        "DECART_API_URL": emulator.api_url,
-        "DECART_REALTIME_URL": emulator.realtime_url,
-    }
+    env = jupyter_servers.kernels_use(emulator)
     return jupyter_servers.JupyterServer(app, env=env)
 
 

@@ -233,11 +233,7 @@ def test_upstream_loss_reconnects_and_replays_and_close_ends_both_sides(
 @pytest.fixture(scope="module")
 def lab(emulator: dw.Emulator) -> Iterator[Any]:
     jupyter_servers = pytest.importorskip("jupyter_servers")
-    env = {
-        "DECART_API_KEY": emulator.api_key,
-        "DECART_API_URL": emulator.api_url,
-        "DECART_REALTIME_URL": emulator.realtime_url,
-    }
+    env = jupyter_servers.kernels_use(emulator)
     with jupyter_servers.JupyterServer("lab", env=env) as server:
         yield server
 

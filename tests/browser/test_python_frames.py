@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from browser_kit import wait_for
-from jupyter_servers import JupyterPage, JupyterServer, run, write_notebook
+from jupyter_servers import JupyterPage, JupyterServer, kernels_use, run, write_notebook
 
 import decart_widget as dw
 from decart_widget.proxy import ProxyServer
@@ -116,11 +116,7 @@ CANVAS_HALVES = """
 
 @pytest.fixture(scope="module")
 def jupyter(emulator: dw.Emulator) -> Iterator[JupyterServer]:
-    env = {
-        "DECART_API_KEY": emulator.api_key,
-        "DECART_API_URL": emulator.api_url,
-        "DECART_REALTIME_URL": emulator.realtime_url,
-    }
+    env = kernels_use(emulator)
     with JupyterServer("lab", env=env) as server:
         yield server
 

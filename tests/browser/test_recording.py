@@ -17,7 +17,7 @@ import av
 import numpy as np
 import pytest
 from browser_kit import wait_for
-from jupyter_servers import JupyterPage, JupyterServer, run, write_notebook
+from jupyter_servers import JupyterPage, JupyterServer, kernels_use, run, write_notebook
 
 import decart_widget as dw
 from decart_widget.proxy import ProxyServer
@@ -96,11 +96,7 @@ report("AFTER", stopped=stopped, closed=await failure(w.record(seconds=1, path="
 
 @pytest.fixture(scope="module")
 def jupyter(emulator: dw.Emulator) -> Iterator[JupyterServer]:
-    env = {
-        "DECART_API_KEY": emulator.api_key,
-        "DECART_API_URL": emulator.api_url,
-        "DECART_REALTIME_URL": emulator.realtime_url,
-    }
+    env = kernels_use(emulator)
     with JupyterServer("lab", env=env) as server:
         yield server
 

@@ -7,12 +7,12 @@ tests/browser/test_frames.py covers the same with a real page, camera and emulat
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
+from page_kit import Page
 
 import decart_widget as dw
 from decart_widget.widget import (
@@ -31,36 +31,14 @@ def emulator() -> Iterator[dw.Emulator]:
         yield emu
 
 
-class Page:
-    """Stands in for the page: records what the widget sends, answers on another thread."""
-
-    def __init__(self, widget: dw.RealtimeWidget, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.widget = widget
-        self.requests: list[dict[str, Any]] = []
-        self.arrived = threading.Event()
-        monkeypatch.setattr(widget, "send", self._send)
-        widget._repr_mimebundle_()  # displayed, as a cell's output does
-
-    def _send(self, content: dict[str, Any], buffers: Any = None) -> None:
-        self.requests.append(content)
-        self.arrived.set()
-
-    def reply(self, content: dict[str, Any], buffers: list[bytes] | None = None) -> None:
-        thread = threading.Thread(
-            target=self.widget._on_frontend_message, args=(self.widget, content, buffers or [])
-        )
-        thread.start()
-        thread.join()
-
-
 def frame_message(request_id: int, width: int, height: int) -> dict[str, Any]:
     return {"type": "frame", "id": request_id, "which": "output", "width": width, "height": height}
 
 
 async def answered(page: Page, reply: Any) -> None:
     """Wait (off the loop) until the widget asked, then answer with ``reply(request)``."""
-    await asyncio.to_thread(page.arrived.wait, 5)
-    reply(page.requests[-1])
+    await asyncio.to_thread(page.wait_any)
+    reply(page.sent[-1])
 
 
 def test_a_snapshot_is_the_page_answer_as_an_rgb_array(
@@ -79,9 +57,7 @@ def test_a_snapshot_is_the_page_answer_as_an_rgb_array(
         return frame
 
     frame = asyncio.run(run())
-    assert page.requests == [
-        {"type": "frame_request", "id": 1, "which": "output", "timeout_ms": 7000}
-    ]
+    assert page.sent == [{"type": "frame_request", "id": 1, "which": "output", "timeout_ms": 7000}]
     assert frame.dtype == np.uint8 and frame.shape == (3, 4, 3)
     assert np.array_equal(frame, pixels)
     frame[0, 0, 0] = 255  # the caller owns a writable copy
@@ -114,7 +90,7 @@ def test_the_page_refusals_are_typed_errors(
     with pytest.raises(error, match="why") as caught:
         asyncio.run(run())
     assert isinstance(caught.value, FrameUnavailable) and isinstance(caught.value, dw.DecartError)
-    assert page.requests[0]["which"] == "input"
+    assert page.sent[0]["which"] == "input"
 
 
 def test_the_first_answer_wins_and_late_or_unknown_ones_are_dropped(
@@ -231,12 +207,12 @@ def test_on_frame_calls_back_acks_each_frame_and_stops_when_removed(
     def keep(frame: Any) -> None:
         seen.append(frame)
 
-    assert page.requests == [{"type": "frame_stream", "id": 1, "which": "output", "fps": 2.0}]
+    assert page.sent == [{"type": "frame_stream", "id": 1, "which": "output", "fps": 2.0}]
     page.reply(*stream_frame(1, 7))
     assert len(seen) == 1 and seen[0].shape == (1, 2, 3) and int(seen[0].max()) == 7
-    assert page.requests[-1] == {"type": "frame_ack", "stream": 1}
+    assert page.sent[-1] == {"type": "frame_ack", "stream": 1}
     w.on_frame(keep, remove=True)
-    assert page.requests[-1] == {"type": "frame_stream", "id": 1, "fps": 0}
+    assert page.sent[-1] == {"type": "frame_stream", "id": 1, "fps": 0}
     page.reply(*stream_frame(1, 8))  # already on its way: dropped
     assert len(seen) == 1
 
@@ -251,9 +227,9 @@ def test_a_failing_callback_is_logged_and_its_frame_still_acked(
         raise RuntimeError("bad callback")
 
     w.on_frame(broken, fps=30, which="input")
-    assert page.requests[-1] == {"type": "frame_stream", "id": 1, "which": "input", "fps": 30.0}
+    assert page.sent[-1] == {"type": "frame_stream", "id": 1, "which": "input", "fps": 30.0}
     page.reply(*stream_frame(1, 1))
-    assert page.requests[-1] == {"type": "frame_ack", "stream": 1}
+    assert page.sent[-1] == {"type": "frame_ack", "stream": 1}
     assert "an on_frame callback failed" in caplog.text
 
 
@@ -267,11 +243,11 @@ def test_the_async_iterator_acks_as_it_consumes_and_ends_the_stream_on_exit(
         values: list[int] = []
         iterator = w.frames(fps=5)
         first = asyncio.ensure_future(iterator.__anext__())
-        await asyncio.to_thread(page.arrived.wait, 5)
-        assert page.requests == [{"type": "frame_stream", "id": 1, "which": "output", "fps": 5.0}]
+        await asyncio.to_thread(page.wait_any)
+        assert page.sent == [{"type": "frame_stream", "id": 1, "which": "output", "fps": 5.0}]
         await asyncio.to_thread(page.reply, *stream_frame(1, 3))
         await asyncio.to_thread(page.reply, *stream_frame(1, 4))
-        acks = [m for m in page.requests if m["type"] == "frame_ack"]
+        acks = [m for m in page.sent if m["type"] == "frame_ack"]
         # the waiting loop took the first frame; the second waits unacknowledged, so the page
         # (its window full) sends no more until the loop takes it
         assert len(acks) == 1
@@ -281,9 +257,9 @@ def test_the_async_iterator_acks_as_it_consumes_and_ends_the_stream_on_exit(
         return values
 
     assert asyncio.run(run()) == [3, 4]
-    kinds = [m["type"] for m in page.requests]
+    kinds = [m["type"] for m in page.sent]
     assert kinds.count("frame_ack") == 2
-    assert page.requests[-1] == {"type": "frame_stream", "id": 1, "fps": 0}
+    assert page.sent[-1] == {"type": "frame_stream", "id": 1, "fps": 0}
 
 
 def test_closing_the_widget_ends_an_iterator(

@@ -8,12 +8,12 @@ here the page's chunks are plain bytes, so the test sees exactly what is written
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from page_kit import Page
 
 import decart_widget as dw
 from decart_widget.widget import FrameTimeout, NotDisplayed, NotStarted, ViewHidden, WidgetClosed
@@ -24,39 +24,6 @@ from decart_widget.widget import _recording as recording_module
 def emulator() -> Iterator[dw.Emulator]:
     with dw.Emulator() as emu:
         yield emu
-
-
-class Page:
-    """Stands in for the page: records what the widget sends, answers on another thread."""
-
-    def __init__(self, widget: dw.RealtimeWidget, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.widget = widget
-        self.sent: list[dict[str, Any]] = []
-        self.changed = threading.Condition()
-        monkeypatch.setattr(widget, "send", self._send)
-        widget._repr_mimebundle_()  # displayed, as a cell's output does
-
-    def _send(self, content: dict[str, Any], buffers: Any = None) -> None:
-        with self.changed:
-            self.sent.append(content)
-            self.changed.notify_all()
-
-    def reply(self, content: dict[str, Any], buffers: list[bytes] | None = None) -> None:
-        thread = threading.Thread(
-            target=self.widget._on_frontend_message, args=(self.widget, content, buffers or [])
-        )
-        thread.start()
-        thread.join()
-
-    def wait_sent(self, kind: str, count: int = 1) -> dict[str, Any]:
-        with self.changed:
-            assert self.changed.wait_for(lambda: len(self.of(kind)) >= count, 5), (
-                f"no {kind}: {self.sent}"
-            )
-            return self.of(kind)[count - 1]
-
-    def of(self, kind: str) -> list[dict[str, Any]]:
-        return [m for m in self.sent if m.get("type") == kind]
 
 
 def started(take: int, page: str = "p1") -> dict[str, Any]:
