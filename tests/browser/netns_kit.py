@@ -70,6 +70,21 @@ def unavailable() -> str | None:
     return None
 
 
+class Closing:
+    """``with`` support for a test's server or network: leaving the block calls ``close()``."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
 class Netns:
     """One named network namespace (``ip netns``)."""
 
@@ -113,7 +128,7 @@ class Netns:
             self._thread = None
 
 
-class Hosts:
+class Hosts(Closing):
     """The browser, router and kernel hosts; ``with Hosts() as hosts:`` builds and removes them."""
 
     def __init__(self) -> None:
@@ -132,14 +147,6 @@ class Hosts:
             self.close()
             raise
         return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _build(self) -> None:
         for ns in (self.browser, self.router, self.kernel):

@@ -15,9 +15,8 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 
-from netns_kit import Netns, stop_process
+from netns_kit import Closing, Netns, stop_process
 
 SSHD = "/usr/sbin/sshd"
 #: sshd refuses to start without its privilege-separation directory
@@ -42,7 +41,7 @@ def _keygen(path: Path) -> None:
     )
 
 
-class SshServer:
+class SshServer(Closing):
     """``with SshServer(host, ip, port) as server:``: sshd at ``ip:port`` on ``host``, letting
     in root with the key at ``server.client_key`` and allowing TCP forwarding."""
 
@@ -98,21 +97,13 @@ class SshServer:
         except OSError:
             return "(no log)"
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def close(self) -> None:
         process, self._process = self._process, None
         stop_process(process)
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-class SshTunnel:
+class SshTunnel(Closing):
     """``ssh -N -L 127.0.0.1:{local_port}:{target}`` on ``host`` through ``server`` (reached at
     ``via``, e.g. a forwarder in front of it), until closed."""
 
@@ -151,14 +142,6 @@ class SshTunnel:
                 raise RuntimeError(f"the SSH tunnel did not open: {error.decode(errors='replace')}")
             time.sleep(0.1)
         return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def close(self) -> None:
         process, self._process = self._process, None

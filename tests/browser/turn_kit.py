@@ -18,10 +18,9 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 
 from aioice import stun
-from netns_kit import Netns, stop_process
+from netns_kit import Closing, Netns, stop_process
 
 TURNSERVER = "turnserver"
 REALM = "decart-widget.test"
@@ -34,7 +33,7 @@ def unavailable() -> str | None:
     return None
 
 
-class TurnServer:
+class TurnServer(Closing):
     """``with TurnServer(host, ip) as turn:`` a TURN server at ``turn:{ip}:{port}``."""
 
     def __init__(self, host: Netns, ip: str, port: int = 3478) -> None:
@@ -101,14 +100,6 @@ class TurnServer:
             return self.log_path.read_text(errors="replace")[-2000:]
         except OSError:
             return "(no log)"
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def close(self) -> None:
         process, self._process = self._process, None
