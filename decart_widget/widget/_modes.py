@@ -116,6 +116,8 @@ class SignalingMode(ABC):
 
     #: the ``signaling`` traitlet's value for this mode
     name: ClassVar[SignalingName]
+    #: the protocol frames ride the widget's comm: the page never dials the service's signaling
+    signals_through_the_kernel: ClassVar[bool] = False
     #: the widget's old keyword arguments that belong to this mode -> this mode's field names
     legacy_keywords: ClassVar[dict[str, str]] = {}
     #: the media transport, or None: the widget's ``transport=`` (docs/signaling.md)
@@ -226,6 +228,7 @@ class Kernel(SignalingMode):
     transport: str | None = None
 
     name: ClassVar[SignalingName] = "kernel"
+    signals_through_the_kernel: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         hooks = tuple(self.hooks)

@@ -33,13 +33,16 @@ THROUGH_THE_KERNEL = (
     ' Its signaling can go through the kernel instead: signaling="kernel" (its media still'
     " has to reach the kernel's host)."
 )
-#: A LiveKit room's signal socket is the browser's own, to the emulator's port: a TURN server
+#: What a media transport needs of an emulator beside the kernel beyond the ways out, by name: a
+#: LiveKit room's signal socket is the browser's own, to the emulator's port, and a TURN server
 #: carries the media only (docs/where-it-works.md).
-ROOM_NEEDS_THE_PORT = (
-    " A LiveKit room also needs the emulator's own port on the kernel's host: where only"
-    " Jupyter's port gets through (a hub's proxy, an SSH tunnel), use transport=\"webrtc\" with"
-    " ice_servers."
-)
+TRANSPORT_NEEDS = {
+    "livekit": (
+        " A LiveKit room also needs the emulator's own port on the kernel's host: where only"
+        " Jupyter's port gets through (a hub's proxy, an SSH tunnel), use transport=\"webrtc\""
+        " with ice_servers."
+    ),
+}
 
 
 def beside_the_kernel(backend: Backend | None) -> bool:
@@ -66,8 +69,8 @@ def remote_page_help(
         f"The browser cannot reach {what} running next to the kernel if this page comes from"
         f" another host (a remote server, a hub, an SSH tunnel): {ways_out}."
     )
-    if mode.name != "kernel":
+    if not mode.signals_through_the_kernel:
         text += THROUGH_THE_KERNEL
-    if emulator and transport == "livekit":
-        text += ROOM_NEEDS_THE_PORT
+    if emulator:
+        text += TRANSPORT_NEEDS.get(transport, "")
     return text

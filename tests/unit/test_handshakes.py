@@ -186,13 +186,15 @@ def test_gen_b_closed_while_queued_leaves_the_queue_and_its_deadline() -> None:
     assert handshake.expired(45.0) == "no room info within 15 s"
 
 
-def test_no_module_of_the_core_compares_a_media_transport_name() -> None:
+def test_no_module_compares_a_media_transport_name() -> None:
+    """Not the cores, the widget, the client or the emulator: a transport is an object (a
+    handshake, a media link) or a row of a table keyed by its name."""
     comparison = re.compile(
         r"""(?:[!=]=\s*["'](?:webrtc|livekit)["'])|(?:["'](?:webrtc|livekit)["']\s*[!=]=)"""
     )
     offending = [
         f"{path.name}:{number}: {line.strip()}"
-        for path in sorted(PROTOCOL.glob("*.py"))
+        for path in sorted(PROTOCOL.parent.rglob("*.py"))
         for number, line in enumerate(path.read_text("utf-8").splitlines(), 1)
         if comparison.search(line)
     ]

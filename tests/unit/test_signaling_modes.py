@@ -147,6 +147,7 @@ def test_nothing_outside_the_mode_objects_compares_the_signaling_mode() -> None:
     package = Path(dw.__file__).parent
     comparison = re.compile(
         r"\bsignaling\s*(==|!=|\bin\b|\bnot in\b)|(==|!=)\s*(self\.)?signaling\b"
+        r"""|\b(mode|\.name)\s*(==|!=)\s*["'](direct|kernel|proxy)["']"""
     )
     offenders = [
         f"{path.relative_to(package)}:{number}: {line.strip()}"
@@ -156,3 +157,4 @@ def test_nothing_outside_the_mode_objects_compares_the_signaling_mode() -> None:
         if comparison.search(line)
     ]
     assert offenders == []
+    assert comparison.search('if mode.name != "kernel":')
