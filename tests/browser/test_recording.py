@@ -23,7 +23,7 @@ import decart_widget as dw
 from decart_widget.proxy import ProxyServer
 
 SETUP = """\
-import asyncio, json
+import asyncio, json, logging
 import numpy as np
 import decart_widget as dw
 from decart_widget.proxy import ProxyServer
@@ -38,6 +38,14 @@ async def failure(call):
         return type(exc).__name__
     return "no error"
 
+class Drawn(logging.Handler):  # the page's count of frames drawn, from the kernel's log
+    counts = {}
+    def emit(self, record):
+        if record.msg.startswith("recorded %s"):
+            self.counts[str(record.args[0])] = record.args[2]
+
+logging.getLogger("decart_widget.widget.recording").addHandler(Drawn())
+logging.getLogger("decart_widget.widget.recording").setLevel(logging.INFO)
 w = dw.RealtimeWidget(prompt="noir")
 w"""
 
@@ -81,7 +89,7 @@ while "Recording" not in w.note and loop.time() < deadline:  # the page has begu
 await asyncio.sleep(1.5)
 path = await w.stop_recording()
 report("LIMITS", too_large=too_large, twice=twice, path=str(path),
-       stopped_twice=await failure(w.stop_recording()))"""
+       drawn=Drawn.counts.get(str(path)), stopped_twice=await failure(w.stop_recording()))"""
 
 OPEN_TAKE = 'w.start_recording("gap.webm", fps=20)\nreport("OPEN", started=True)'
 
@@ -172,8 +180,12 @@ def test_recordings_decode_with_the_effect_and_fail_typed(
     assert 20_000 <= big.stat().st_size < 20_000 + 2_000_000
     big_frames, big_times = decode(big)
     assert big_frames and big_times[-1] < 8
+    # an open-ended take: the page drew its frames at the asked rate (30 fps) for the 1.5 s held;
+    # the file holds what the browser's encoder kept of them (a starved CPU makes Chromium's
+    # MediaRecorder drop frames: 9 of 61 drawn at load 6), valid and never more than drawn
+    assert limits["drawn"] is not None and 40 <= limits["drawn"] <= 120, limits
     open_frames, _ = decode(Path(limits["path"]))
-    assert 25 <= len(open_frames) <= 80, len(open_frames)
+    assert 1 <= len(open_frames) <= limits["drawn"] + 2, (len(open_frames), limits)
     assert not (jupyter.root_dir / "second.webm").exists()
 
     # across a forced reconnect: the gap is black, the file stays valid
