@@ -489,8 +489,12 @@ class PostgresLedger(Ledger):
         try:
             async with conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (LOCK_CLASS,))
-                for statement in _SCHEMA:
-                    await conn.execute(statement)
+                # a ledger set up at this version is left as it is: `CREATE ... IF NOT EXISTS`
+                # still needs CREATE on the schema, which a role granted only reads and writes
+                # (docs/proxy.md, "PostgreSQL") does not hold
+                if await self._schema_version(conn) != SCHEMA_VERSION:
+                    for statement in _SCHEMA:
+                        await conn.execute(statement)
                 cursor = await conn.execute(
                     "SELECT prosrc FROM pg_proc WHERE proname = %s "
                     "AND pronamespace = current_schema()::regnamespace",
@@ -513,6 +517,17 @@ class PostgresLedger(Ledger):
             raise LedgerError(f"cannot set up the ledger tables: {exc}") from None
         self._queue = asyncio.Queue()
         self._worker = asyncio.create_task(self._work(), name="decart-proxy-ledger")
+
+    @staticmethod
+    async def _schema_version(conn: psycopg.AsyncConnection[Any]) -> int | None:
+        """The version recorded in the ledger's schema table; None if there is none yet."""
+        cursor = await conn.execute("SELECT to_regclass(%s) IS NOT NULL", (META,))
+        row = await cursor.fetchone()
+        if row is None or not row[0]:
+            return None
+        cursor = await conn.execute(f"SELECT version FROM {META}")
+        row = await cursor.fetchone()
+        return None if row is None else int(row[0])
 
     async def close(self) -> None:
         worker, q = self._worker, self._queue

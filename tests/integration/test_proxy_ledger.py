@@ -187,6 +187,42 @@ async def test_an_unreachable_postgres_fails_with_ledger_error() -> None:
     assert "hunter2" not in repr(ledger)
 
 
+async def test_a_role_granted_reads_and_writes_only_opens_a_ledger_set_up_before(
+    postgres_dsn: str,
+) -> None:
+    """docs/proxy.md: the role needs CREATE on the schema for the first start only."""
+    import psycopg
+
+    def as_role(role: str) -> str:
+        return postgres_dsn.replace("//decart@", f"//{role}@", 1)
+
+    with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+        for statement in (
+            "CREATE ROLE ledger_owner LOGIN",
+            "CREATE ROLE ledger_app LOGIN",
+            "CREATE SCHEMA ledger AUTHORIZATION ledger_owner",
+            "GRANT USAGE ON SCHEMA ledger TO ledger_app",
+            "ALTER ROLE ledger_owner SET search_path = ledger",
+            "ALTER ROLE ledger_app SET search_path = ledger",
+        ):
+            admin.execute(statement)
+    # before the owner's first start, the app's role cannot create the tables: a clear error
+    with pytest.raises(LedgerError, match="permission denied for schema ledger"):
+        await PostgresLedger(as_role("ledger_app")).open()
+    async with PostgresLedger(as_role("ledger_owner")):
+        pass
+    with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+        admin.execute(
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA ledger TO ledger_app"
+        )
+    async with PostgresLedger(as_role("ledger_app")) as app:
+        assert await start(app, "s1")
+        await app.record_tick("s1", 1.0, now=time.time())
+    async with PostgresLedger(as_role("ledger_owner")) as owner:
+        [row] = await owner.sessions()
+        assert row.id == "s1" and row.seconds == 1.0
+
+
 def test_open_ledger_picks_the_backend() -> None:
     assert isinstance(open_ledger(None), SQLiteLedger)
     assert open_ledger("sqlite:///var/x.db").path == "var/x.db"  # type: ignore[attr-defined]
