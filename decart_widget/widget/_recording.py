@@ -84,8 +84,17 @@ class Take:
         self.file: IO[bytes] | None = None
         self.chunks = 0
         self.bytes = 0
+        #: frames the page drew at ``fps`` (its ``record_end`` says), None until it ended
+        self.drawn: int | None = None
         self.started: concurrent.futures.Future[None] = concurrent.futures.Future()
         self.ended: concurrent.futures.Future[Path] = concurrent.futures.Future()
+
+    @property
+    def drawn_seconds(self) -> float | None:
+        """How long the page drew frames: an open-ended take's length. A starved CPU makes the
+        browser's encoder drop frames (even all of a take's end), so the file's own last frame
+        can come well before the take's."""
+        return self.drawn / self.fps if self.drawn else None
 
     def fail(self, error: BaseException) -> None:
         self._close()
@@ -187,7 +196,7 @@ class WidgetRecordings:
             take.fail(error)
             self._note(f"Recording stopped: {error}")
             raise error from None
-        await self._constant_rate(take, take.seconds)
+        await self._constant_rate(take, take.seconds if take.seconds else take.drawn_seconds)
         return path
 
     async def _constant_rate(self, take: Take, seconds: float | None) -> None:
@@ -308,6 +317,9 @@ class WidgetRecordings:
 
     def _end(self, take: Take, content: dict[str, Any]) -> None:
         reason = content.get("reason")
+        drawn = content.get("frames")
+        if isinstance(drawn, int) and not isinstance(drawn, bool) and drawn > 0:
+            take.drawn = drawn
         if content.get("chunks") != take.chunks:
             error: RecordingError | None = RecordingError(
                 f"chunks of {take.path} were lost (the page sent {content.get('chunks')}, "

@@ -201,6 +201,48 @@ def test_open_ended_takes_and_misuse(
             asyncio.run(widget.record(**{"seconds": 1, "path": "x.webm", **bad}))
 
 
+def test_an_open_ended_take_lasts_as_long_as_the_page_drew_it(
+    widget: dw.RealtimeWidget, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A starved CPU makes the browser's encoder drop frames, even all of a take's end: the page
+    drew 45 frames at 30 fps (1.5 s), its file holds 6 from the first 0.2 s; the kernel's file
+    lasts the 1.5 s, the last picture kept standing for the rest."""
+    import av
+    import numpy as np
+
+    made = tmp_path / "made.webm"
+    with av.open(str(made), "w", format="webm") as container:
+        stream = container.add_stream("libvpx", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(6):
+            picture = np.full((48, 64, 3), 40 * i, dtype=np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    page = Page(widget, monkeypatch)
+    widget.start_recording("open.webm", fps=30)
+    take = page.wait_sent("record_start")["id"]
+    page.reply(started(take))
+    page.reply(chunk(take, 0), [made.read_bytes()])
+
+    def finish() -> None:
+        page.wait_sent("record_stop")
+        page.reply({**end(take, 1, reason="stopped"), "frames": 45})
+
+    async def stop() -> Path:
+        player = asyncio.create_task(asyncio.to_thread(finish))
+        path = await widget.stop_recording()
+        await player
+        return path
+
+    path = asyncio.run(stop())
+    with av.open(str(path)) as container:
+        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    assert len(frames) == 45, len(frames)
+    assert abs(float(frames[-1].mean()) - 200) < 10  # the last picture kept: 40 * 5
+
+
 def test_nothing_to_record_without_a_page_or_after_close(
     emulator: dw.Emulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
