@@ -30,7 +30,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Collection, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -212,19 +212,33 @@ class Relay:
             and task is not asyncio.current_task()
         ):
             task.cancel()  # still connecting
-        if closes:
-            try:
-                results = await asyncio.wait_for(
-                    asyncio.gather(*closes, return_exceptions=True), timeout
-                )
-            except asyncio.TimeoutError:
-                self.log.event("close_timeout", logging.WARNING)
-                return
-            for result in results:
-                if isinstance(result, BaseException) and not isinstance(
-                    result, (ConnectionError, asyncio.CancelledError)
-                ):
-                    self.log.event("close_failed", logging.DEBUG, error=repr(result))
+        if not closes:
+            return
+        tasks = [asyncio.ensure_future(close) for close in closes]
+        try:
+            done, pending = await asyncio.wait(tasks, timeout=timeout)
+        except asyncio.CancelledError:
+            await _cancelled(tasks)
+            self._abort_sockets()
+            raise
+        if pending:
+            self.log.event("close_timeout", logging.WARNING)
+            await _cancelled(pending)
+            self._abort_sockets()
+        for finished in done:
+            error = None if finished.cancelled() else finished.exception()
+            if error is not None and not isinstance(error, ConnectionError):
+                self.log.event("close_failed", logging.DEBUG, error=repr(error))
+
+    def _abort_sockets(self) -> None:
+        """Drop both connections at once, unsent bytes and all: a close that did not finish
+        in time waits for a peer that does not read (a transport's own ``close`` would wait
+        for its buffer to drain, holding the session and its descriptors)."""
+        for ws in (self.client, self.upstream):
+            writer = ws._writer if ws is not None else None
+            transport = writer.transport if writer is not None else None
+            if transport is not None:
+                transport.abort()
 
     async def _record_end(self, ending: Ending) -> None:
         for text, sent in self._unacked.items():  # prompts the session ended before an ack of
@@ -791,6 +805,18 @@ class Relay:
             return
         self.frames[TO_CLIENT] += 1
         self.ctx.metrics.forwarded(TO_CLIENT, len(data))
+
+
+async def _cancelled(tasks: Collection[asyncio.Task[Any]]) -> None:
+    """Cancel ``tasks`` and wait until they end, their outcomes retrieved (asyncio reports an
+    exception nobody retrieved at level error)."""
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks)
+    for task in tasks:
+        if not task.cancelled():
+            task.exception()
 
 
 def _decode(text: str) -> tuple[Any, object]:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import json
 import os
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import pytest
 import pytest_asyncio
 from aiohttp import web
 from proxy_kit import WAIT, ProxyFactory, connect, wait_for
@@ -302,3 +304,73 @@ async def test_a_client_answering_pings_stays_connected(proxy_factory: ProxyFact
         assert proxy.service is not None and proxy.service.metrics.sessions_total == 1
     finally:
         client.close()
+
+
+# ---- a close that does not finish ----------------------------------------------------------------
+
+
+async def end_a_session_whose_client_does_not_read(
+    proxy: ProxyServer, upstream: Upstream, end: str
+) -> str:
+    """A client that stops reading while the upstream floods it, so that the proxy's close to
+    it waits for a buffer that never drains; then the session is ended (``end``: the client's
+    malformed frame, the same with the closing task cancelled, the proxy stopping). The reason
+    it ended with."""
+    big = "x" * 512 * 1024
+
+    async def flood(ws: web.WebSocketResponse, text: str) -> None:
+        if json.loads(text).get("type") == "flood":
+            for _ in range(64):  # 32 MB: more than the socket buffers on the way hold
+                await ws.send_str(json.dumps({"type": "blob", "data": big}))
+
+    upstream.on_frame = flood
+    client = await RawClient.connect(proxy.stream_url(proxy.issue_token("kim")))
+    try:
+        client.send_text(json.dumps({"type": "flood"}))  # and never read
+        await wait_for(lambda: proxy.service is not None and proxy.service.relays)
+        relay = only_relay(proxy)
+        await wait_for(lambda: buffered(relay.client) > 0, what="the client's buffer to fill")
+        if end == "proxy_stop":
+            await asyncio.wait_for(proxy.astop(), WAIT)
+        else:
+            client.send_text("not json")  # refused with 4008: the close cannot be written
+            await wait_for(lambda: relay.ending is not None, what="the refusal")
+            if end == "cancelled":  # e.g. a server shutting down cancels its tasks
+                [closing] = relay._background
+                await asyncio.sleep(0.2)
+                closing.cancel()
+            assert proxy.service is not None
+            service = proxy.service
+            await wait_for(lambda: not service.relays, WAIT, "the session's end")
+        assert relay.ending is not None
+        return relay.ending.reason
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize(
+    ("end", "reason"),
+    [("refusal", "malformed_frame"), ("cancelled", "malformed_frame"), ("proxy_stop", "shutdown")],
+)
+async def test_a_close_that_does_not_finish_is_given_up_cleanly(
+    end: str, reason: str, upstream: Upstream, proxy_factory: ProxyFactory
+) -> None:
+    """The session still ends (its connections dropped after ``close_timeout`` + 1 s, when the
+    task closing it is cancelled, or when the proxy stops), and asyncio reports no future whose
+    exception nobody retrieved (a cancelled close left one behind, logged at level error, when
+    the relay waited on ``wait_for(gather(...))``)."""
+    reports: list[dict[str, Any]] = []
+    loop = asyncio.get_running_loop()
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: reports.append(context))
+    try:
+        proxy = await proxy_factory(upstream_url=upstream.url, api_key="dct_test_key")
+        assert await end_a_session_whose_client_does_not_read(proxy, upstream, end) == reason
+        await proxy.astop()
+        for _ in range(3):  # a future's unretrieved exception is reported when it is freed
+            gc.collect()
+            await asyncio.sleep(0)
+        unretrieved = [r for r in reports if "never retrieved" in str(r.get("message"))]
+        assert not unretrieved, unretrieved
+    finally:
+        loop.set_exception_handler(previous)
