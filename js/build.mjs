@@ -29,6 +29,7 @@ const common = {
   target: ["es2022"],
   logLevel: "info",
   legalComments: "none",
+  charset: "utf8",
 };
 
 const assets = { webrtc: "webrtc_asset.ts", livekit: "livekit_room.ts", frames: "frames_asset.ts", sources: "capture_sources.ts" };

@@ -13,6 +13,11 @@ page, and imports what it gets. Never from a CDN: the bytes come from this packa
 
 The front end checks ``hash`` against the id its ``widget.js`` was built with, so a page never
 runs an asset of another build.
+
+In JupyterLab and Notebook 7 the page first imports the asset over HTTP from the package's Jupyter
+server extension (``decart_widget/_asset_route.py``), at a URL named by that same id: the browser
+then keeps it in its HTTP cache and V8 code cache across pages. The comm stays the way wherever
+that URL does not answer (docs/architecture.md, "The front end").
 """
 
 from __future__ import annotations
@@ -44,6 +49,27 @@ def _read(path: Path, mtime_ns: int, size: int) -> tuple[bytes, str]:
     """The file and its sha-256 (cached until the file changes: a rebuild in a dev checkout)."""
     data = path.read_bytes()
     return data, hashlib.sha256(data).hexdigest()
+
+
+#: The build ids widget.js carries: the first 16 hex digits of an asset's sha-256.
+BUILD_ID_LENGTH = 16
+
+
+def served_asset(static: Path, name: str, build_id: str) -> bytes | None:
+    """The bytes of the asset ``name`` if ``build_id`` names them (its sha-256 prefix), else None.
+
+    Only a name of `ASSETS` is looked up, so no request can reach another file."""
+    file = ASSETS.get(name)
+    if file is None or len(build_id) != BUILD_ID_LENGTH:
+        return None
+    path = static / file
+    try:
+        stat = path.stat()
+        data, digest = _read(path, stat.st_mtime_ns, stat.st_size)
+    except OSError as exc:
+        log.warning("the front-end asset %s cannot be read: %s", path, exc)
+        return None
+    return data if digest.startswith(build_id.lower()) else None
 
 
 def asset_messages(static: Path, name: object, chunk_bytes: int = CHUNK_BYTES) -> Iterator[Message]:

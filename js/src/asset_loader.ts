@@ -7,7 +7,14 @@
 //   kernel -> front  {type:"asset", name, hash, index, count} + one binary buffer per chunk
 //                    {type:"asset_error", name, kind, message}
 //
-// The chunks are imported as one ES module from a Blob URL. The module is kept once per page
+// The chunks are imported as one ES module from a Blob URL. In JupyterLab and Notebook 7 the page
+// first imports the asset over HTTP from the package's server extension
+// (decart_widget/_asset_route.py) at <base URL>decart-widget/assets/<build id>/<name>.js: the
+// server answers only for the file of that hash, and the browser keeps it in its HTTP cache and
+// V8's code cache across pages (never for a blob URL). A page without that server (VS Code,
+// Colab, a server without the extension, another version's) gets a 404 or no URL at all and falls
+// back to the comm at once; an import still pending after SERVER_WAIT_MS asks the kernel too, and
+// the first answer wins. The module is kept once per page
 // (on globalThis, shared by every widget and every bundle) under the asset's build id, so later
 // sessions and other widgets reuse it and two builds of the widget never mix.
 
@@ -20,6 +27,7 @@ declare const DW_ASSET_IDS: Record<string, string>;
 const BUILD_IDS: Record<string, string> = typeof DW_ASSET_IDS === "object" ? DW_ASSET_IDS : {};
 
 export const ASSET_TIMEOUT_MS = 30_000;
+export const SERVER_WAIT_MS = 3_000;
 
 export type ModuleImporter = (url: string) => Promise<unknown>;
 
@@ -40,15 +48,32 @@ export function pageAssets(): Map<string, Promise<unknown>> {
   return (holder[key] ??= new Map());
 }
 
-const importBlob: ModuleImporter = async (url) => import(/* @vite-ignore */ url);
+const importUrl: ModuleImporter = async (url) => import(/* @vite-ignore */ url);
+
+/** Where the page's Jupyter server serves the assets, or null: JupyterLab and Notebook 7 write
+ * the server's base URL (a path ending in "/") into the page (#jupyter-config-data); only a URL
+ * of the page's own origin is used. */
+export function serverAssetBase(doc: Document | undefined = globalThis.document): string | null {
+  try {
+    const { baseUrl } = JSON.parse(doc.getElementById("jupyter-config-data")?.textContent ?? "") as { baseUrl: string };
+    const url = new URL(`${baseUrl}decart-widget/assets/`, doc.URL);
+    return url.origin === new URL(doc.URL).origin ? url.href : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Bases whose server did not serve an asset: later loads in the page go to the kernel directly. */
+const failedBases = new Set<string>();
 
 export class AssetLoader {
   constructor(
     private readonly channel: KernelChannel,
     private readonly clock: Clock,
-    private readonly importModule: ModuleImporter = importBlob,
+    private readonly importModule: ModuleImporter = importUrl,
     private readonly cache: Map<string, Promise<unknown>> = pageAssets(),
     private readonly buildIds: Record<string, string> = BUILD_IDS,
+    private readonly serverBase: string | null = serverAssetBase(),
   ) {}
 
   /** The asset's module: from the page if loaded, else asked of the kernel (a failure is forgotten). */
@@ -57,11 +82,36 @@ export class AssetLoader {
     const key = `${name}@${id}`;
     let module = this.cache.get(key);
     if (!module) {
-      module = this.receive(name, id).then((chunks) => this.evaluate(chunks));
+      module = this.fetch(name, id);
       this.cache.set(key, module);
       module.catch(() => this.cache.delete(key));
     }
     return module;
+  }
+
+  /** From the page's server if it has the asset of this build, else (or meanwhile) the kernel. */
+  private fetch(name: string, id: string): Promise<unknown> {
+    const base = this.serverBase;
+    const viaComm = (): Promise<unknown> => this.receive(name, id).then((chunks) => this.evaluate(chunks));
+    if (!base || failedBases.has(base) || !/^[0-9a-f]{16}$/.test(id)) return viaComm();
+    return new Promise((resolve, reject) => {
+      let comm: Promise<unknown> | null = null;
+      const fallBack = (): void => {
+        this.clock.clearTimeout(timer);
+        (comm ??= viaComm()).then(resolve, reject);
+      };
+      const timer = this.clock.setTimeout(fallBack, SERVER_WAIT_MS);
+      this.importModule(`${base}${id}/${name}.js`).then(
+        (module) => {
+          this.clock.clearTimeout(timer);
+          resolve(module);
+        },
+        () => {
+          failedBases.add(base);
+          fallBack();
+        },
+      );
+    });
   }
 
   private receive(name: string, id: string): Promise<ArrayBuffer[]> {

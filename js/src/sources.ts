@@ -37,6 +37,9 @@ export type SourceOpener = (
 /** The capture asset's entry (capture_sources.ts): sources few widgets use, kept out of widget.js. */
 export interface CaptureSources {
   open(kind: SourceKind, options: SourceOptions, env: MediaEnvironment, kernel?: KernelChannel): Promise<InputSource>;
+  describeCaptureFailure(error: unknown, kind: SourceKind, env: MediaEnvironment): DecartError;
+  /** the camera's `stream` mirrored (mirror=True) */
+  mirror(stream: MediaStream, options: SourceOptions): Promise<InputSource>;
 }
 
 export interface MediaEnvironment {
@@ -58,9 +61,8 @@ export function browserEnvironment(): MediaEnvironment {
   };
 }
 
-const VSCODE_HINT =
+export const VSCODE_HINT =
   'VS Code notebooks give widgets no camera: use source="video" (a file) or source="synthetic" instead.';
-const OTHER_SOURCES = 'Or use source="video" or source="synthetic".';
 
 /** Why capture cannot even be tried here, or null when it can. */
 export function captureUnavailable(kind: SourceKind, env: MediaEnvironment): DecartError | null {
@@ -73,42 +75,6 @@ export function captureUnavailable(kind: SourceKind, env: MediaEnvironment): Dec
     );
   }
   return null;
-}
-
-/** A getUserMedia/getDisplayMedia failure as an actionable error. */
-export function describeCaptureFailure(error: unknown, kind: SourceKind, env: MediaEnvironment): DecartError {
-  if (error instanceof DecartError) return error;
-  const name = (error as { name?: string } | null)?.name ?? "";
-  const detail = (error as { message?: string } | null)?.message ?? String(error);
-  if (kind === "screen") {
-    if (name === "NotAllowedError" || name === "AbortError" || name === "InvalidStateError") {
-      return new MediaError("permission", "Screen sharing was cancelled or not allowed: press Start and pick a screen or window.");
-    }
-    return new MediaError("camera", `Screen capture failed (${name || detail}).`);
-  }
-  if (env.vscode) return new MediaError("camera", VSCODE_HINT);
-  switch (name) {
-    case "NotAllowedError":
-    case "PermissionDeniedError":
-    case "SecurityError":
-      return new MediaError(
-        "permission",
-        "Camera permission denied: allow the camera for this page (the camera icon in the address bar), then press Start.",
-      );
-    case "NotFoundError":
-    case "DevicesNotFoundError":
-    case "OverconstrainedError":
-      return new MediaError("camera", `No camera found: connect one and press Start. ${OTHER_SOURCES}`);
-    case "NotReadableError":
-    case "TrackStartError":
-    case "AbortError":
-      return new MediaError(
-        "camera",
-        "The camera is busy: another application or tab is using it. Close it, then press Start.",
-      );
-    default:
-      return new MediaError("camera", `The camera could not start (${name || detail}). ${OTHER_SOURCES}`);
-  }
 }
 
 export function cameraConstraints(options: SourceOptions): MediaStreamConstraints {
@@ -127,7 +93,7 @@ export async function listCameras(): Promise<MediaDeviceInfo[]> {
   return devices.filter((device) => device.kind === "videoinput");
 }
 
-function stopStream(stream: MediaStream): void {
+export function stopStream(stream: MediaStream): void {
   for (const track of stream.getTracks()) track.stop();
 }
 
@@ -164,47 +130,32 @@ export function canvasSource(options: SourceOptions, draw: (ctx: CanvasRendering
   });
 }
 
-/** Draw `video` to fill the canvas (cropping, not stretching), optionally mirrored. */
-export function drawCover(ctx: CanvasRenderingContext2D, video: HTMLVideoElement, mirror: boolean): void {
-  const { width, height } = ctx.canvas;
-  const vw = video.videoWidth;
-  const vh = video.videoHeight;
-  if (!vw || !vh) return;
-  const scale = Math.max(width / vw, height / vh);
-  const w = vw * scale;
-  const h = vh * scale;
-  ctx.save();
-  if (mirror) {
-    ctx.translate(width, 0);
-    ctx.scale(-1, 1);
-  }
-  ctx.drawImage(video, (width - w) / 2, (height - h) / 2, w, h);
-  ctx.restore();
-}
-
-export function hiddenVideo(): HTMLVideoElement {
-  const video = document.createElement("video");
-  video.muted = true;
-  video.playsInline = true;
-  return video;
-}
-
-async function openCamera(options: SourceOptions, env: MediaEnvironment): Promise<InputSource> {
+async function openCamera(options: SourceOptions, env: MediaEnvironment, loadAsset?: AssetLoad): Promise<InputSource> {
   let stream: MediaStream;
   try {
     stream = await navigator.mediaDevices.getUserMedia(cameraConstraints(options));
   } catch (error) {
-    throw describeCaptureFailure(error, "camera", env);
+    throw await cameraFailure(error, env, loadAsset);
   }
   if (!options.mirror) return fromStream(stream);
-  // Mirror what the model sees, not only the preview.
-  const video = hiddenVideo();
-  video.srcObject = stream;
-  await video.play().catch(() => {});
-  return canvasSource(options, (ctx) => drawCover(ctx, video, true), () => {
-    video.srcObject = null;
+  // Mirror what the model sees, not only the preview: a canvas, in the capture asset.
+  try {
+    if (!loadAsset) throw new MediaError("camera", "This page cannot load the mirrored camera.");
+    return await ((await loadAsset("sources")) as CaptureSources).mirror(stream, options);
+  } catch (error) {
     stopStream(stream);
-  });
+    throw error;
+  }
+}
+
+/** A getUserMedia failure as an actionable error; the words are in the capture asset (a failure is
+ * rare, and widget.js stays small), with a plainer message if it cannot load. */
+async function cameraFailure(error: unknown, env: MediaEnvironment, loadAsset?: AssetLoad): Promise<DecartError> {
+  try {
+    return ((await loadAsset?.("sources")) as CaptureSources).describeCaptureFailure(error, "camera", env);
+  } catch {
+    return new MediaError("camera", `The camera could not start (${(error as Error | null)?.name ?? error}).`);
+  }
 }
 
 /** The sources few widgets use: screen, video file, Python frames (the capture asset). */
@@ -227,7 +178,7 @@ export function createSourceOpener(env: () => MediaEnvironment = browserEnvironm
     if (unavailable) throw unavailable;
     switch (kind) {
       case "camera":
-        return openCamera(options, environment);
+        return openCamera(options, environment, loadAsset);
       case "synthetic":
         return canvasSource(options, drawSynthetic, () => {});
       default: // an unknown kind is refused there

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { ASSET_TIMEOUT_MS, AssetLoader } from "../src/asset_loader";
+import { ASSET_TIMEOUT_MS, AssetLoader, SERVER_WAIT_MS, serverAssetBase } from "../src/asset_loader";
 import { ConnectionLost, DecartError } from "../src/errors";
 import { type FramesHost, lazyFrames } from "../src/lazy_frames";
 import { lazyMedia } from "../src/lazy_media";
@@ -100,6 +100,121 @@ describe("AssetLoader", () => {
     w.channel.reply({ type: "asset", name: "livekit", hash: "ffff", index: 0, count: 1 }, [bytes("x")]);
     await expect(pending).rejects.toThrow(/another build/);
     expect(w.imported).toEqual([]);
+  });
+});
+
+const ID = "0123456789abcdef";
+
+/** A loader of a page whose Jupyter server is at `base`; `server` answers its HTTP imports. */
+function serverSetup(base: string, server: (url: string) => Promise<unknown>, id = ID) {
+  const clock = new FakeClock();
+  const channel = new FakeChannel();
+  const imported: string[] = [];
+  vi.spyOn(URL, "createObjectURL").mockImplementation(() => "blob:comm");
+  vi.spyOn(URL, "revokeObjectURL").mockImplementation(() => {});
+  const cache = new Map<string, Promise<unknown>>();
+  const importModule = async (url: string): Promise<unknown> => {
+    imported.push(url);
+    return url.startsWith("blob:") ? { from: "comm" } : server(url);
+  };
+  const ids = { livekit: id, webrtc: "fedcba9876543210" };
+  const loader = new AssetLoader(channel, clockOf(clock), importModule, cache, ids, base);
+  const answer = (name: string, hash: string): void =>
+    channel.reply({ type: "asset", name, hash, index: 0, count: 1 }, [bytes("export {}")]);
+  return { clock, channel, imported, loader, answer };
+}
+
+const pageOf = (config: string | null, url: string): Document =>
+  ({ URL: url, getElementById: (id: string) => (id === "jupyter-config-data" && config !== null ? { textContent: config } : null) }) as unknown as Document;
+
+describe("serverAssetBase", () => {
+  it("is the assets' path under the base URL JupyterLab and Notebook 7 write into the page", () => {
+    expect(serverAssetBase(pageOf('{"baseUrl": "/user/ann/"}', "https://hub.example/user/ann/lab/tree/a.ipynb"))).toBe(
+      "https://hub.example/user/ann/decart-widget/assets/",
+    );
+    expect(serverAssetBase(pageOf('{"baseUrl": "/"}', "http://127.0.0.1:8888/notebooks/a.ipynb"))).toBe(
+      "http://127.0.0.1:8888/decart-widget/assets/",
+    );
+  });
+
+  it("is null in a page without that config (VS Code, Colab), with a broken one, or for another origin", () => {
+    expect(serverAssetBase(pageOf(null, "vscode-webview://abc/index.html"))).toBeNull();
+    expect(serverAssetBase(pageOf("{not json", "http://127.0.0.1:8888/lab"))).toBeNull();
+    expect(serverAssetBase(pageOf('{"baseUrl": "https://elsewhere.example/"}', "http://127.0.0.1:8888/lab"))).toBeNull();
+    expect(serverAssetBase(undefined)).toBeNull();
+  });
+});
+
+describe("AssetLoader over the page's Jupyter server", () => {
+  it("imports the asset from the URL named by its build id; the kernel is not asked", async () => {
+    const w = serverSetup("http://a.test/decart-widget/assets/", async (url) => ({ from: url }));
+    const module = await w.loader.load("livekit");
+    expect(module).toEqual({ from: `http://a.test/decart-widget/assets/${ID}/livekit.js` });
+    expect(await w.loader.load("livekit")).toBe(module);
+    expect(w.imported).toHaveLength(1);
+    expect(w.channel.sent).toEqual([]);
+    expect(w.clock.pending()).toBe(0);
+  });
+
+  it("falls back to the comm at once when the server does not serve it (404), and asks the server no more", async () => {
+    const w = serverSetup("http://b.test/decart-widget/assets/", async () => {
+      throw new TypeError("Failed to fetch dynamically imported module");
+    });
+    const pending = w.loader.load("livekit");
+    await flush();
+    expect(w.channel.sent).toEqual([{ type: "asset_request", name: "livekit" }]);
+    w.answer("livekit", `${ID}ffff`);
+    expect(await pending).toEqual({ from: "comm" });
+    // the next asset of the page goes to the kernel directly
+    const webrtc = w.loader.load("webrtc");
+    await flush();
+    expect(w.imported.filter((url) => url.startsWith("http"))).toHaveLength(1);
+    w.answer("webrtc", "fedcba9876543210aa");
+    expect(await webrtc).toEqual({ from: "comm" });
+  });
+
+  it("the comm's hash check still applies after a fallback: an asset of another build is refused", async () => {
+    const w = serverSetup("http://c.test/decart-widget/assets/", async () => {
+      throw new TypeError("404");
+    });
+    const pending = w.loader.load("livekit");
+    await flush();
+    w.answer("livekit", "ffffffffffffffff");
+    await expect(pending).rejects.toThrow(/another build/);
+    expect(w.imported).toEqual([`http://c.test/decart-widget/assets/${ID}/livekit.js`]);
+  });
+
+  it("asks the kernel too when the server has not answered within SERVER_WAIT_MS; the first answer wins", async () => {
+    let release: (module: unknown) => void = () => {};
+    const w = serverSetup("http://d.test/decart-widget/assets/", () => new Promise((resolve) => (release = resolve)));
+    const pending = w.loader.load("livekit");
+    await flush();
+    expect(w.channel.sent).toEqual([]);
+    w.clock.advance(SERVER_WAIT_MS / 1000);
+    expect(w.channel.sent).toEqual([{ type: "asset_request", name: "livekit" }]);
+    w.answer("livekit", ID);
+    expect(await pending).toEqual({ from: "comm" });
+    release({ from: "server, late" });
+    expect(await w.loader.load("livekit")).toEqual({ from: "comm" });
+  });
+
+  it("a server answer that comes first after the wait still wins over the comm", async () => {
+    let release: (module: unknown) => void = () => {};
+    const w = serverSetup("http://e.test/decart-widget/assets/", () => new Promise((resolve) => (release = resolve)));
+    const pending = w.loader.load("livekit");
+    w.clock.advance(SERVER_WAIT_MS / 1000);
+    release({ from: "server" });
+    expect(await pending).toEqual({ from: "server" });
+  });
+
+  it("never builds a server URL without a build id of the page's widget.js", async () => {
+    const w = serverSetup("http://f.test/decart-widget/assets/", async (url) => ({ from: url }), "../../etc");
+    const pending = w.loader.load("livekit");
+    await flush();
+    expect(w.imported).toEqual([]);
+    expect(w.channel.sent).toEqual([{ type: "asset_request", name: "livekit" }]);
+    w.answer("livekit", "../../etc");
+    expect(await pending).toEqual({ from: "comm" });
   });
 });
 

@@ -1,8 +1,10 @@
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { fromBase64, toBase64, toBytes } from "../src/bytes";
+import * as captureSources from "../src/capture_sources";
+import { describeCaptureFailure } from "../src/capture_sources";
 import { MediaError } from "../src/errors";
 import { HeldPeerEvents, preferCodec, turnServer } from "../src/peer";
-import { cameraConstraints, captureUnavailable, describeCaptureFailure, type MediaEnvironment } from "../src/sources";
+import { cameraConstraints, captureUnavailable, createSourceOpener, type MediaEnvironment } from "../src/sources";
 
 const browser: MediaEnvironment = { hasMediaDevices: true, secureContext: true, vscode: false };
 const options = { width: 1088, height: 624, fps: 30, deviceId: "", mirror: false, video: null };
@@ -48,6 +50,46 @@ describe("sources", () => {
 
   it("maps a cancelled screen share to permission", () => {
     expect(describeCaptureFailure(domError("NotAllowedError"), "screen", browser).message).toMatch(/Screen sharing/);
+  });
+});
+
+describe("the camera's rarer paths, in the capture asset", () => {
+  afterEach(() => vi.unstubAllGlobals());
+
+  const stopped: string[] = [];
+  const cameraStream = (): MediaStream => {
+    const track = { kind: "video", stop: () => stopped.push("camera") };
+    return { getTracks: () => [track], getVideoTracks: () => [track] } as unknown as MediaStream;
+  };
+  const camera = (getUserMedia: () => Promise<MediaStream>): void => {
+    vi.stubGlobal("navigator", { mediaDevices: { getUserMedia } });
+  };
+  const open = createSourceOpener(() => browser);
+
+  it("a camera failure's words come from the capture asset", async () => {
+    camera(() => Promise.reject(domError("NotAllowedError")));
+    const asked: string[] = [];
+    const load = async (name: string): Promise<unknown> => (asked.push(name), captureSources);
+    await expect(open("camera", options, load)).rejects.toMatchObject({ kind: "permission", message: /permission denied/ });
+    expect(asked).toEqual(["sources"]);
+  });
+
+  it("a camera failure still says what failed when the asset cannot load", async () => {
+    camera(() => Promise.reject(domError("NotReadableError")));
+    const load = async (): Promise<unknown> => Promise.reject(new Error("kernel gone"));
+    await expect(open("camera", options, load)).rejects.toMatchObject({ kind: "camera", message: /could not start \(NotReadableError\)/ });
+  });
+
+  it("a mirrored camera is drawn by the asset; the camera is released if the asset cannot load", async () => {
+    camera(async () => cameraStream());
+    const mirrored = { stream: {}, track: {}, stop: () => {} };
+    const mirror = vi.fn(async () => mirrored);
+    await expect(open("camera", { ...options, mirror: true }, async () => ({ mirror }))).resolves.toBe(mirrored);
+    expect(mirror).toHaveBeenCalledTimes(1);
+    stopped.length = 0;
+    const load = async (): Promise<unknown> => Promise.reject(new Error("kernel gone"));
+    await expect(open("camera", { ...options, mirror: true }, load)).rejects.toThrow(/kernel gone/);
+    expect(stopped).toEqual(["camera"]);
   });
 });
 

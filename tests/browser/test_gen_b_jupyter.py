@@ -1,5 +1,7 @@
-"""LiveKit widgets in real JupyterLab 4 and Notebook 7 (Chromium, fake camera): the LiveKit asset
-rides a real Jupyter comm, the page joins the emulator's rooms, and the pixels are transformed;
+"""LiveKit widgets in real JupyterLab 4 and Notebook 7 (Chromium, fake camera): the page imports
+the LiveKit asset from the package's server extension by its hash (and, in a JupyterLab whose
+extension is disabled, gets it over the real Jupyter comm after the route's 404), joins the
+emulator's rooms, and the pixels are transformed;
 a direct-signaling camera widget and a kernel-signaling synthetic one share the page (and the
 asset). The kernel talks to the test's emulator through DECART_API_KEY / DECART_API_URL /
 DECART_REALTIME_URL, as in test_jupyter.py.
@@ -28,11 +30,28 @@ CELLS = [
 ]
 
 
-@pytest.fixture(scope="module", params=["lab", "notebook"])
+WITHOUT_EXTENSION = "lab-without-extension"
+
+
+@pytest.fixture(scope="module", params=["lab", "notebook", WITHOUT_EXTENSION])
 def jupyter(request: pytest.FixtureRequest, emulator: dw.Emulator) -> Iterator[JupyterServer]:
     env = kernels_use(emulator)
-    with JupyterServer(request.param, env=env) as server:
+    app, args = request.param, []
+    if app == WITHOUT_EXTENSION:
+        app, args = "lab", ["--ServerApp.jpserver_extensions=decart_widget=False"]
+    with JupyterServer(app, env=env, args=args) as server:
+        server.served_assets = app == request.param  # type: ignore[attr-defined]
         yield server
+
+
+def asset_urls(page: Any) -> list[str]:
+    """The URLs the page fetched the widget's assets from over HTTP (the server extension's)."""
+    return list(
+        page.evaluate(
+            "() => performance.getEntriesByType('resource').map((e) => e.name)"
+            ".filter((name) => name.includes('/decart-widget/assets/'))"
+        )
+    )
 
 
 def states(ui: JupyterPage) -> list[list[Any]] | None:
@@ -79,3 +98,11 @@ def test_livekit_widgets_transform_the_video_in_jupyter(
     assert len(sessions) == 2 and {s.transport for s in sessions} == {"livekit"}
     assert all(s.live and s.frames_sent > 0 and s.room_name for s in sessions)
     assert emulator.api_key not in page.content()
+    # both widgets share one import of livekit.js: from the server by its build id, or, without the
+    # extension, from the comm after one 404 (asset_loader.ts)
+    urls = asset_urls(page)
+    assert len(urls) == 1 and urls[0].endswith("/livekit.js")
+    if jupyter.served_assets:  # type: ignore[attr-defined]
+        assert page.evaluate("(url) => fetch(url).then((r) => r.status)", urls[0]) == 200
+    else:
+        assert page.evaluate("(url) => fetch(url).then((r) => r.status)", urls[0]) == 404

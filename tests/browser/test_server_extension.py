@@ -1,16 +1,20 @@
-"""The Jupyter server extension: kernel WebSockets without Nagle's delay.
+"""The Jupyter server extension: kernel WebSockets without Nagle's delay, and the front-end
+assets served by hash.
 
-No browser: a real JupyterLab server, a kernel started through its REST API and a WebSocket
-client. The check reads the option on the server's own end of that socket: a copy of the server
-process's file descriptor (``pidfd_getfd``, Linux 5.6+, same user) and ``getsockopt``.
+No browser: a real JupyterLab server, HTTP requests to it, a kernel started through its REST API
+and a WebSocket client. The Nagle check reads the option on the server's own end of that socket:
+a copy of the server process's file descriptor (``pidfd_getfd``, Linux 5.6+, same user) and
+``getsockopt``.
 """
 
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import json
 import os
 import socket
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -20,6 +24,8 @@ from jupyter_servers import JupyterServer
 from websockets.sync.client import connect
 
 from decart_widget.server_extension import without_nagle
+from decart_widget.widget._assets import ASSETS
+from decart_widget.widget._widget import STATIC
 
 SYS_PIDFD_GETFD = 438  # the same number on every Linux architecture (new syscalls share one table)
 
@@ -110,12 +116,73 @@ def test_the_extension_sets_tcp_nodelay_on_kernel_websockets() -> None:
         assert kernel_socket_no_delay(server) is True
 
 
+def _get(url: str) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers and body of a GET that follows no redirect."""
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: Any) -> None:
+            return None
+
+    try:
+        with urllib.request.build_opener(NoRedirect).open(url, timeout=30) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+def _built(name: str) -> tuple[bytes, str]:
+    path = STATIC / ASSETS[name]
+    if not path.is_file():
+        pytest.skip(f"{path} is not built (bash scripts/setup.sh)")
+    data = path.read_bytes()
+    return data, hashlib.sha256(data).hexdigest()[:16]
+
+
+def test_the_extension_serves_each_asset_by_its_build_id_cached_as_immutable() -> None:
+    with JupyterServer("lab") as server:
+        assert "front-end assets served at /decart-widget/assets/" in server.log()
+        for name in ASSETS:
+            data, build_id = _built(name)
+            url = (
+                f"{server.base_url}/decart-widget/assets/{build_id}/{name}.js?token={server.token}"
+            )
+            status, headers, body = _get(url)
+            assert status == 200, name
+            assert body == data
+            assert headers["Content-Type"].startswith("text/javascript")
+            assert "immutable" in headers["Cache-Control"]
+            assert "max-age=31536000" in headers["Cache-Control"]
+
+
+def test_the_extension_serves_nothing_else() -> None:
+    data, build_id = _built("livekit")
+    other_id = hashlib.sha256(data + b"another build").hexdigest()[:16]
+    with JupyterServer("lab") as server:
+        base = f"{server.base_url}/decart-widget/assets"
+        token = f"?token={server.token}"
+        for path in (
+            f"{other_id}/livekit.js",  # another build's id: the page falls back to the comm
+            f"{build_id}/webrtc.js",  # one asset's id does not open another
+            f"{build_id}/widget.js",  # a static file that is not an on-demand asset
+            f"{build_id}/..%2f_widget.py",
+            f"{build_id}/../static/livekit.js",
+            f"{build_id[:8]}/livekit.js",
+        ):
+            assert _get(f"{base}/{path}{token}")[0] == 404, path
+        # behind the server's login, as every page of it
+        status, _, body = _get(f"{base}/{build_id}/livekit.js")
+        assert status in (302, 403) and body != data
+
+
 def test_without_the_extension_jupyter_leaves_nagle_on() -> None:
     """The control: what the server does by itself, so the check above can tell the difference."""
     disabled = "--ServerApp.jpserver_extensions=decart_widget=False"
     with JupyterServer("lab", args=[disabled]) as server:
         assert "kernel WebSockets send without Nagle" not in server.log()
         assert kernel_socket_no_delay(server) is False
+        _, build_id = _built("livekit")
+        url = f"{server.base_url}/decart-widget/assets/{build_id}/livekit.js?token={server.token}"
+        assert _get(url)[0] == 404  # no route: the page gets its assets over the comm
 
 
 class _Handler:

@@ -1,11 +1,12 @@
-"""Front-end assets sent over the comm on demand (decart_widget/widget/_assets.py)."""
+"""Front-end assets sent over the comm on demand, or served by build id over HTTP
+(decart_widget/widget/_assets.py)."""
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
 
-from decart_widget.widget._assets import ASSETS, asset_messages
+from decart_widget.widget._assets import ASSETS, asset_messages, served_asset
 
 
 def test_an_asset_rides_in_chunks_that_join_into_the_file(tmp_path: Path) -> None:
@@ -38,3 +39,18 @@ def test_unknown_and_missing_assets_get_an_asset_error(tmp_path: Path) -> None:
     assert "reinstall decart-widget" in missing["message"]
     ((not_a_name, _),) = asset_messages(tmp_path, ["livekit"])
     assert not_a_name["type"] == "asset_error"
+
+
+def test_an_asset_is_served_only_by_its_own_build_id(tmp_path: Path) -> None:
+    data = b"export const open = () => {};"
+    (tmp_path / ASSETS["livekit"]).write_bytes(data)
+    (tmp_path / "secret.txt").write_bytes(b"not an asset")
+    build_id = hashlib.sha256(data).hexdigest()[:16]
+    assert served_asset(tmp_path, "livekit", build_id) == data
+    assert served_asset(tmp_path, "livekit", "0" * 16) is None  # another build
+    assert served_asset(tmp_path, "livekit", build_id[:8]) is None  # not a whole id
+    assert served_asset(tmp_path, "webrtc", build_id) is None  # not built here
+    assert served_asset(tmp_path, "secret.txt", build_id) is None  # only names of ASSETS
+    assert served_asset(tmp_path, "../livekit", build_id) is None
+    (tmp_path / ASSETS["livekit"]).write_bytes(data + b" // rebuilt")
+    assert served_asset(tmp_path, "livekit", build_id) is None  # the id names the old bytes
