@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias, TypeGuard
 
@@ -237,10 +238,29 @@ def _candidate(obj: JSON) -> JSON | None:
     return value
 
 
+#: The C scanner `json.loads` ends in (a decoder's defaults: the same as `json.loads`'s).
+_SCAN_ONCE: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # set in __init__, not typed
+
+
+def load_json(frame: str | bytes) -> Any:
+    """``json.loads(frame)``, without its Python layers when the frame is a single JSON value
+    with nothing around it (a relay parses every frame); anything else (whitespace around it,
+    bytes, an error) takes `json.loads` itself, which also makes the error."""
+    if type(frame) is str:
+        try:
+            obj, end = _SCAN_ONCE(frame, 0)
+        except (StopIteration, ValueError, RecursionError):
+            pass
+        else:
+            if end == len(frame):
+                return obj
+    return json.loads(frame)
+
+
 def decode_object(frame: str | bytes) -> JSON:
     """Decode one text frame into a JSON object with a string ``type``."""
     try:
-        obj = json.loads(frame)
+        obj = load_json(frame)
     except (ValueError, RecursionError) as exc:
         raise ProtocolError(f"frame is not valid JSON: {exc}") from None
     if not isinstance(obj, dict):

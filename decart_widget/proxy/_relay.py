@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Collection, Coroutine
@@ -40,7 +39,7 @@ from aiohttp import WSMsgType, web
 from ..protocol._constants import CLOSE_TRY_AGAIN_LATER, decoded_size
 from ..protocol._errors import AuthenticationError, ProtocolError, classify
 from ..protocol._urls import build_stream_url
-from ..protocol.messages import END_REASONS, client_message, decode_object
+from ..protocol.messages import END_REASONS, client_message, decode_object, load_json
 from . import codes
 from ._config import ProxyConfig
 from ._frames import (
@@ -822,7 +821,7 @@ async def _cancelled(tasks: Collection[asyncio.Task[Any]]) -> None:
 def _decode(text: str) -> tuple[Any, object]:
     """An upstream frame's JSON and its ``type`` (None when it is not a JSON object)."""
     try:
-        obj: Any = json.loads(text)
+        obj: Any = load_json(text)
     except ValueError:
         obj = None
     return obj, obj.get("type") if isinstance(obj, dict) else None

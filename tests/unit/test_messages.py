@@ -284,3 +284,35 @@ def test_protocol_error_is_a_decart_error_of_kind_protocol() -> None:
         m.parse_server("{")
     assert info.value.kind == "protocol"
     assert "JSON" in info.value.message
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        '{"type":"prompt","prompt":"Noir"}',
+        ' {"a":1}',
+        '{"a":1}\n',
+        '{"a":1}x',
+        '{"a":1}{"b":2}',
+        "",
+        "NaN",
+        "[1,2]",
+        '"\\ud800"',
+        '{"a":"\\u00e9\\n"}',
+        "\ufeff{}",
+        "1e400",
+        "[" * 100_000 + "]" * 100_000,
+        b'{"a":1}',
+    ],
+)
+def test_load_json_is_json_loads(frame: str | bytes) -> None:
+    """`load_json`'s shortcut (the C scanner alone) gives what `json.loads` gives: the same
+    value, or the same error."""
+
+    def outcome(load: Any) -> tuple[str, str]:
+        try:
+            return "value", repr(load(frame))
+        except (ValueError, RecursionError) as exc:
+            return type(exc).__name__, str(exc)
+
+    assert outcome(m.load_json) == outcome(json.loads)

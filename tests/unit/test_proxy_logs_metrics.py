@@ -56,6 +56,47 @@ def test_json_lines_carry_the_session_fields_and_no_secret() -> None:
     assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", first["ts"])
 
 
+def test_the_commands_session_lines_are_the_same_with_or_without_a_record() -> None:
+    """With the command's handler alone on the way, a session's event skips the `LogRecord`
+    (`_logs._direct_sink`): its line must be the one the record would have made (same
+    fields, same redaction), and a filter anywhere on the way gets records again."""
+    stream = io.StringIO()
+    root, package_logger = logging.getLogger(), logging.getLogger("decart_widget")
+    saved = (list(root.handlers), root.level, package_logger.level, package_logger.propagate)
+    session_logger = logging.getLogger("decart_widget.proxy.session")
+    seen: list[logging.LogRecord] = []
+
+    def remember(record: logging.LogRecord) -> bool:
+        seen.append(record)
+        return True
+
+    handler = configure_logging("INFO", stream=stream, process=True)
+    try:
+        log = SessionLogger(session_logger, "px_1", "alice", "m")
+        for filtered in (False, True):
+            if filtered:
+                session_logger.addFilter(remember)
+            log.event("prompt", prompt="see api_key=dct_live_abcdef123", success=True, ack_ms=1.5)
+            log.event("odd", logging.WARNING, session="theirs", token="dwp1.secret.sig")
+        handler.flush()
+    finally:
+        session_logger.removeFilter(remember)
+        for installed in list(root.handlers):
+            root.removeHandler(installed)
+        for old in saved[0]:
+            root.addHandler(old)
+        root.level, package_logger.level, package_logger.propagate = saved[1:]
+    assert [record.msg for record in seen] == ["prompt", "odd"]  # the filtered round only
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    for line in lines:
+        del line["ts"]
+    direct, through_records = lines[:2], lines[2:]
+    assert direct == through_records
+    assert direct[0]["prompt"] == "see api_key=***" and direct[0]["ack_ms"] == 1.5
+    assert direct[1]["session"] == "theirs" and direct[1]["level"] == "warning"
+    assert "dct_live" not in stream.getvalue() and "dwp1.secret" not in stream.getvalue()
+
+
 def test_the_encoder_made_once_writes_what_json_writes() -> None:
     """`_encode` (the C encoder made once) is byte for byte `_ENCODER.encode`."""
     values = [
