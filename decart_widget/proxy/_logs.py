@@ -259,17 +259,21 @@ else:  # generic at run time only from Python 3.11
 
 
 class BatchingStreamHandler(_StreamHandler):
-    """A stream handler that writes the lines of one event-loop turn in one ``write``.
+    """A stream handler that writes the lines of a few event-loop turns in one ``write``.
 
-    Under load a proxy logs a few thousand lines a second (a prompt and its ack are two); one
-    system call each was a tenth of its CPU. A line logged on a thread running an event loop is
-    held until the end of that loop turn (a callback scheduled on it); warnings and errors, lines
-    logged where no loop runs and a 256th held line write everything at once. ``flush`` (also
-    called by `logging.shutdown` at exit) writes what is held. A process killed with SIGKILL
-    loses at most one loop turn's lines.
+    Under load a proxy logs a few thousand lines a second (one a prompt); one system call each
+    was a tenth of its CPU. A line logged on a thread running an event loop is held for up to
+    `FLUSH_DELAY` seconds (a callback scheduled on that loop writes what is held then; holding
+    only to the end of the loop turn saved nothing on a quiet machine, where each prompt's ack
+    has a loop turn of its own); warnings and errors, lines logged where no loop runs and a
+    256th held line write everything at once. ``flush`` (also called by `logging.shutdown` at
+    exit) writes what is held. A process killed with SIGKILL loses at most the last
+    `FLUSH_DELAY` seconds of info lines.
     """
 
     MAX_HELD_LINES = 256
+    #: Seconds an info line may wait for the lines after it (bench/README.md, proxy_load).
+    FLUSH_DELAY = 0.05
 
     def __init__(self, stream: IO[str]) -> None:
         super().__init__(stream)
@@ -314,7 +318,7 @@ class BatchingStreamHandler(_StreamHandler):
         else:
             self._flush_on = loop
             self._flush_thread = threading.get_ident()
-            loop.call_soon(self.flush)
+            loop.call_later(self.FLUSH_DELAY, self.flush)
 
     def _write_held(self) -> None:
         if self._held:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -9,6 +10,7 @@ import re
 
 from decart_widget.proxy._logs import (
     _ENCODER,
+    BatchingStreamHandler,
     JsonFormatter,
     SessionLogger,
     _encode,
@@ -95,6 +97,40 @@ def test_the_commands_session_lines_are_the_same_with_or_without_a_record() -> N
     assert direct[0]["prompt"] == "see api_key=***" and direct[0]["ack_ms"] == 1.5
     assert direct[1]["session"] == "theirs" and direct[1]["level"] == "warning"
     assert "dct_live" not in stream.getvalue() and "dwp1.secret" not in stream.getvalue()
+
+
+class CountingStream(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+def test_the_commands_handler_holds_info_lines_across_loop_turns() -> None:
+    """Info lines logged in several loop turns go out in one ``write`` (held up to
+    `BatchingStreamHandler.FLUSH_DELAY`, here made long); a warning writes everything held,
+    in order, at once."""
+    stream = CountingStream()
+    handler = BatchingStreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    handler.FLUSH_DELAY = 60.0
+    logger = logging.Logger("decart_widget.proxy.test_batching", logging.INFO)
+    logger.addHandler(handler)
+
+    async def log_over_three_turns() -> None:
+        for turn in range(3):
+            logger.info("line %d", turn)
+            await asyncio.sleep(0)
+        assert stream.writes == 0 and stream.getvalue() == ""
+        logger.warning("now")
+        assert stream.writes == 1
+
+    asyncio.run(log_over_three_turns())
+    events = [json.loads(line)["event"] for line in stream.getvalue().splitlines()]
+    assert events == ["line 0", "line 1", "line 2", "now"]
 
 
 def test_the_encoder_made_once_writes_what_json_writes() -> None:
