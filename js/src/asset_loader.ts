@@ -82,18 +82,39 @@ export class AssetLoader {
     const key = `${name}@${id}`;
     let module = this.cache.get(key);
     if (!module) {
-      module = this.fetch(name, id);
+      module = this.fetch(name, id, this.cache.get(`~${key}`));
       this.cache.set(key, module);
       module.catch(() => this.cache.delete(key));
     }
     return module;
   }
 
-  /** From the page's server if it has the asset of this build, else (or meanwhile) the kernel. */
-  private fetch(name: string, id: string): Promise<unknown> {
+  /** Import the asset from the page's server ahead of need (a widget was made), never asking the
+   * kernel: a load() meanwhile joins it, as it would its own import (the same fallback). */
+  warm(name: string): void {
+    const id = this.buildIds[name] ?? "";
+    const key = `${name}@${id}`;
+    const url = this.serverUrl(name, id);
+    if (!url || this.cache.has(key) || this.cache.has(`~${key}`)) return;
+    const module = this.importModule(url);
+    this.cache.set(`~${key}`, module); // one warm-up per page, whichever widget asks
+    module.then(
+      () => this.cache.has(key) || this.cache.set(key, module),
+      () => failedBases.add(this.serverBase!),
+    );
+  }
+
+  private serverUrl(name: string, id: string): string | null {
     const base = this.serverBase;
+    return base && !failedBases.has(base) && /^[0-9a-f]{16}$/.test(id) ? `${base}${id}/${name}.js` : null;
+  }
+
+  /** From the page's server if it has the asset of this build (`pending`: an import of it already
+   * under way), else (or meanwhile) the kernel. */
+  private fetch(name: string, id: string, pending?: Promise<unknown>): Promise<unknown> {
+    const url = this.serverUrl(name, id);
     const viaComm = (): Promise<unknown> => this.receive(name, id).then((chunks) => this.evaluate(chunks));
-    if (!base || failedBases.has(base) || !/^[0-9a-f]{16}$/.test(id)) return viaComm();
+    if (!url) return viaComm();
     return new Promise((resolve, reject) => {
       let comm: Promise<unknown> | null = null;
       const fallBack = (): void => {
@@ -101,13 +122,13 @@ export class AssetLoader {
         (comm ??= viaComm()).then(resolve, reject);
       };
       const timer = this.clock.setTimeout(fallBack, SERVER_WAIT_MS);
-      this.importModule(`${base}${id}/${name}.js`).then(
+      (pending ?? this.importModule(url)).then(
         (module) => {
           this.clock.clearTimeout(timer);
           resolve(module);
         },
         () => {
-          failedBases.add(base);
+          failedBases.add(this.serverBase!);
           fallBack();
         },
       );

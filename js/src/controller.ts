@@ -103,6 +103,7 @@ export class Controller {
       },
       stats: (stats) => this.bridge.stats(stats),
       loadAsset: (name) => assets.load(name),
+      warmAsset: (name) => assets.warm(name),
       fail: (error) => this.fail(error),
     });
     this.signaling = new SignalingLink({

@@ -20,7 +20,11 @@ class LazyLink implements MediaLink {
   constructor(
     private readonly asset: string,
     private readonly host: MediaHost,
-  ) {}
+  ) {
+    // a widget of this transport was made: its first session will need the asset, which the page's
+    // server (when it has one) gives without the kernel, so a Start pressed later finds it loaded
+    host.warmAsset?.(asset);
+  }
 
   get remoteStream(): MediaStream | null {
     return this.link?.remoteStream ?? null;

@@ -33,6 +33,8 @@ export interface MediaHost {
   stats(stats: Stats | null): void;
   /** a module the page loads on demand (asset_loader.ts), e.g. "livekit" */
   loadAsset(name: string): Promise<unknown>;
+  /** Start importing an asset from the page's server ahead of need (never from the kernel). */
+  warmAsset?(name: string): void;
   /** end the session for a reason the core cannot see (an asset that cannot load) */
   fail(error: DecartError): void;
 }

@@ -121,7 +121,7 @@ function serverSetup(base: string, server: (url: string) => Promise<unknown>, id
   const loader = new AssetLoader(channel, clockOf(clock), importModule, cache, ids, base);
   const answer = (name: string, hash: string): void =>
     channel.reply({ type: "asset", name, hash, index: 0, count: 1 }, [bytes("export {}")]);
-  return { clock, channel, imported, loader, answer };
+  return { clock, channel, imported, loader, answer, cache };
 }
 
 const pageOf = (config: string | null, url: string): Document =>
@@ -218,6 +218,58 @@ describe("AssetLoader over the page's Jupyter server", () => {
   });
 });
 
+describe("AssetLoader.warm: a widget was made, its first session will need the asset", () => {
+  it("imports it from the page's server at once; the session's load finds it, and the kernel is never asked", async () => {
+    const w = serverSetup("http://g.test/decart-widget/assets/", async (url) => ({ from: url }));
+    w.loader.warm("livekit");
+    w.loader.warm("livekit");
+    // another widget of the page, made before the import ends, does not import it again
+    new AssetLoader(new FakeChannel(), clockOf(w.clock), async () => "again", w.cache, { livekit: ID }, "http://g.test/decart-widget/assets/").warm("livekit");
+    expect(w.imported).toEqual([`http://g.test/decart-widget/assets/${ID}/livekit.js`]);
+    await flush();
+    expect(await w.loader.load("livekit")).toEqual({ from: w.imported[0] });
+    expect(w.imported).toHaveLength(1);
+    expect(w.channel.sent).toEqual([]);
+  });
+
+  it("never asks the kernel itself: after a failed warm-up the session's load goes to the kernel", async () => {
+    const w = serverSetup("http://h.test/decart-widget/assets/", async () => {
+      throw new TypeError("404");
+    });
+    w.loader.warm("livekit");
+    await flush();
+    expect(w.channel.sent).toEqual([]);
+    const pending = w.loader.load("livekit");
+    await flush();
+    expect(w.channel.sent).toEqual([{ type: "asset_request", name: "livekit" }]);
+    expect(w.imported.filter((url) => url.startsWith("http"))).toHaveLength(1);
+    w.answer("livekit", ID);
+    expect(await pending).toEqual({ from: "comm" });
+  });
+
+  it("a load during the warm-up joins its import, with the same fallback when the server is slow", async () => {
+    let release: (module: unknown) => void = () => {};
+    const w = serverSetup("http://i.test/decart-widget/assets/", () => new Promise((resolve) => (release = resolve)));
+    w.loader.warm("livekit");
+    const pending = w.loader.load("livekit");
+    await flush();
+    expect(w.imported).toHaveLength(1);
+    expect(w.channel.sent).toEqual([]);
+    w.clock.advance(SERVER_WAIT_MS / 1000);
+    expect(w.channel.sent).toEqual([{ type: "asset_request", name: "livekit" }]);
+    release({ from: "server" });
+    expect(await pending).toEqual({ from: "server" });
+  });
+
+  it("does nothing in a page without a server (VS Code): the kernel is asked when a session starts", async () => {
+    const w = serverSetup("", async (url) => ({ from: url }));
+    w.loader.warm("livekit");
+    await flush();
+    expect(w.imported).toEqual([]);
+    expect(w.channel.sent).toEqual([]);
+  });
+});
+
 /** A host whose loadAsset is under the test's control. */
 function lazySetup() {
   const failures: DecartError[] = [];
@@ -248,10 +300,17 @@ function lazySetup() {
   };
   const module: MediaTransport = { open: () => inner };
   const link = lazyMedia("livekit").open(host);
-  return { link, loads, calls, failures, module, settle: () => settle! };
+  return { link, host, loads, calls, failures, module, settle: () => settle! };
 }
 
 describe("lazyMedia", () => {
+  it("asks its host to warm the asset up when the widget is made (the server's copy, never the kernel's)", () => {
+    const warmed: string[] = [];
+    const host = { ...lazySetup().host, warmAsset: (name: string) => warmed.push(name) };
+    lazyMedia("livekit").open(host);
+    expect(warmed).toEqual(["livekit"]);
+  });
+
   it("loads the asset when the session starts connecting and replays the core's actions on its link, in order", async () => {
     const w = lazySetup();
     expect(w.loads).toEqual([]); // nothing at construction: only a Gen-B session loads it
