@@ -131,9 +131,19 @@ export function fromKind(kind: string, message: string): DecartError {
   return new ErrorClass(message);
 }
 
-/** Any thrown value as a DecartError (its own kind if it is one). */
+const MEDIA_KINDS: readonly string[] = ["camera", "permission", "insecure_context"] satisfies MediaErrorKind[];
+
+/** Any thrown value as a DecartError (its own kind if it is one, also when an asset's bundle made
+ * it with its own copy of these classes: sources.js, livekit.js). */
 export function asError(error: unknown): DecartError {
-  return error instanceof DecartError ? error : new DecartError(error instanceof Error ? error.message : String(error));
+  if (error instanceof DecartError) return error;
+  const kind = (error as { kind?: unknown } | null)?.kind;
+  const message = error instanceof Error ? error.message : String(error);
+  if (error instanceof Error && typeof kind === "string") {
+    if (kind in ERROR_CLASSES) return fromKind(kind, message);
+    if (MEDIA_KINDS.includes(kind)) return new MediaError(kind as MediaErrorKind, message);
+  }
+  return new DecartError(message);
 }
 
 /** The typed error of a server error text if retrying cannot help, else null. */

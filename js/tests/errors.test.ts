@@ -1,6 +1,8 @@
 import { describe, expect, it } from "vitest";
 import {
   AuthenticationError,
+  asError,
+  MediaError,
   ConcurrencyLimit,
   DecartError,
   InsufficientCredits,
@@ -44,5 +46,25 @@ describe("errors", () => {
     expect(fromKind("authentication", "bad key").permanent).toBe(true);
     expect(fromKind("nonsense", "x")).toBeInstanceOf(DecartError);
     expect(fromKind("nonsense", "x").kind).toBe("error");
+  });
+});
+
+describe("asError", () => {
+  // an asset's bundle (sources.js, livekit.js) has its own copy of the error classes
+  const foreign = (kind: string, message: string): Error => Object.assign(new Error(message), { kind });
+
+  it("keeps the kind of an error made by an asset's copy of the classes", () => {
+    const refused = asError(foreign("permission", "Camera permission denied"));
+    expect(refused).toBeInstanceOf(MediaError);
+    expect(refused).toMatchObject({ kind: "permission", message: "Camera permission denied", permanent: true });
+    expect(asError(foreign("moderation", "blocked"))).toBeInstanceOf(ModerationError);
+  });
+
+  it("an unknown kind, a plain error or a thrown string is a plain DecartError", () => {
+    expect(asError(foreign("weird", "x")).kind).toBe("error");
+    expect(asError(new Error("boom"))).toMatchObject({ kind: "error", message: "boom" });
+    expect(asError("text").message).toBe("text");
+    const own = new InvalidInput("bad");
+    expect(asError(own)).toBe(own);
   });
 });

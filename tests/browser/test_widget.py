@@ -303,6 +303,36 @@ def test_camera_source_with_the_fake_device(
     )
 
 
+def test_mirrored_camera_is_drawn_by_the_capture_asset(
+    make_widget: Make, widget_page: WidgetPage, emu: dw.Emulator
+) -> None:
+    """mirror=True's canvas lives in sources.js (capture_sources.ts), loaded when it starts."""
+    w = make_widget(prompt="invert", source="camera", mirror=True)
+    widget_page.show(w)
+    w.start()
+    wait_state(w, "generating")
+    frames = widget_page.wait_frames(Frames.inverted, what="the inverted mirrored camera")
+    assert frames.input is not None and frames.input.width > 0
+    assert w.last_error == ""
+
+
+def test_a_refused_camera_says_what_to_do(
+    make_widget: Make, widget_page: WidgetPage, emu: dw.Emulator
+) -> None:
+    """The words of a camera failure come from the capture asset (sources.ts cameraFailure)."""
+    w = make_widget(prompt="invert", source="camera")
+    widget_page.show(w)
+    widget_page.page.evaluate(
+        "() => { navigator.mediaDevices.getUserMedia = () =>"
+        " Promise.reject(new DOMException('denied', 'NotAllowedError')); }"
+    )
+    w.start()
+    wait_for(lambda: w.last_error, 10, "the capture error")
+    assert w.last_error_kind == "permission"
+    assert "Camera permission denied" in w.last_error
+    assert w.connection_state == "disconnected"
+
+
 def test_screen_source_shares_the_screen(
     make_widget: Make, widget_page: WidgetPage, emu: dw.Emulator
 ) -> None:
